@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# make test: sanity, changelog lint, then unit + integration tests (one pytest session) on a lab this
+# script brings up itself and always tears down, even on failure.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+failed=()
+step() { echo; echo "=== $1"; }
+
+step "sanity"
+bash scripts/sanity.sh || failed+=(sanity)
+
+step "changelog lint"
+"$ROOT/.venv/bin/antsibull-changelog" lint || failed+=(changelog-lint)
+
+step "lab up"
+trap 'echo; echo "=== lab down"; bash lab/lab.sh down' EXIT
+if ! bash lab/lab.sh up; then
+  failed+=(lab-up)
+  echo "lab up failed: the integration tests will fail" >&2
+fi
+
+step "unit + integration tests"
+bash scripts/pytest.sh -rs tests/unit tests/integration "$@"
+rc=$?
+# pytest exit 5 = no tests collected: a missing suite is a failure, never a pass.
+[ $rc -eq 0 ] || failed+=("pytest(rc=$rc)")
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "make test: FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "make test: all steps passed"
