@@ -22,6 +22,14 @@ attributes:
       - This assumes that the system controlled/queried by the module has not changed in a relevant way.
 """
 
+    # Should be used together with the standard fragment, for modules that return ansible_facts
+    INFO_MODULE_FACTS = r"""
+options: {}
+attributes:
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+"""
+
     # Should be used together with the standard fragment
     ACTIONGROUP_MTD = r"""
 options: {}

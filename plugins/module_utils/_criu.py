@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A thin wrapper around the ``criu`` command line.
+
+This is a private module_utils file (leading underscore): its API may change without notice.
+Commands run as argv lists (never through a shell) with ``LANG=C``; each result keeps rc, stdout and
+stderr so that callers can put the real cause into their failure result. Python 3.8+.
+
+Outputs of CRIU 4.1.1 this code reads (``criu`` writes its verdicts to stdout, warnings and errors to
+stderr)::
+
+    criu --version                            rc 0  stdout "Version: 4.1.1"
+    criu check                                rc 0  stdout "Looks good."
+    criu check --feature uffd-noncoop         rc 0  stdout "uffd-noncoop is supported"
+    criu check --feature mem_dirty_track      rc 1  stderr "Warn (criu/cr-check.c:824): Dirty tracking is OFF. ..."
+    criu check --feature nosuch               rc 1  stderr "Error (criu/cr-check.c:1866): Unknown feature nosuch"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# Where CRIU is usually installed, besides PATH (a source build installs to /usr/local/sbin).
+CRIU_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
+CRIU_ENV = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
+TAIL_LINES = 20
+
+_VERSION_RE = re.compile(r'^\s*Version:\s*(\S+)', re.MULTILINE)
+
+
+class CriuError(Exception):
+    """CRIU is missing or a command failed; ``result`` is the CriuResult when a command ran."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.message = message
+        self.result = result
+
+    def __str__(self):
+        return self.message
+
+
+def output_tail(text, lines=TAIL_LINES):
+    """The last ``lines`` non-empty lines of ``text``, joined with newlines."""
+    kept = [line.rstrip() for line in (text or '').splitlines() if line.strip()]
+    return '\n'.join(kept[-lines:])
+
+
+class CriuResult:
+    """rc, stdout and stderr of one criu command."""
+
+    def __init__(self, cmd, rc, stdout, stderr):
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout or ''
+        self.stderr = stderr or ''
+
+    @property
+    def output(self):
+        """stderr then stdout: CRIU prints warnings to stderr before its verdict on stdout."""
+        return '\n'.join(part for part in (self.stderr.strip(), self.stdout.strip()) if part)
+
+    def tail(self, lines=TAIL_LINES):
+        return output_tail(self.output, lines)
+
+    def as_dict(self):
+        """For a module's failure result."""
+        return {'cmd': self.cmd, 'rc': self.rc, 'stdout': self.stdout, 'stderr': self.stderr}
+
+
+def find_criu(module, path=None):
+    """Absolute path of the criu binary, or None when it cannot be found.
+
+    With ``path`` given, that file must exist and be executable (CriuError otherwise); else
+    ``criu`` is searched in PATH and :data:`CRIU_DIRS`.
+    """
+    if path:
+        if not os.path.isfile(path):
+            raise CriuError('criu_path %s does not exist or is not a file.' % (path,))
+        if not os.access(path, os.X_OK):
+            raise CriuError('criu_path %s is not executable.' % (path,))
+        return path
+    return module.get_bin_path('criu', required=False, opt_dirs=CRIU_DIRS)
+
+
+class Criu:
+    """Runs criu through ``module.run_command``.
+
+    ``path`` is the binary (see find_criu()). Read-only commands (``--version``, ``check``) run in
+    check mode too; callers that change state must skip their commands in check mode themselves.
+    """
+
+    def __init__(self, module, path):
+        self.module = module
+        self.path = path
+        self.last = None
+
+    def run(self, args, check_rc=False, data=None, cwd=None):
+        """Run ``criu <args>`` and return a CriuResult; with check_rc a non-zero rc raises CriuError."""
+        cmd = [self.path] + [str(arg) for arg in args]
+        try:
+            rc, stdout, stderr = self.module.run_command(
+                cmd, data=data, cwd=cwd, environ_update=dict(CRIU_ENV))
+        except OSError as exc:
+            raise CriuError('Cannot run %s: %s' % (self.path, exc))
+        result = CriuResult(cmd, rc, stdout, stderr)
+        self.last = result
+        if check_rc and rc != 0:
+            raise CriuError(
+                '"%s" failed with rc %s: %s' % (' '.join(cmd), rc, result.tail(5) or 'no output'), result)
+        return result
+
+    def version(self):
+        """The version string, as ``4.1.1``; CriuError when criu does not tell it."""
+        result = self.run(['--version'])
+        match = _VERSION_RE.search(result.stdout) or _VERSION_RE.search(result.stderr)
+        if result.rc != 0 or not match:
+            raise CriuError('"%s --version" did not report a version (rc %s): %s'
+                            % (self.path, result.rc, result.tail(5) or 'no output'), result)
+        return match.group(1)
+
+    def check(self):
+        """Run ``criu check``; return ``(ok, tail of the output)``.
+
+        ok is True when criu exits with 0 and says "Looks good" (which also covers "Looks good but
+        some kernel features are missing").
+        """
+        result = self.run(['check'])
+        ok = result.rc == 0 and 'Looks good' in result.output
+        return ok, result.tail()
+
+    def feature(self, name):
+        """True when ``criu check --feature <name>`` reports the feature as present.
+
+        Present: rc 0 and "<name> is supported", or a "... is ON" line (older CRIU releases reported
+        some features that way). Absent: a non-zero rc, "... is OFF", "not supported", an unknown
+        feature name.
+        """
+        result = self.run(['check', '--feature', name])
+        text = result.output
+        if result.rc != 0:
+            return False
+        if re.search(r'\bis OFF\b', text) or 'not supported' in text.lower():
+            return False
+        return bool(re.search(r'\bis supported\b', text) or re.search(r'\bis ON\b', text))

@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The CRIU wrapper, with the outputs CRIU 4.1.1 gave on the lab machine (see LAB-NOTES)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+
+from ansible_collections.mtd.containers.plugins.module_utils._criu import (
+    CRIU_DIRS,
+    Criu,
+    CriuError,
+    CriuResult,
+    find_criu,
+    output_tail,
+)
+
+# argv after the binary -> (rc, stdout, stderr), as captured from /usr/local/sbin/criu 4.1.1.
+CRIU_411 = {
+    ('--version',): (0, 'Version: 4.1.1\n', ''),
+    ('check',): (0, 'Looks good.\n', ''),
+    ('check', '--feature', 'mem_dirty_track'): (
+        1, '', 'Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n'),
+    ('check', '--feature', 'uffd-noncoop'): (0, 'uffd-noncoop is supported\n', ''),
+    ('check', '--feature', 'nosuch'): (1, '', 'Error (criu/cr-check.c:1866): Unknown feature nosuch\n'),
+    ('check', '--all'): (
+        1,
+        'Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\n'
+        'dump or restore failure.\n',
+        'Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n'),
+}
+
+
+class FakeModule:
+    """Answers run_command from a table and records the calls."""
+
+    def __init__(self, outputs, bin_path='/usr/local/sbin/criu'):
+        self.outputs = outputs
+        self.calls = []
+        self.bin_path = bin_path
+        self.bin_path_calls = []
+
+    def run_command(self, args, data=None, cwd=None, environ_update=None):
+        self.calls.append({'args': args, 'data': data, 'cwd': cwd, 'environ_update': environ_update})
+        return self.outputs[tuple(args[1:])]
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):
+        self.bin_path_calls.append((arg, required, opt_dirs))
+        return self.bin_path
+
+
+def test_version_check_and_features_of_criu_4_1_1():
+    module = FakeModule(CRIU_411)
+    criu = Criu(module, '/usr/local/sbin/criu')
+    assert criu.version() == '4.1.1'
+    assert criu.check() == (True, 'Looks good.')
+    assert criu.feature('mem_dirty_track') is False
+    assert criu.feature('uffd-noncoop') is True
+    assert criu.feature('nosuch') is False
+    assert module.calls[0]['args'] == ['/usr/local/sbin/criu', '--version']
+    assert module.calls[2]['args'] == ['/usr/local/sbin/criu', 'check', '--feature', 'mem_dirty_track']
+    for call in module.calls:
+        assert call['environ_update'] == {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
+    assert criu.last.rc == 1
+    assert 'Unknown feature nosuch' in criu.last.stderr
+
+
+def test_check_all_maybe_is_not_ok_when_rc_is_nonzero():
+    criu = Criu(FakeModule(CRIU_411), '/usr/local/sbin/criu')
+    result = criu.run(['check', '--all'])
+    assert result.rc == 1
+    assert result.tail().splitlines() == [
+        'Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.',
+        'Looks good but some kernel features are missing',
+        'which, depending on your process tree, may cause',
+        'dump or restore failure.',
+    ]
+
+
+@pytest.mark.parametrize('rc, stdout, stderr, ok', [
+    (0, 'Looks good.\n', 'Warn  (criu/kerndat.c:1013): Can\'t setup RLIMIT_NOFILE for self\n', True),
+    (0, 'Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\n'
+        'dump or restore failure.\n', '', True),
+    (1, '', 'Error (criu/cr-check.c:1260): vdso: Unexpected rt vDSO area bounds\nWarn  (criu/cr-check.c:1652): '
+        'Does not look good.\n', False),
+    (1, '', 'Error (criu/cr-check.c:1470): CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE '
+        'capability: \nsetcap cap_checkpoint_restore+eip /usr/local/sbin/criu\n', False),
+    (0, '', '', False),
+])
+def test_check_verdicts(rc, stdout, stderr, ok):
+    criu = Criu(FakeModule({('check',): (rc, stdout, stderr)}), '/usr/local/sbin/criu')
+    verdict, tail = criu.check()
+    assert verdict is ok
+    if stdout or stderr:
+        assert tail
+        assert tail.splitlines()[-1] == (stdout or stderr).strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize('rc, stdout, stderr, present', [
+    (0, 'mem_dirty_track is supported\n', '', True),
+    (0, 'Dirty tracking is ON\n', '', True),            # older CRIU wording
+    (0, '', 'Dirty tracking is OFF. Memory snapshot will not work.\n', False),
+    (1, 'mem_dirty_track is supported\n', '', False),    # a non-zero rc always means absent
+    (0, 'uffd is NOT supported\n', '', False),
+    (0, 'something else\n', '', False),
+])
+def test_feature_semantics(rc, stdout, stderr, present):
+    module = FakeModule({('check', '--feature', 'x'): (rc, stdout, stderr)})
+    assert Criu(module, '/usr/local/sbin/criu').feature('x') is present
+
+
+def test_version_errors_keep_the_output():
+    module = FakeModule({('--version',): (127, '', 'criu: error while loading shared libraries: libnet.so.9\n')})
+    with pytest.raises(CriuError) as excinfo:
+        Criu(module, '/opt/criu').version()
+    assert 'did not report a version (rc 127)' in str(excinfo.value)
+    assert 'libnet.so.9' in str(excinfo.value)
+    assert excinfo.value.result.rc == 127
+    module = FakeModule({('--version',): (0, 'criu 3.x\n', '')})
+    with pytest.raises(CriuError):
+        Criu(module, '/opt/criu').version()
+
+
+def test_run_check_rc_raises_with_result():
+    module = FakeModule(CRIU_411)
+    with pytest.raises(CriuError) as excinfo:
+        Criu(module, '/usr/local/sbin/criu').run(['check', '--feature', 'nosuch'], check_rc=True)
+    message = str(excinfo.value)
+    assert message.startswith('"/usr/local/sbin/criu check --feature nosuch" failed with rc 1: ')
+    assert 'Unknown feature nosuch' in message
+    assert excinfo.value.result.as_dict()['cmd'] == ['/usr/local/sbin/criu', 'check', '--feature', 'nosuch']
+
+
+def test_output_tail_and_result():
+    text = '\n'.join('line %d' % i for i in range(30)) + '\n\n'
+    assert output_tail(text, 3) == 'line 27\nline 28\nline 29'
+    assert output_tail('') == ''
+    result = CriuResult(['criu'], 0, 'out\n', 'err\n')
+    assert result.output == 'err\nout'
+
+
+# -- finding the binary ---------------------------------------------------------------------------
+
+def _executable(path, content='#!/bin/sh\nexit 0\n'):
+    with open(path, 'w') as handle:
+        handle.write(content)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def test_find_criu_searches_sbin_dirs():
+    module = FakeModule({})
+    assert find_criu(module) == '/usr/local/sbin/criu'
+    assert module.bin_path_calls == [('criu', False, CRIU_DIRS)]
+    assert CRIU_DIRS[:2] == ['/usr/local/sbin', '/usr/sbin']
+    assert find_criu(FakeModule({}, bin_path=None)) is None
+
+
+def test_find_criu_explicit_path(tmp_path):
+    good = _executable(str(tmp_path / 'criu'))
+    assert find_criu(FakeModule({}), good) == good
+    plain = tmp_path / 'not-executable'
+    plain.write_text('x')
+    with pytest.raises(CriuError, match='is not executable'):
+        find_criu(FakeModule({}), str(plain))
+    with pytest.raises(CriuError, match='does not exist or is not a file'):
+        find_criu(FakeModule({}), str(tmp_path / 'absent'))
+    with pytest.raises(CriuError, match='does not exist or is not a file'):
+        find_criu(FakeModule({}), str(tmp_path))
+
+
+# -- through a real AnsibleModule.run_command -------------------------------------------------------
+
+FAKE_CRIU = r"""#!/bin/sh
+# Echo what the wrapper passed, then behave like criu 4.1.1.
+echo "LANG=$LANG LC_ALL=$LC_ALL ARGS=$*" >> "$(dirname "$0")/calls.log"
+case "$*" in
+  --version) echo "Version: 4.1.1"; echo "GitID: v4.1.1" ;;
+  check) echo "Warn  (criu/kerndat.c:1013): Can't setup RLIMIT_NOFILE for self" >&2; echo "Looks good." ;;
+  "check --feature mem_dirty_track") echo "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work." >&2; exit 1 ;;
+  "check --feature uffd-noncoop") echo "uffd-noncoop is supported" ;;
+  *) echo "Error (criu/cr-check.c:1866): Unknown feature" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def ansible_module(monkeypatch):
+    args = json.dumps({'ANSIBLE_MODULE_ARGS': {}}).encode()
+    monkeypatch.setattr(basic, '_ANSIBLE_ARGS', args)
+    if hasattr(basic, '_ANSIBLE_PROFILE'):
+        monkeypatch.setattr(basic, '_ANSIBLE_PROFILE', 'legacy')
+    monkeypatch.setenv('LANG', 'de_DE.UTF-8')
+    return basic.AnsibleModule(argument_spec={})
+
+
+def test_real_run_command_with_fake_criu(tmp_path, ansible_module):
+    path = _executable(str(tmp_path / 'criu'), FAKE_CRIU)
+    criu = Criu(ansible_module, find_criu(ansible_module, path))
+    assert criu.version() == '4.1.1'
+    ok, tail = criu.check()
+    assert ok is True
+    assert tail == "Warn  (criu/kerndat.c:1013): Can't setup RLIMIT_NOFILE for self\nLooks good."
+    assert criu.feature('mem_dirty_track') is False
+    assert criu.feature('uffd-noncoop') is True
+    calls = (tmp_path / 'calls.log').read_text().splitlines()
+    assert calls == [
+        'LANG=C LC_ALL=C ARGS=--version',
+        'LANG=C LC_ALL=C ARGS=check',
+        'LANG=C LC_ALL=C ARGS=check --feature mem_dirty_track',
+        'LANG=C LC_ALL=C ARGS=check --feature uffd-noncoop',
+    ]
+
+
+@pytest.mark.skipif(not (os.path.exists('/usr/local/sbin/criu') and os.geteuid() == 0),
+                    reason='needs the lab CRIU at /usr/local/sbin/criu and root')
+def test_lab_criu(ansible_module):
+    criu = Criu(ansible_module, find_criu(ansible_module))
+    assert criu.version()
+    ok, tail = criu.check()
+    assert ok is True, tail
+    assert criu.feature('nosuch-feature') is False
