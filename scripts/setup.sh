@@ -21,7 +21,7 @@ grep -q 'VERSION_ID="12"' /etc/os-release || say "warning: tested on Debian 12 o
 # --- Debian packages -------------------------------------------------------------------------------
 APT_PKGS=(docker.io docker-registry openssh-server openssh-client iproute2 busybox-static debootstrap
   util-linux procps rsync xz-utils zstd curl ca-certificates git make gcc libc6-dev
-  libseccomp-dev python3 python3-venv
+  libseccomp-dev python3 python3-venv shellcheck
   # CRIU build dependencies (bookworm)
   build-essential libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libnl-3-dev
   libnet1-dev libcap-dev pkg-config python3-protobuf libbsd-dev libgnutls28-dev libnftables-dev
