@@ -9,7 +9,6 @@
 # Nothing under plugins/ knows about this: modules read the real interfaces inside each namespace.
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$LAB_DIR/.." && pwd)"
 STATE="${MTD_LAB_STATE:-/var/lib/mtd-lab}"
 REGISTRY_ADDR=127.0.0.1:5000
 DOCKER=/usr/bin/docker          # the engine's own client (20.10), not a newer one earlier on PATH
@@ -24,8 +23,8 @@ alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 pid_of() { cat "$1" 2>/dev/null || true; }
 hdocker() { "$DOCKER" -H "unix://$STATE/$1/docker.sock" "${@:2}"; }
 
-wait_for() { # seconds description command...
-  local t=$1 what=$2; shift 2
+wait_for() { # seconds description command...  (the description documents the call site)
+  local t=$1; shift 2
   local end=$((SECONDS + t))
   until "$@" >/dev/null 2>&1; do
     [ $SECONDS -lt $end ] || return 1
@@ -163,11 +162,11 @@ stop_host() {
     kill -TERM "$dockerd" 2>/dev/null || true
     wait_for 30 "engine stop" bash -c "! kill -0 $dockerd" || kill -KILL "$dockerd" 2>/dev/null || true
   fi
-  alive "$sshd" && kill -TERM "$sshd" 2>/dev/null || true
+  if alive "$sshd"; then kill -TERM "$sshd" 2>/dev/null || true; fi
   # what is left in the namespace (container shims, workloads, ssh sessions) was started by the lab
   local p
   for p in $(namespace_pids "$ns"); do kill -KILL "$p" 2>/dev/null || true; done
-  alive "$unsh" && kill -TERM "$unsh" 2>/dev/null || true
+  if alive "$unsh"; then kill -TERM "$unsh" 2>/dev/null || true; fi
   wait_for 10 "namespace exit" bash -c "[ -z \"\$(\"$LAB_DIR/lab.sh\" __ns_pids '$ns')\" ]" || true
   rm -f "$H/sshd.pid" "$H/dockerd.pid" "$H/unshare.pid"
 }

@@ -3,7 +3,7 @@
 # script brings up itself and always tears down, even on failure.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 failed=()
 step() { echo; echo "=== $1"; }
 
