@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Host-to-host transfer of a checkpoint bundle over one TCP connection.
+
+Private module_utils file: its API may change without notice. Python 3.8+, standard library plus the
+``tar`` and ``gzip``/``zstd`` binaries of the hosts.
+
+Protocol (sender -> receiver unless noted), after the receiver accepted the connection::
+
+    receiver -> sender   MAGIC + 32-byte random nonce
+    sender -> receiver   HMAC-SHA256(token, nonce)                        (authentication)
+    sender -> receiver   4-byte length + JSON header {compression, bytes, files}
+    sender -> receiver   frames: 4-byte length + data ... then a 0-length frame
+    sender -> receiver   HMAC-SHA256(token, nonce + every data byte)      (integrity, end to end)
+    receiver -> sender   4-byte length + JSON verdict {ok, error, bytes, ...}
+
+The data is a tar stream of the bundle, compressed with ``zstd -1`` or ``gzip -1`` (or not at all).
+The stream is authenticated and integrity-checked, not encrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+MAGIC = b'MTDX1\n'
+NONCE_SIZE = 32
+FRAME = 1024 * 1024
+COMPRESSORS = {
+    'zstd': (['zstd', '-1', '-q', '-T0', '-c'], ['zstd', '-d', '-q', '-c']),
+    'gzip': (['gzip', '-1', '-c'], ['gzip', '-d', '-c']),
+    'none': (None, None),
+}
+
+
+class TransferError(Exception):
+    pass
+
+
+def _recv_exact(sock, size):
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise TransferError('the connection was closed after %d of %d expected bytes' % (len(buf), size))
+        buf.extend(chunk)
+    return bytes(buf)
+
+
+def _send_json(sock, obj):
+    data = json.dumps(obj, sort_keys=True).encode('utf-8')
+    sock.sendall(struct.pack('>I', len(data)) + data)
+
+
+def _recv_json(sock, limit=1024 * 1024):
+    (size,) = struct.unpack('>I', _recv_exact(sock, 4))
+    if size > limit:
+        raise TransferError('a control message of %d bytes is too large' % size)
+    return json.loads(_recv_exact(sock, size).decode('utf-8'))
+
+
+def available_compression(preferred):
+    """``preferred`` if its binary exists here, else the best one that does."""
+    order = [preferred] if preferred and preferred != 'auto' else []
+    order += ['zstd', 'gzip', 'none']
+    for name in order:
+        cmd = COMPRESSORS[name][0]
+        if cmd is None or shutil.which(cmd[0]):
+            return name
+    return 'none'
+
+
+def _pipeline(first_cmd, second_cmd, stdin=None, stdout=None):
+    """Start ``first | second`` (second may be None); returns the list of Popen objects."""
+    procs = []
+    p1 = subprocess.Popen(first_cmd, stdin=stdin, stdout=subprocess.PIPE if second_cmd or stdout is None else stdout,
+                          stderr=subprocess.PIPE)
+    procs.append(p1)
+    if second_cmd:
+        p2 = subprocess.Popen(second_cmd, stdin=p1.stdout, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
+        p1.stdout.close()
+        procs.append(p2)
+    return procs
+
+
+def _finish(procs, what):
+    errors = []
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        err = p.stderr.read().decode('utf-8', 'replace').strip() if p.stderr else ''
+        if p.returncode != 0:
+            errors.append('%s exited %s%s' % (p.args[0], p.returncode, (': ' + err[-300:]) if err else ''))
+    if errors:
+        raise TransferError('%s failed: %s' % (what, '; '.join(errors)))
+
+
+def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0):
+    """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError."""
+    if not os.path.isdir(path):
+        raise TransferError('the bundle %s does not exist' % path)
+    key = token.encode('utf-8')
+    deadline = time.time() + connect_timeout
+    sock = None
+    last_error = None
+    t0 = time.time()
+    while time.time() < deadline:
+        try:
+            sock = socket.create_connection((address, port), timeout=min(5.0, connect_timeout))
+            break
+        except OSError as exc:
+            last_error = exc
+            time.sleep(0.2)
+    if sock is None:
+        raise TransferError('no receiver answered on %s:%s within %s s (%s)' % (address, port, connect_timeout, last_error))
+    t_connect = time.time() - t0
+    sock.settimeout(io_timeout)
+    procs = []
+    try:
+        hello = _recv_exact(sock, len(MAGIC) + NONCE_SIZE)
+        if not hello.startswith(MAGIC):
+            raise TransferError('the peer on %s:%s is not a checkpoint_transfer receiver' % (address, port))
+        nonce = hello[len(MAGIC):]
+        sock.sendall(hmac.new(key, nonce, hashlib.sha256).digest())
+        raw_bytes = 0
+        files = 0
+        for root, dummy, names in os.walk(path):
+            for name in names:
+                files += 1
+                raw_bytes += os.path.getsize(os.path.join(root, name))
+        _send_json(sock, {'compression': compression, 'bytes': raw_bytes, 'files': files})
+        mac = hmac.new(key, nonce, hashlib.sha256)
+        tar_cmd = ['tar', '--numeric-owner', '-C', path, '-cf', '-', '.']
+        procs = _pipeline(tar_cmd, COMPRESSORS[compression][0])
+        out = procs[-1].stdout
+        sent = 0
+        t1 = time.time()
+        while True:
+            chunk = out.read(FRAME)
+            if not chunk:
+                break
+            mac.update(chunk)
+            sock.sendall(struct.pack('>I', len(chunk)) + chunk)
+            sent += len(chunk)
+        _finish(procs, 'packing the bundle')
+        sock.sendall(struct.pack('>I', 0) + mac.digest())
+        verdict = _recv_json(sock)
+        elapsed = time.time() - t1
+    except (OSError, socket.timeout) as exc:
+        for p in procs:
+            p.kill()
+        raise TransferError('the transfer to %s:%s broke off: %s' % (address, port, exc))
+    finally:
+        sock.close()
+    if not verdict.get('ok'):
+        raise TransferError('the receiver rejected the transfer: %s' % verdict.get('error'))
+    return {
+        'bytes_raw': raw_bytes,
+        'bytes_sent': sent,
+        'files': files,
+        'compression': compression,
+        'ratio': round(raw_bytes / float(sent), 3) if sent else None,
+        'seconds': round(elapsed, 4),
+        'connect_seconds': round(t_connect, 4),
+        'throughput_mb_s': round(raw_bytes / 1048576.0 / elapsed, 1) if elapsed > 0 else None,
+        'receiver': verdict,
+    }
+
+
+def _receive_one(conn, key, dest):
+    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError."""
+    nonce = os.urandom(NONCE_SIZE)
+    conn.sendall(MAGIC + nonce)
+    answer = _recv_exact(conn, 32)
+    if not hmac.compare_digest(answer, hmac.new(key, nonce, hashlib.sha256).digest()):
+        raise PermissionError('the sender did not prove the transfer token')
+    header = _recv_json(conn)
+    compression = header.get('compression')
+    if compression not in COMPRESSORS:
+        raise TransferError('unknown compression %r' % compression)
+    if os.path.lexists(dest):
+        shutil.rmtree(dest)
+    os.makedirs(dest, mode=0o700)
+    os.chmod(dest, 0o700)
+    decompress = COMPRESSORS[compression][1]
+    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', dest, '-xf', '-']
+    if decompress:
+        procs = _pipeline(decompress, tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    else:
+        procs = _pipeline(tar_cmd, None, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    sink = procs[0].stdin
+    mac = hmac.new(key, nonce, hashlib.sha256)
+    received = 0
+    t0 = time.time()
+    broken = None
+    try:
+        while True:
+            (size,) = struct.unpack('>I', _recv_exact(conn, 4))
+            if size == 0:
+                break
+            if size > 16 * FRAME:
+                raise TransferError('a data frame of %d bytes is too large' % size)
+            chunk = _recv_exact(conn, size)
+            mac.update(chunk)
+            received += size
+            try:
+                sink.write(chunk)
+            except BrokenPipeError as exc:
+                broken = exc
+                break
+        trailer = _recv_exact(conn, 32) if broken is None else b''
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+    if broken is None and not hmac.compare_digest(trailer, mac.digest()):
+        for p in procs:
+            p.kill()
+        raise TransferError('the data failed its integrity check (HMAC-SHA256 over the stream): it was '
+                            'corrupted or altered in transit')
+    _finish(procs, 'unpacking the bundle')
+    if broken is not None:
+        raise TransferError('unpacking stopped early: %s' % broken)
+    return {'bytes_received': received, 'seconds': round(time.time() - t0, 4), 'compression': compression,
+            'bytes_raw': header.get('bytes'), 'files': header.get('files')}
+
+
+def receive(dest, address, port, token, timeout=300.0, auth_failures=5):
+    """Listen on address:port until one sender delivered a bundle into ``dest`` (or the deadline).
+
+    Returns stats; raises TransferError. ``dest`` is removed when the transfer fails.
+    """
+    key = token.encode('utf-8')
+    deadline = time.time() + timeout
+    family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind((address, port))
+    except OSError as exc:
+        server.close()
+        raise TransferError('cannot listen on %s:%s: %s' % (address, port, exc))
+    server.listen(4)
+    t_listen = time.time()
+    failures = 0
+    try:
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TransferError('no sender delivered a bundle within %s s' % timeout)
+            server.settimeout(left)
+            try:
+                conn, peer = server.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(max(1.0, deadline - time.time()))
+            try:
+                stats = _receive_one(conn, key, dest)
+            except PermissionError as exc:
+                failures += 1
+                conn.close()
+                if failures >= auth_failures:
+                    raise TransferError('%d connections failed authentication; giving up' % failures)
+                continue
+            except (TransferError, OSError, ValueError, struct.error) as exc:
+                error = str(exc) or exc.__class__.__name__
+                if os.path.lexists(dest):
+                    shutil.rmtree(dest, ignore_errors=True)
+                try:
+                    _send_json(conn, {'ok': False, 'error': error})
+                except OSError:
+                    pass
+                conn.close()
+                raise TransferError('receiving from %s failed: %s' % (peer[0], error))
+            stats['peer'] = peer[0]
+            stats['waited_seconds'] = round(time.time() - t_listen - stats['seconds'], 4)
+            try:
+                _send_json(conn, dict(stats, ok=True))
+            except OSError:
+                pass
+            conn.close()
+            return stats
+    finally:
+        server.close()
+
+
+def start_background(target, *args):
+    """Run ``target(*args)`` in a daemon thread (used by tests)."""
+    holder = {}
+
+    def runner():
+        try:
+            holder['result'] = target(*args)
+        except Exception as exc:  # pylint: disable=broad-except
+            holder['error'] = exc
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    return thread, holder

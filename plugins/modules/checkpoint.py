@@ -1,0 +1,464 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: checkpoint
+short_description: Checkpoint a running Docker container with CRIU into a self-contained bundle
+version_added: 0.1.0
+description:
+  - Runs on the host of the container (the migration's source). Freezes the container with the
+    cgroup freezer (C(docker pause)), dumps its process tree with CRIU through the engine's own runc
+    (C(runc checkpoint --leave-running) into O(dest), ideally a tmpfs), and captures everything needed
+    to bring it back on another host in one bundle directory.
+  - "The bundle holds: C(criu/) (the CRIU images), C(rootfs-diff.tar) (the container's writable layer:
+    the overlay2 upper directory with its whiteouts and opaque directories), C(volumes/NAME.tar) (the
+    contents of each named volume) and C(manifest.json) (the captured configuration: image by
+    digest, command, entrypoint, environment, labels, working directory, user, mounts and volumes, tmpfs,
+    restart policy, resource limits, security options, network mode; and every file with its size and
+    sha256)."
+  - By default the container is left B(frozen) after the dump, so that nothing it writes after the
+    checkpoint can be lost, and so that a failed migration resumes it in an instant (see
+    M(mtd.containers.container_state)). With O(leave_running=true) it is resumed right after the dump.
+  - The bundle holds process memory, secrets included: its directories are created 0700 and its files
+    0600. O(state=absent) deletes it.
+  - "Pre-copy: when the kernel tracks dirty pages (C(criu check --feature mem_dirty_track)), iterative
+    pre-copy can shorten the freeze. This module reports whether it is available in RV(precopy); it
+    performs a single stop-and-copy dump and says so. On kernels without soft-dirty tracking (such as
+    the lab's) pre-copy is impossible and RV(precopy.reason) says why."
+  - Docker's own C(POST /containers/{id}/checkpoints) passes the images through containerd's content
+    store and is several times slower than CRIU itself; this module calls runc directly on the
+    engine's runc state directory instead.
+extends_documentation_fragment:
+  - mtd.containers.docker
+  - mtd.containers.attributes
+  - mtd.containers.attributes.actiongroup_mtd
+attributes:
+  check_mode:
+    support: full
+    details: Checks the container, the engine, runc and CRIU, and reports what would be done; freezes
+      and writes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: A bundle that already holds a checkpoint of this container, while the container is still
+      frozen, is reported unchanged.
+options:
+  container:
+    description: Name or id of the running container.
+    type: str
+    required: true
+  name:
+    description:
+      - Name of the checkpoint and of its bundle directory below O(dest).
+      - Defaults to V(mtd-) and the container's short id.
+    type: str
+  dest:
+    description:
+      - Directory that receives the bundle directory.
+      - Defaults to C(/dev/shm/mtd-migrations) when C(/dev/shm) is a tmpfs (fastest), else to
+        C(mtd-migrations) in the engine's data root.
+    type: path
+  state:
+    description:
+      - V(present) makes the checkpoint. V(absent) deletes the bundle (the container is not touched).
+    type: str
+    choices: [present, absent]
+    default: present
+  leave_running:
+    description:
+      - Resume the container right after the dump instead of leaving it frozen.
+      - Use it for a snapshot that does not stop the workload; for a migration leave it V(false).
+    type: bool
+    default: false
+  runc_path:
+    description: The runc binary the engine uses. Found on PATH and in the usual sbin directories by default.
+    type: path
+  runc_root:
+    description:
+      - The engine's runc state directory (C(runc --root)). Found by looking for the container's
+        C(state.json) below C(/run/docker/runtime-runc/moby) and the other usual places.
+    type: path
+  criu_path:
+    description: The criu binary runc should use. Found on PATH and in C(/usr/local/sbin) by default.
+    type: path
+  timeout:
+    description: Seconds allowed for the Engine API calls and for the dump.
+    type: int
+    default: 300
+notes:
+  - Only containers with network mode V(none) or V(host) are supported (no bridge endpoints), and
+    only the overlay2 storage driver. Privileged containers are refused.
+  - The image must have a registry digest (C(RepoDigests)) so that the target can pull the exact
+    same bytes: CRIU restores only into byte-identical files.
+requirements:
+  - Docker Engine with experimental features on (checkpoint/restore), using runc.
+  - CRIU >= 4.1 on the host.
+  - GNU tar on the host.
+seealso:
+  - module: mtd.containers.restore
+  - module: mtd.containers.checkpoint_transfer
+  - module: mtd.containers.container_state
+author:
+  - mtd.containers contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Freeze web-1 and checkpoint it into /dev/shm/mtd-migrations/m-42
+  mtd.containers.checkpoint:
+    container: web-1
+    name: m-42
+  register: cp
+
+- name: Snapshot without stopping the workload
+  mtd.containers.checkpoint:
+    container: web-1
+    name: snapshot-1
+    leave_running: true
+
+- name: Delete the bundle
+  mtd.containers.checkpoint:
+    container: web-1
+    name: m-42
+    state: absent
+"""
+
+RETURN = r"""
+bundle:
+  description: The bundle directory.
+  returned: always
+  type: str
+  sample: /dev/shm/mtd-migrations/m-42
+container:
+  description: The container as captured.
+  returned: when O(state=present)
+  type: dict
+  sample: {"id": "0123...", "name": "web-1", "image_digest_ref": "127.0.0.1:5000/app@sha256:...", "state": "paused"}
+files:
+  description: Number of files in the bundle (manifest excluded).
+  returned: when O(state=present)
+  type: int
+  sample: 42
+bytes:
+  description: Bytes per part of the bundle.
+  returned: when O(state=present)
+  type: dict
+  sample: {"criu": 268500000, "rootfs": 10240, "volumes": 20480, "total": 268530720}
+timings:
+  description: Seconds spent per phase.
+  returned: when O(state=present)
+  type: dict
+  sample: {"freeze": 0.03, "dump": 0.31, "rootfs": 0.01, "volumes": 0.01, "manifest": 0.2, "total": 0.6}
+precopy:
+  description: Whether iterative pre-copy was possible and used, and why not.
+  returned: when O(state=present)
+  type: dict
+  sample: {"available": false, "used": false, "reason": "the kernel does not track dirty pages (criu: Dirty tracking is OFF)"}
+config:
+  description:
+    - The captured configuration of the container (also in check mode), as M(mtd.containers.restore)
+      takes it in O(mtd.containers.restore#module:config) to prepare the standby container.
+  returned: when O(state=present)
+  type: dict
+method:
+  description: How the dump was made (V(runc)).
+  returned: when O(state=present)
+  type: str
+  sample: runc
+criu_log:
+  description: Tail of CRIU's dump.log when the dump failed.
+  returned: on failure
+  type: str
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mtd.containers.plugins.module_utils._docker import (
+    DockerError, client_from_module, docker_argument_spec,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    CRIU_DIR, MANIFEST, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, capture_config, check_name,
+    find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
+    restrict_tree, run, tail, tar_create, write_manifest,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, find_criu, Criu
+
+SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
+
+
+def default_dest(data_root):
+    try:
+        with open('/proc/self/mounts') as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[1] == '/dev/shm' and parts[2] == 'tmpfs' and os.access('/dev/shm', os.W_OK):
+                    return '/dev/shm/mtd-migrations'
+    except OSError:
+        pass
+    return os.path.join(data_root, 'mtd-migrations')
+
+
+class Checkpointer:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.client = client_from_module(module)
+        self.result = {'changed': False}
+
+    def fail(self, msg, **kw):
+        self.result.update(kw)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def inspect(self):
+        try:
+            return self.client.inspect_container(self.p['container'])
+        except DockerError as exc:
+            if exc.status == 404:
+                self.fail('No such container %r on this host.' % self.p['container'])
+            self.fail('Cannot inspect container %r: %s' % (self.p['container'], exc))
+
+    def run_present(self):
+        info = self.client.info()
+        data_root = info.get('DockerRootDir') or '/var/lib/docker'
+        if not info.get('ExperimentalBuild'):
+            self.fail('The Docker engine on this host does not run with experimental features on; '
+                      'checkpoint/restore needs "experimental": true in daemon.json.')
+        inspect = self.inspect()
+        cid = inspect['Id']
+        name = check_name(self.p['name'] or 'mtd-' + cid[:12], 'Checkpoint name')
+        dest = self.p['dest'] or default_dest(data_root)
+        bundle = os.path.join(dest, name)
+        self.result['bundle'] = bundle
+        state = inspect.get('State') or {}
+        paused = bool(state.get('Paused'))
+        if not state.get('Running'):
+            self.fail('Container %s is not running (status %s); only a running container can be checkpointed.'
+                      % (self.p['container'], state.get('Status')))
+
+        # A finished checkpoint of this container, still frozen: nothing to do.
+        if paused and os.path.isfile(os.path.join(bundle, MANIFEST)):
+            try:
+                manifest = read_manifest(bundle)
+            except MigrationError:
+                manifest = None
+            if manifest and (manifest.get('container') or {}).get('id') == cid:
+                self.result.update(self.summary(manifest, 'paused', method=manifest.get('method')))
+                self.result['timings'] = manifest.get('timings', {})
+                self.result['config'] = manifest.get('container')
+                return
+
+        image = {}
+        try:
+            image = self.client.get('/images/%s/json' % inspect.get('Image'))
+        except DockerError as exc:
+            self.fail('Cannot inspect the image of %s: %s' % (self.p['container'], exc))
+        try:
+            captured = capture_config(inspect, image)
+        except MigrationError as exc:
+            self.fail(str(exc))
+        if not captured['image_digest_ref']:
+            self.fail('The image %s of %s has no registry digest; push it to a registry the target host can '
+                      'pull from (CRIU restores only into byte-identical files).' % (captured['image'], captured['name']))
+        if captured['graph_driver'] != 'overlay2':
+            self.fail('Storage driver %r is not supported; the writable layer is captured from overlay2 only.'
+                      % captured['graph_driver'])
+        for vol in named_volumes(captured):
+            if (vol.get('driver') or 'local') != 'local':
+                self.fail('Volume %s uses driver %s; only local volumes are migrated.' % (vol['name'], vol['driver']))
+
+        criu = self.find_criu()
+        runc = self.p['runc_path'] or self.module.get_bin_path('runc', opt_dirs=SBIN_DIRS)
+        if not runc:
+            self.fail('runc was not found on this host; set runc_path.')
+        runc_root = self.p['runc_root'] or find_runc_root(cid)
+        if not runc_root:
+            self.fail('The runc state of container %s was not found; set runc_root to the engine\'s runc '
+                      'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
+        self.result['precopy'] = self.precopy_status(criu)
+        self.result['method'] = 'runc'
+        self.result['changed'] = True
+        self.result['config'] = captured
+        if self.module.check_mode:
+            self.result['container'] = {'id': cid, 'name': captured['name'],
+                                        'image_digest_ref': captured['image_digest_ref'], 'state': 'running'}
+            return
+
+        timings = {}
+        t_all = time.time()
+        remove_tree(bundle)
+        make_private_dir(bundle)
+        t = time.time()
+        if not paused:
+            try:
+                self.client.post('/containers/%s/pause' % cid)
+            except DockerError as exc:
+                remove_tree(bundle)
+                self.fail('Cannot freeze %s: %s' % (captured['name'], exc))
+        timings['freeze'] = round(time.time() - t, 4)
+
+        try:
+            t = time.time()
+            self.dump(runc, runc_root, criu.path, cid, bundle)
+            timings['dump'] = round(time.time() - t, 4)
+            t = time.time()
+            upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
+            if not upper or not os.path.isdir(upper):
+                raise MigrationError('The writable layer of %s (%s) is not readable on this host.' % (captured['name'], upper))
+            tar_create(upper, os.path.join(bundle, ROOTFS_DIFF), xattrs=True)
+            timings['rootfs'] = round(time.time() - t, 4)
+            t = time.time()
+            vols = named_volumes(captured)
+            if vols:
+                make_private_dir(os.path.join(bundle, VOLUMES_DIR))
+            for vol in vols:
+                tar_create(vol['source'], os.path.join(bundle, VOLUMES_DIR, vol['name'] + '.tar'))
+            timings['volumes'] = round(time.time() - t, 4)
+            restrict_tree(bundle)
+            t = time.time()
+            manifest = write_manifest(bundle, captured, extra={'method': 'runc', 'checkpoint': name,
+                                                               'precopy': self.result['precopy']})
+            timings['manifest'] = round(time.time() - t, 4)
+        except MigrationError as exc:
+            # Leave the container as it was found: resume it if this module froze it.
+            if not paused:
+                self.resume(cid)
+            log = read_tail(os.path.join(bundle, 'work', 'dump.log'))
+            remove_tree(bundle)
+            self.fail(str(exc), criu_log=log or exc.details.get('criu_log', ''))
+
+        if self.p['leave_running'] and not paused:
+            t = time.time()
+            self.resume(cid)
+            timings['resume'] = round(time.time() - t, 4)
+        timings['total'] = round(time.time() - t_all, 4)
+        manifest['timings'] = timings
+        after = 'running' if self.p['leave_running'] and not paused else 'paused'
+        self.result.update(self.summary(manifest, after, method='runc'))
+        self.result['timings'] = timings
+
+    def find_criu(self):
+        path = find_criu(self.module, self.p['criu_path'])
+        if not path:
+            self.fail('CRIU was not found on this host (install CRIU >= 4.1, or set criu_path).')
+        try:
+            criu = Criu(self.module, path)
+            ok, out = criu.check()
+        except CriuError as exc:
+            self.fail('CRIU is not usable on this host: %s' % exc)
+        if not ok:
+            self.fail('"criu check" fails on this host, so no checkpoint can be made: %s' % out)
+        return criu
+
+    def precopy_status(self, criu):
+        try:
+            dirty = criu.feature('mem_dirty_track')
+        except CriuError:
+            dirty = False
+        if dirty:
+            return {'available': True, 'used': False,
+                    'reason': 'the kernel tracks dirty pages, but this module makes a single stop-and-copy dump'}
+        return {'available': False, 'used': False,
+                'reason': 'the kernel does not track dirty pages (criu check --feature mem_dirty_track: '
+                          'Dirty tracking is OFF), so iterative pre-copy is impossible; stop-and-copy was used'}
+
+    def dump(self, runc, runc_root, criu_path, cid, bundle):
+        images = os.path.join(bundle, CRIU_DIR)
+        work = os.path.join(bundle, 'work')
+        make_private_dir(images)
+        make_private_dir(work)
+        cmd = [runc, '--root', runc_root, '--criu', criu_path, 'checkpoint', '--image-path', images,
+               '--work-path', work, '--leave-running', cid]
+        rc, out, err = run(cmd, timeout=self.p['timeout'])
+        if rc != 0:
+            raise MigrationError('CRIU could not dump the container (runc checkpoint rc=%d): %s'
+                                 % (rc, tail(err or out, 5)), criu_log=read_tail(os.path.join(work, 'dump.log')))
+        # dump.log stays out of the bundle's images but is kept for the record
+        log = os.path.join(work, 'dump.log')
+        if os.path.exists(log):
+            os.rename(log, os.path.join(bundle, 'dump.log'))
+        remove_tree(work)
+
+    def resume(self, cid):
+        try:
+            self.client.post('/containers/%s/unpause' % cid)
+        except DockerError as exc:
+            self.module.warn('Could not resume container %s: %s' % (cid, exc))
+
+    @staticmethod
+    def summary(manifest, after, method=None):
+        files = manifest.get('files') or []
+        part = {'criu': 0, 'rootfs': 0, 'volumes': 0}
+        for f in files:
+            if f['path'].startswith(CRIU_DIR + '/'):
+                part['criu'] += f['size']
+            elif f['path'] == ROOTFS_DIFF:
+                part['rootfs'] += f['size']
+            elif f['path'].startswith(VOLUMES_DIR + '/'):
+                part['volumes'] += f['size']
+        part['total'] = sum(f['size'] for f in files)
+        c = manifest.get('container') or {}
+        return {
+            'container': {'id': c.get('id'), 'name': c.get('name'), 'image_digest_ref': c.get('image_digest_ref'),
+                          'state': after},
+            'files': len(files),
+            'bytes': part,
+            'precopy': manifest.get('precopy'),
+            'method': method,
+        }
+
+    def run_absent(self):
+        info = self.client.info()
+        data_root = info.get('DockerRootDir') or '/var/lib/docker'
+        name = self.p['name']
+        if not name:
+            try:
+                name = 'mtd-' + self.client.inspect_container(self.p['container'])['Id'][:12]
+            except DockerError:
+                self.fail('Give name: the container %r is gone, so the default name cannot be derived.'
+                          % self.p['container'])
+        check_name(name, 'Checkpoint name')
+        bundle = os.path.join(self.p['dest'] or default_dest(data_root), name)
+        self.result['bundle'] = bundle
+        if os.path.lexists(bundle):
+            self.result['changed'] = True
+            if not self.module.check_mode:
+                remove_tree(bundle)
+
+
+def main():
+    argument_spec = docker_argument_spec()
+    argument_spec.update(
+        container=dict(type='str', required=True),
+        name=dict(type='str'),
+        dest=dict(type='path'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        leave_running=dict(type='bool', default=False),
+        runc_path=dict(type='path'),
+        runc_root=dict(type='path'),
+        criu_path=dict(type='path'),
+    )
+    argument_spec['timeout'] = dict(type='int', default=300)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    worker = Checkpointer(module)
+    try:
+        if module.params['state'] == 'absent':
+            worker.run_absent()
+        else:
+            worker.run_present()
+    except MigrationError as exc:
+        worker.fail(str(exc))
+    except DockerError as exc:
+        worker.fail('Docker engine error: %s' % exc)
+    module.exit_json(**worker.result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,496 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: restore
+short_description: Bring a checkpointed Docker container back to life on this host
+version_added: 0.1.0
+description:
+  - Runs on the migration's target host, in two steps.
+  - O(state=prepared) (while the source still runs) pulls the image by its digest and creates the
+    standby container with the captured configuration and empty named volumes. Nothing runs yet.
+  - O(state=started) verifies every file of the bundle against the manifest's sha256, creates the
+    standby if it is missing, lays back the writable-layer changes and the volume contents, places the
+    CRIU images where the engine expects them (Docker refuses a custom checkpoint directory on start,
+    so they go to C(<data-root>/containers/<id>/checkpoints/<name>/)), starts the container from the
+    checkpoint and waits until it runs and O(health_cmd) passes. On CRIU failure the tail of CRIU's
+    restore.log is returned.
+  - O(state=absent) removes the standby container (only one this migration created, identified by its
+    C(mtd.migration.id) label), the volumes it created and the bundle - the target's cleanup after a
+    failed migration.
+  - The container carries the labels C(mtd.migration.id), C(mtd.migration.from) and
+    C(mtd.migration.source_id).
+extends_documentation_fragment:
+  - mtd.containers.docker
+  - mtd.containers.attributes
+  - mtd.containers.attributes.actiongroup_mtd
+attributes:
+  check_mode:
+    support: full
+    details: Checks the inputs, the engine and name clashes; pulls, creates and starts nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: A container of this migration that already runs (or is already prepared) is not changed.
+options:
+  migration_id:
+    description: Id of the migration; labels the standby and identifies it later.
+    type: str
+    required: true
+  state:
+    description: See the description.
+    type: str
+    choices: [prepared, started, absent]
+    default: started
+  bundle:
+    description:
+      - The bundle directory received on this host. Required for O(state=started).
+      - Defaults to C(<data-root>/mtd-migrations/<migration_id>).
+    type: path
+  config:
+    description:
+      - The captured configuration (RV(mtd.containers.checkpoint#module:config)). Required for
+        O(state=prepared); with O(state=started) the bundle's manifest is used.
+    type: dict
+  name:
+    description: Name of the restored container. Defaults to the source container's name.
+    type: str
+  source_host:
+    description: Name of the source host, recorded in the C(mtd.migration.from) label.
+    type: str
+  health_cmd:
+    description:
+      - Command run inside the restored container (exec, no shell) that must exit 0.
+    type: list
+    elements: str
+  health_timeout:
+    description: Seconds to wait for the container to run and O(health_cmd) to pass.
+    type: int
+    default: 30
+  registry_auth:
+    description: Credentials for pulling the image, C(username) and C(password).
+    type: dict
+    suboptions:
+      username:
+        description: Registry user name.
+        type: str
+        required: true
+      password:
+        description: Registry password.
+        type: str
+        required: true
+        no_log: true
+  keep_bundle:
+    description: Keep the bundle and the engine's copy of the CRIU images after a successful start.
+    type: bool
+    default: false
+notes:
+  - The checkpoint data holds process memory; it is deleted after a successful start unless
+    O(keep_bundle=true).
+requirements:
+  - Docker Engine with experimental features on, runc with CRIU >= 4.1, the overlay2 storage driver.
+  - GNU tar on the host.
+seealso:
+  - module: mtd.containers.checkpoint
+  - module: mtd.containers.checkpoint_transfer
+author:
+  - mtd.containers contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Prepare the standby while the source still runs
+  mtd.containers.restore:
+    migration_id: m-42
+    state: prepared
+    config: "{{ checkpoint_check.config }}"
+    source_host: lab-1
+  register: standby
+
+- name: Start it from the checkpoint
+  mtd.containers.restore:
+    migration_id: m-42
+    bundle: "{{ standby.bundle }}"
+    health_cmd: [cat, /data/counter.log]
+  register: restored
+"""
+
+RETURN = r"""
+container:
+  description: The restored (or prepared) container.
+  returned: when O(state) is not V(absent)
+  type: dict
+  sample: {"id": "4567...", "name": "web-1", "state": "running", "image": "127.0.0.1:5000/app@sha256:..."}
+bundle:
+  description: The bundle directory on this host (where the receiver should put it).
+  returned: always
+  type: str
+  sample: /var/lib/docker/mtd-migrations/m-42
+timings:
+  description: Seconds per phase (pull, create, verify, layer, volumes, place, restore, health).
+  returned: when O(state) is not V(absent)
+  type: dict
+  sample: {"verify": 0.2, "layer": 0.01, "volumes": 0.01, "place": 0.0, "restore": 3.1, "health": 0.1}
+bytes_verified:
+  description: Bytes whose sha256 was checked.
+  returned: when O(state=started)
+  type: int
+  sample: 268530720
+criu_log:
+  description: Tail of CRIU's restore.log when the start from the checkpoint failed.
+  returned: on failure
+  type: str
+"""
+
+import glob
+import os
+import time
+from urllib.parse import quote
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mtd.containers.plugins.module_utils._docker import (
+    DockerError, client_from_module, docker_argument_spec,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
+    create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
+    tar_extract, verify_manifest,
+)
+
+RESTORE_LOG_GLOBS = [
+    '/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{id}/**/restore.log',
+    '/run/containerd/io.containerd.runtime.v2.task/moby/{id}/**/restore.log',
+    '/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{id}/**/restore.log',
+]
+
+
+class Restorer:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.client = client_from_module(module)
+        self.result = {'changed': False}
+        self.timings = {}
+        info = self.client.info()
+        self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
+        self.experimental = bool(info.get('ExperimentalBuild'))
+        self.migration_id = check_name(self.p['migration_id'], 'migration_id')
+        self.bundle = self.p['bundle'] or os.path.join(self.data_root, 'mtd-migrations', self.migration_id)
+        self.result['bundle'] = self.bundle
+
+    def fail(self, msg, **kw):
+        self.result.update(kw)
+        if self.timings:
+            self.result['timings'] = self.timings
+        self.module.fail_json(msg=msg, **self.result)
+
+    def phase(self, name, started):
+        self.timings[name] = round(time.time() - started, 4)
+
+    # -- engine lookups --------------------------------------------------------------------------
+
+    def find(self, name):
+        try:
+            return self.client.inspect_container(name)
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def ours(self, inspect):
+        return ((inspect.get('Config') or {}).get('Labels') or {}).get(LABEL_ID) == self.migration_id
+
+    def volume(self, name):
+        try:
+            return self.client.get('/volumes/%s' % quote(name, safe=''))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def image_present(self, ref):
+        try:
+            self.client.get('/images/%s/json' % quote(ref, safe=''))
+            return True
+        except DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def container_name(self, captured):
+        return check_name(self.p['name'] or captured.get('name'), 'Container name')
+
+    def preflight(self, captured):
+        if not self.experimental:
+            self.fail('The Docker engine on this host does not run with experimental features on; '
+                      'restoring from a checkpoint needs "experimental": true in daemon.json.')
+        if not captured.get('image_digest_ref'):
+            self.fail('The captured configuration names no image digest; cannot restore byte-identical files.')
+        for bind in bind_mounts(captured):
+            if not os.path.exists(bind['source']):
+                self.fail('Bind-mounted path %s of the container does not exist on this host.' % bind['source'])
+        for vol in named_volumes(captured):
+            existing = self.volume(vol['name'])
+            if existing and ((existing.get('Labels') or {}).get(LABEL_ID) != self.migration_id):
+                self.fail('A volume named %s already exists on this host and does not belong to migration %s; '
+                          'refusing to overwrite it.' % (vol['name'], self.migration_id))
+
+    def pull(self, ref):
+        if self.image_present(ref):
+            return False
+        repo, digest = ref.split('@', 1)
+        headers = {}
+        auth = self.p['registry_auth']
+        if auth:
+            import base64
+            import json
+            blob = json.dumps({'username': auth['username'], 'password': auth['password'],
+                               'serveraddress': repo.split('/', 1)[0]})
+            headers['X-Registry-Auth'] = base64.urlsafe_b64encode(blob.encode('utf-8')).decode('ascii')
+        response = self.client.request('POST', '/images/create', params={'fromImage': repo, 'tag': digest},
+                                       headers=headers, stream=True)
+        error = None
+        for event in response.iter_json():
+            if isinstance(event, dict) and event.get('error'):
+                error = event['error']
+        response.close()
+        if error or not self.image_present(ref):
+            self.fail('Pulling %s failed: %s' % (ref, error or 'the image is not present after the pull'))
+        return True
+
+    def create(self, captured, name):
+        labels = migration_labels(self.migration_id, self.p['source_host'], captured.get('id'))
+        for vol in named_volumes(captured):
+            if not self.volume(vol['name']):
+                self.client.post('/volumes/create', body={'Name': vol['name'], 'Driver': 'local', 'Labels': labels})
+        body = create_body(captured, labels=labels)
+        created = self.client.post('/containers/create', params={'name': name}, body=body)
+        return created['Id']
+
+    def ensure_standby(self, captured):
+        """The standby container of this migration (created when missing). Returns (inspect, changed)."""
+        name = self.container_name(captured)
+        existing = self.find(name)
+        if existing and not self.ours(existing):
+            self.fail('A container named %s already exists on this host and is not part of migration %s.'
+                      % (name, self.migration_id))
+        if existing:
+            return existing, False
+        self.preflight(captured)
+        if self.module.check_mode:
+            return None, True
+        t = time.time()
+        self.pull(captured['image_digest_ref'])
+        self.phase('pull', t)
+        t = time.time()
+        cid = self.create(captured, name)
+        self.phase('create', t)
+        return self.client.inspect_container(cid), True
+
+    def describe(self, inspect):
+        state = inspect.get('State') or {}
+        status = 'paused' if state.get('Paused') else ('running' if state.get('Running') else state.get('Status'))
+        return {'id': inspect['Id'], 'name': inspect.get('Name', '').lstrip('/'), 'state': status,
+                'image': (inspect.get('Config') or {}).get('Image'), 'started_at': state.get('StartedAt')}
+
+    def run_prepared(self):
+        captured = self.p['config']
+        if not captured:
+            self.fail('config is required with state=prepared (the "config" result of mtd.containers.checkpoint).')
+        inspect, changed = self.ensure_standby(captured)
+        self.result['changed'] = changed
+        if inspect:
+            self.result['container'] = self.describe(inspect)
+        self.result['timings'] = self.timings
+
+    def run_started(self):
+        try:
+            manifest = read_manifest(self.bundle)
+        except MigrationError as exc:
+            name = self.p['name'] or (self.p['config'] or {}).get('name')
+            done = self.find(name) if name else None
+            if done and self.ours(done) and (done.get('State') or {}).get('Running'):
+                self.result['container'] = self.describe(done)
+                return
+            self.fail(str(exc))
+        captured = manifest['container']
+        name = self.container_name(captured)
+        existing = self.find(name)
+        if existing and self.ours(existing) and (existing.get('State') or {}).get('Running'):
+            self.result['container'] = self.describe(existing)
+            return
+        if existing and self.ours(existing) and (existing.get('State') or {}).get('Status') not in ('created',):
+            self.fail('Container %s of migration %s exists in state %s; remove it (state=absent) and retry.'
+                      % (name, self.migration_id, existing['State'].get('Status')))
+
+        t = time.time()
+        try:
+            self.result['bytes_verified'] = verify_manifest(self.bundle, manifest)
+        except MigrationError as exc:
+            self.fail(str(exc), **exc.details)
+        self.phase('verify', t)
+        inspect, dummy = self.ensure_standby(captured)
+        self.result['changed'] = True
+        if self.module.check_mode:
+            return
+        cid = inspect['Id']
+        try:
+            t = time.time()
+            upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
+            if (inspect.get('GraphDriver') or {}).get('Name') != 'overlay2' or not upper or not os.path.isdir(upper):
+                raise MigrationError('The standby container has no overlay2 writable layer on this host.')
+            tar_extract(os.path.join(self.bundle, ROOTFS_DIFF), upper, xattrs=True)
+            self.phase('layer', t)
+            t = time.time()
+            for vol in named_volumes(captured):
+                mountpoint = (self.volume(vol['name']) or {}).get('Mountpoint')
+                archive = os.path.join(self.bundle, VOLUMES_DIR, vol['name'] + '.tar')
+                if not mountpoint:
+                    raise MigrationError('Volume %s has no mount point on this host.' % vol['name'])
+                tar_extract(archive, mountpoint)
+            self.phase('volumes', t)
+            t = time.time()
+            cp_name = manifest.get('checkpoint') or self.migration_id
+            target = checkpoint_dir(self.data_root, cid, cp_name)
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            self.result['place_method'] = move_tree(os.path.join(self.bundle, CRIU_DIR), target)
+            self.phase('place', t)
+        except (MigrationError, OSError) as exc:
+            self.fail('Preparing the restore of %s failed: %s' % (name, exc))
+
+        t = time.time()
+        try:
+            self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
+        except DockerError as exc:
+            self.phase('restore', t)
+            log = ''
+            for pattern in RESTORE_LOG_GLOBS:
+                for path in glob.glob(pattern.format(id=cid), recursive=True):
+                    log = read_tail(path)
+            self.fail('Starting %s from its checkpoint failed: %s' % (name, exc), criu_log=log)
+        self.phase('restore', t)
+        t = time.time()
+        self.wait_healthy(cid, name)
+        self.phase('health', t)
+        if not self.p['keep_bundle']:
+            remove_tree(checkpoint_dir(self.data_root, cid, cp_name))
+            remove_tree(self.bundle)
+        self.result['container'] = self.describe(self.client.inspect_container(cid))
+        self.result['timings'] = self.timings
+
+    def wait_healthy(self, cid, name):
+        deadline = time.time() + self.p['health_timeout']
+        last = 'not checked yet'
+        while True:
+            state = (self.client.inspect_container(cid).get('State') or {})
+            if not state.get('Running'):
+                last = 'the container is not running (status %s, exit code %s)' % (state.get('Status'), state.get('ExitCode'))
+            elif not self.p['health_cmd']:
+                return
+            else:
+                code, output = self.exec(cid, self.p['health_cmd'])
+                if code == 0:
+                    return
+                last = 'health command exited %s: %s' % (code, output[-300:])
+            if time.time() >= deadline:
+                self.fail('Container %s did not become healthy within %s s: %s' % (name, self.p['health_timeout'], last))
+            time.sleep(0.2)
+
+    def exec(self, cid, cmd):
+        created = self.client.post('/containers/%s/exec' % cid,
+                                   body={'Cmd': cmd, 'AttachStdout': True, 'AttachStderr': True})
+        response = self.client.request('POST', '/exec/%s/start' % created['Id'], body={'Detach': False, 'Tty': False},
+                                       stream=True)
+        raw = response.read()
+        response.close()
+        output = demux(raw)
+        info = self.client.get('/exec/%s/json' % created['Id'])
+        return info.get('ExitCode'), output
+
+    def run_absent(self):
+        removed = []
+        name = self.p['name'] or (self.p['config'] or {}).get('name')
+        candidates = []
+        if name:
+            found = self.find(name)
+            if found:
+                candidates.append(found)
+        for c in self.client.containers(all=True, filters={'label': ['%s=%s' % (LABEL_ID, self.migration_id)]}):
+            if not any(x['Id'] == c['Id'] for x in candidates):
+                candidates.append(self.client.inspect_container(c['Id']))
+        for inspect in candidates:
+            if not self.ours(inspect):
+                continue
+            removed.append(inspect.get('Name', '').lstrip('/'))
+            if not self.module.check_mode:
+                self.client.delete('/containers/%s' % inspect['Id'], params={'force': 'true'})
+        volumes = self.client.get('/volumes', params={'filters': '{"label": ["%s=%s"]}' % (LABEL_ID, self.migration_id)})
+        for vol in (volumes or {}).get('Volumes') or []:
+            removed.append('volume:' + vol['Name'])
+            if not self.module.check_mode:
+                self.client.delete('/volumes/%s' % quote(vol['Name'], safe=''))
+        if os.path.lexists(self.bundle):
+            removed.append('bundle:' + self.bundle)
+            if not self.module.check_mode:
+                remove_tree(self.bundle)
+        self.result['removed'] = removed
+        self.result['changed'] = bool(removed)
+
+
+def demux(raw):
+    """Docker's multiplexed exec stream (8-byte frame headers) to text."""
+    out = bytearray()
+    i = 0
+    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1:i + 4] == b'\x00\x00\x00':
+        size = int.from_bytes(raw[i + 4:i + 8], 'big')
+        out.extend(raw[i + 8:i + 8 + size])
+        i += 8 + size
+    if i == 0:
+        out = bytearray(raw)
+    return out.decode('utf-8', 'replace')
+
+
+def main():
+    argument_spec = docker_argument_spec()
+    argument_spec.update(
+        migration_id=dict(type='str', required=True),
+        state=dict(type='str', default='started', choices=['prepared', 'started', 'absent']),
+        bundle=dict(type='path'),
+        config=dict(type='dict'),
+        name=dict(type='str'),
+        source_host=dict(type='str'),
+        health_cmd=dict(type='list', elements='str'),
+        health_timeout=dict(type='int', default=30),
+        registry_auth=dict(type='dict', options=dict(
+            username=dict(type='str', required=True),
+            password=dict(type='str', required=True, no_log=True),
+        )),
+        keep_bundle=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        worker = Restorer(module)
+        state = module.params['state']
+        if state == 'prepared':
+            worker.run_prepared()
+        elif state == 'absent':
+            worker.run_absent()
+        else:
+            worker.run_started()
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc))
+    except DockerError as exc:
+        module.fail_json(msg='Docker engine error: %s' % exc)
+    module.exit_json(**worker.result)
+
+
+if __name__ == '__main__':
+    main()
