@@ -406,7 +406,11 @@ class RegistryClient:
         if self.username:
             headers['Authorization'] = self._basic_header()
         response = self._send('GET', url, headers=headers, kind='token')
-        if response.status == 401 or response.status == 403:
+        if response.status in (401, 403) and not self.username:
+            raise RegistryError('The token service %s refused an anonymous token for %s; give registry_username '
+                                'and registry_password.' % (realm, ' '.join(scopes) or 'the registry'),
+                                status=response.status, code='UNAUTHORIZED')
+        if response.status in (401, 403):
             raise RegistryError('The token service %s rejected the credentials of user %r; check registry_username '
                                 'and registry_password.' % (realm, self.username), status=response.status,
                                 code='UNAUTHORIZED')

@@ -283,6 +283,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import MtdE
 from ansible_collections.mtd.containers.plugins.module_utils._rebase import (
     ANNOTATION_BASE_DIGEST,
     ANNOTATION_BASE_NAME,
+    check_prefix,
     is_image_descriptor,
     is_prefix,
     manifest_format,
@@ -400,9 +401,6 @@ class ImageRebaser:
                 raise MtdError('The image %s is given by digest: give target, the tag to write the rebased image to.'
                                % (params['image'],))
             target = image
-        for option in ('new_base', 'old_base'):
-            if params[option]:
-                self._ref(params[option], option)
         if params['registry_timeout'] is not None and params['registry_timeout'] <= 0:
             raise MtdError('registry_timeout must be a positive number of seconds, got %s.' % (params['registry_timeout'],))
 
@@ -421,6 +419,10 @@ class ImageRebaser:
         self.client.add_scope(image.repository, 'pull')
         self.client.add_scope(target.repository, 'pull,push' if writing else 'pull')
         self.client.add_scope(step_repo, 'pull,push' if writing else 'pull')
+        # Every repository known now goes into the first token; an annotated base adds its scope later.
+        for option in ('new_base', 'old_base'):
+            if params[option]:
+                self.client.add_scope(self._ref(params[option], option).repository, 'pull')
 
         source = self._manifest(image.repository, image.reference, 'The image')
         self.result['image'] = {'name': params['image'], 'digest': source.digest, 'media_type': source.media_type}
@@ -462,7 +464,8 @@ class ImageRebaser:
             self.result['old_base'] = None
 
         units = self._units(image, source)
-        update = self._update_available(image, source, units, new_base, new_base_manifest, old_base_manifest)
+        update = self._update_available(image, source, units, old_base, new_base, new_base_manifest,
+                                        old_base_manifest)
         self.result['update_available'] = update
         base_result = {
             'digest': source.digest, 'media_type': source.media_type, 'tag': None, 'tag_written': False,
@@ -580,27 +583,40 @@ class ImageRebaser:
             return child.json, child.digest, self._config(base_ref.repository, child.json)
         return base_manifest.json, base_manifest.digest, self._config(base_ref.repository, base_manifest.json)
 
-    def _update_available(self, image, source, units, new_base, new_base_manifest, old_base_manifest):
+    def _update_available(self, image, source, units, old_base, new_base, new_base_manifest, old_base_manifest):
         for unit in units:
             unit.config = self._config(image.repository, unit.manifest)
             unit.platform = platform_of(unit.config, (unit.descriptor or {}).get('platform'))
-        recorded = old_base_manifest.digest if old_base_manifest is not None else None
-        if recorded == new_base_manifest.digest:
+        if old_base_manifest is not None and old_base_manifest.digest == new_base_manifest.digest:
             return False
-        # Already on the new base (for instance rebased before, in place)?
-        on_new_base = True
+        if old_base_manifest is not None:
+            # The usual case: the image is on its old base, so an update is available.
+            first_error = None
+            for unit in units:
+                base_json, _digest, base_config = self._base_for(unit, old_base, old_base_manifest, 'The old base')
+                try:
+                    check_prefix(unit.manifest, unit.config, base_json, base_config)
+                except MtdError as exc:
+                    first_error = self._platform_error(unit, exc)
+                    break
+            if first_error is None:
+                return True
+        # Not on the old base (or none known): already on the new base, for instance rebased before in place?
         for unit in units:
             base_json, _digest, base_config = self._base_for(unit, new_base, new_base_manifest, 'The new base')
             if not is_prefix(unit.manifest, unit.config, base_json, base_config):
-                on_new_base = False
-                break
-        if on_new_base:
-            return False
-        if recorded is None:
-            raise MtdError('The image %s does not record its base (no %s annotation) and is not on the new base %s: '
-                           'give old_base, the base it was built on.'
-                           % (self.params['image'], ANNOTATION_BASE_DIGEST, new_base))
-        return True
+                if old_base_manifest is None:
+                    raise MtdError('The image %s does not record its base (no %s annotation) and is not on the new '
+                                   'base %s: give old_base, the base it was built on.'
+                                   % (self.params['image'], ANNOTATION_BASE_DIGEST, new_base))
+                raise first_error
+        return False
+
+    @staticmethod
+    def _platform_error(unit, exc):
+        if unit.descriptor is not None:
+            return MtdError('Platform %s: %s' % (platform_string(unit.platform), exc.msg), details=exc.details)
+        return exc
 
     def _plan_unit(self, image, unit, old_base, old_base_manifest, new_base, new_base_manifest, step_repo):
         unit.old_base = self._base_for(unit, old_base, old_base_manifest, 'The old base')
@@ -609,9 +625,7 @@ class ImageRebaser:
             unit.plan = rebase_image(unit.manifest, unit.config, unit.old_base[0], unit.old_base[2],
                                      unit.new_base[0], unit.new_base[2], str(new_base), unit.new_base[1], unit.digest)
         except MtdError as exc:
-            if unit.descriptor is not None:
-                raise MtdError('Platform %s: %s' % (platform_string(unit.platform), exc.msg), details=exc.details)
-            raise
+            raise self._platform_error(unit, exc)
         fmt = manifest_format(unit.plan['media_type'])
         unit.steps = plan_steps(unit.new_base[0], unit.new_base[2], str(new_base), unit.new_base[1],
                                 unit.plan['upper'], fmt)
