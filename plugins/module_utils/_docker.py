@@ -385,6 +385,138 @@ class DockerClient:
     def inspect_container(self, container_id):
         return self.get('/containers/%s/json' % quote(container_id, safe=''))
 
+    # -- images and container lifecycle (used by container_recreate / the rebase_rollout role) -------
+
+    def inspect_image(self, image):
+        """``GET /images/{name}/json``, or None when the engine does not have the image."""
+        try:
+            return self.get('/images/%s/json' % quote(image, safe=':@/'))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def pull_image(self, reference, registry_auth=None):
+        """``POST /images/create`` for ``repo:tag`` or ``repo@sha256:...``; raises DockerError on a failed pull."""
+        if '@' in reference:
+            name, tag = reference.split('@', 1)
+        else:
+            slash, colon = reference.rfind('/'), reference.rfind(':')
+            name, tag = (reference[:colon], reference[colon + 1:]) if colon > slash else (reference, 'latest')
+        headers = {'X-Registry-Auth': registry_auth} if registry_auth else None
+        with self.request('POST', '/images/create', params={'fromImage': name, 'tag': tag}, headers=headers,
+                          stream=True) as response:
+            for item in response.iter_json():
+                if isinstance(item, dict) and item.get('error'):
+                    raise DockerError('Pulling %s failed: %s' % (reference, item['error']))
+
+    def create_container(self, name, body):
+        """``POST /containers/create``; returns the new container's id."""
+        return (self.post('/containers/create', params={'name': name}, body=body) or {}).get('Id')
+
+    def start_container(self, container_id):
+        self.request('POST', '/containers/%s/start' % quote(container_id, safe=''))
+
+    def stop_container(self, container_id, timeout=10):
+        try:
+            self.request('POST', '/containers/%s/stop' % quote(container_id, safe=''), params={'t': timeout})
+        except DockerError as exc:
+            if exc.status != 304:  # already stopped
+                raise
+
+    def rename_container(self, container_id, name):
+        self.request('POST', '/containers/%s/rename' % quote(container_id, safe=''), params={'name': name})
+
+    def remove_container(self, container_id, force=False, volumes=False):
+        """Remove a container; anonymous volumes are kept unless ``volumes``; named volumes always are."""
+        self.request('DELETE', '/containers/%s' % quote(container_id, safe=''),
+                     params={'force': force or None, 'v': volumes or None})
+
+    def exec_run(self, container_id, cmd, timeout=None):
+        """Run ``cmd`` (list) in a running container; returns ``(exit_code, output_text)``."""
+        created = self.post('/containers/%s/exec' % quote(container_id, safe=''),
+                            body={'Cmd': list(cmd), 'AttachStdout': True, 'AttachStderr': True, 'Tty': False})
+        exec_id = created['Id']
+        with self.request('POST', '/exec/%s/start' % exec_id, body={'Detach': False, 'Tty': False},
+                          stream=True) as response:
+            raw = b''.join(response.iter_content())
+        info = self.get('/exec/%s/json' % exec_id) or {}
+        return info.get('ExitCode'), demux_stream(raw).decode('utf-8', 'replace')
+
+
+def demux_stream(raw):
+    """The payload of a multiplexed attach/exec stream (8-byte frame headers), stdout and stderr joined.
+
+    Data that does not start with a frame header (a TTY stream) is returned as is.
+    """
+    out = []
+    pos = 0
+    while pos + 8 <= len(raw) and raw[pos] in (0, 1, 2) and raw[pos + 1:pos + 4] == b'\x00\x00\x00':
+        size = int.from_bytes(raw[pos + 4:pos + 8], 'big')
+        out.append(raw[pos + 8:pos + 8 + size])
+        pos += 8 + size
+    if pos == 0:
+        return raw
+    return b''.join(out)
+
+
+# Config keys whose value the container inherits from its image unless the user set them.
+_IMAGE_DEFAULT_KEYS = ('Cmd', 'Entrypoint', 'WorkingDir', 'User', 'StopSignal', 'Healthcheck', 'ExposedPorts',
+                       'Volumes', 'OnBuild', 'Shell')
+
+
+def recreate_body(container, old_image_config, image):
+    """The ``POST /containers/create`` body that recreates ``container`` (its inspect) from ``image``.
+
+    What the container got from its old image (Env entries, labels, Cmd, ...) is left out so that the new
+    image's own defaults apply; what the user set is kept. Anonymous volumes are bound again by name, so
+    the data in all volumes, named or not, is kept. Pure function.
+    """
+    old = old_image_config or {}
+    config = dict(container.get('Config') or {})
+    config['Image'] = image
+    if config.get('Hostname') and container.get('Id', '').startswith(config['Hostname']):
+        config.pop('Hostname')
+    image_env = set(old.get('Env') or [])
+    env = [item for item in (config.get('Env') or []) if item not in image_env]
+    if env:
+        config['Env'] = env
+    else:
+        config.pop('Env', None)
+    image_labels = old.get('Labels') or {}
+    labels = dict((k, v) for k, v in (config.get('Labels') or {}).items() if image_labels.get(k) != v)
+    config['Labels'] = labels
+    for key in _IMAGE_DEFAULT_KEYS:
+        if key in config and config[key] == old.get(key):
+            config.pop(key)
+    host_config = dict(container.get('HostConfig') or {})
+    binds = list(host_config.get('Binds') or [])
+    bound = set(bind.split(':')[1] for bind in binds if ':' in bind)
+    bound.update(m.get('Target') for m in host_config.get('Mounts') or [])
+    for mount in container.get('Mounts') or []:
+        if mount.get('Type') == 'volume' and mount.get('Name') and mount.get('Destination') not in bound:
+            binds.append('%s:%s%s' % (mount['Name'], mount['Destination'], '' if mount.get('RW', True) else ':ro'))
+    if binds:
+        host_config['Binds'] = binds
+    body = dict(config)
+    body['HostConfig'] = host_config
+    networks = ((container.get('NetworkSettings') or {}).get('Networks') or {})
+    mode = host_config.get('NetworkMode') or 'default'
+    endpoints = {}
+    for net_name, net in networks.items():
+        # the API before 1.44 takes one endpoint at create: the one of the network mode
+        if net_name != mode or net_name in ('none', 'host', 'bridge', 'default'):
+            continue
+        endpoint = {}
+        if net.get('Aliases'):
+            endpoint['Aliases'] = [a for a in net['Aliases'] if not container.get('Id', '').startswith(a)]
+        if net.get('IPAMConfig'):
+            endpoint['IPAMConfig'] = net['IPAMConfig']
+        endpoints[net_name] = endpoint
+    if endpoints:
+        body['NetworkingConfig'] = {'EndpointsConfig': endpoints}
+    return body
+
 
 # ---------------------------------------------------------------------------------------------
 # Ansible glue
