@@ -217,18 +217,19 @@ def _receive_one(conn, key, dest):
             chunk = _recv_exact(conn, size)
             mac.update(chunk)
             received += size
-            try:
-                sink.write(chunk)
-            except BrokenPipeError as exc:
-                broken = exc
-                break
-        trailer = _recv_exact(conn, 32) if broken is None else b''
+            if broken is None:
+                try:
+                    sink.write(chunk)
+                except BrokenPipeError as exc:
+                    # keep reading: the integrity check below tells corruption from a local failure
+                    broken = exc
+        trailer = _recv_exact(conn, 32)
     finally:
         try:
             sink.close()
         except OSError:
             pass
-    if broken is None and not hmac.compare_digest(trailer, mac.digest()):
+    if not hmac.compare_digest(trailer, mac.digest()):
         for p in procs:
             p.kill()
         raise TransferError('the data failed its integrity check (HMAC-SHA256 over the stream): it was '

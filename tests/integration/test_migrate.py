@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Live migration on the lab, with real engines and CRIU: state intact, faults rolled back, re-runs converge."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab, run_playbook
+
+DOCKER = '/usr/bin/docker'
+STATE = '/var/lib/mtd-lab'
+IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
+PROXY = str(ROOT / 'tests' / 'integration' / 'files' / 'fault_proxy.py')
+COUNTER = ('mkdir -p /state; i=0; while true; do i=$((i+1)); echo "$i"; echo "$i" >> /state/counter.log; '
+           'echo "$i" >> /vol/counter.log; sleep 0.1; done')
+
+
+def docker(host, *args, check=True):
+    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError('%s failed: %s' % (' '.join(args), proc.stderr))
+    return proc
+
+
+def status(host, name):
+    proc = docker(host, 'inspect', '-f', '{{.State.Status}}', name, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else 'absent'
+
+
+def counter_lines(host, name, path):
+    out = docker(host, 'exec', name, 'cat', path).stdout.split()
+    return [int(x) for x in out]
+
+
+def assert_consecutive(values, what):
+    assert values, '%s is empty' % what
+    assert values[0] == 1, '%s does not start at 1: %s' % (what, values[:5])
+    gaps = [(a, b) for a, b in zip(values, values[1:]) if b != a + 1]
+    assert not gaps, '%s is not consecutive (reset, repeat or loss): %s' % (what, gaps[:5])
+
+
+def start_workload(host):
+    name = 'it-mg-%06d' % random.randrange(10 ** 6)
+    docker(host, 'run', '-d', '--name', name, '--network', 'none', '--cpus', '0.25', '--memory', '32m',
+           '--label', 'mtd.units=5', '-v', '%s-vol:/vol' % name, IMAGE, 'sh', '-c', COUNTER)
+    time.sleep(1.5)
+    return name
+
+
+def remove_everywhere(name):
+    for host in ('lab-1', 'lab-2', 'lab-3', 'lab-4'):
+        docker(host, 'rm', '-f', name, check=False)
+        docker(host, 'volume', 'rm', '-f', name + '-vol', check=False)
+
+
+def migrate(name, source, target=None, report=None, extra=(), check=True):
+    args = ['-e', 'mtd_container=%s' % name, '-e', 'mtd_source=%s' % source, '-e', 'mtd_report=%s' % report,
+            '-e', '{"mtd_health_cmd": ["cat", "/state/counter.log"]}']
+    if target:
+        args += ['-e', 'mtd_target=%s' % target]
+    return run_playbook('playbooks/migrate.yml', *(args + list(extra)), check=check)
+
+
+def record(report):
+    with open(report) as f:
+        return json.load(f)
+
+
+def leftover_checkpoints(migration_id):
+    found = []
+    for root in ['/dev/shm/mtd-migrations'] + ['%s/%s/var-lib-docker/mtd-migrations' % (STATE, h)
+                                              for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4')]:
+        if os.path.exists(os.path.join(root, migration_id)):
+            found.append(os.path.join(root, migration_id))
+    for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4'):
+        base = '%s/%s/var-lib-docker/containers' % (STATE, h)
+        for cid in os.listdir(base) if os.path.isdir(base) else []:
+            cps = os.path.join(base, cid, 'checkpoints')
+            if os.path.isdir(cps) and os.listdir(cps):
+                found.append(cps)
+    return found
+
+
+@pytest.fixture
+def workload(tmp_path):
+    require_lab()
+    name = start_workload('lab-1')
+    yield name, str(tmp_path / 'record.json')
+    remove_everywhere(name)
+
+
+def test_migrate_keeps_state_and_converges(workload):
+    name, report = workload
+    before = counter_lines('lab-1', name, '/state/counter.log')
+    proc = migrate(name, 'lab-1', report=report)
+    rec = record(report)
+    assert rec['state'] == 'Succeeded', rec
+    assert [h['state'] for h in rec['history']] == ['Pending', 'Ready', 'Started', 'Migrating', 'Completed', 'Succeeded']
+    target = rec['target']
+    facts = {'lab-1': 'debian', 'lab-2': 'ubuntu', 'lab-3': 'rocky', 'lab-4': 'debian'}
+    assert facts[target] != facts['lab-1'], 'moved to a host with the same OS: %s' % target
+    assert status(target, name) == 'running'
+    assert status('lab-1', name) == 'absent', 'the source container is still there'
+    time.sleep(0.5)
+    layer = counter_lines(target, name, '/state/counter.log')
+    volume = counter_lines(target, name, '/vol/counter.log')
+    assert_consecutive(layer, 'the writable-layer file')
+    assert_consecutive(volume, 'the volume file')
+    assert len(layer) > len(before) and len(volume) > len(before), 'the counter did not go on'
+    # the process went on from its memory: its output after the resume continues the file's numbers
+    logs = [int(x) for x in docker(target, 'logs', name).stdout.split()]
+    assert logs and logs[0] > 1 and logs == list(range(logs[0], logs[0] + len(logs))), logs[:5]
+    assert not leftover_checkpoints(rec['id'])
+    labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
+    assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'
+    assert rec['phases']['checkpoint']['dump'] > 0 and rec['phases']['transfer']['bytes_sent'] > 0
+    assert 'Succeeded' in proc.stdout
+    assert rec['precopy']['used'] is False and rec['precopy']['reason']
+
+    # idempotence: the same request again changes nothing
+    again = migrate(name, 'lab-1', report=report)
+    assert '(no change)' in again.stdout and 'changed=0' in again.stdout, again.stdout[-3000:]
+    assert status(target, name) == 'running'
+
+
+def wait_for_port_and_start_proxy(mode, offset, ready=''):
+    port = random.randrange(20000, 30000)
+    receiver_port = port + 10000
+    proxy = subprocess.Popen([sys.executable, PROXY, str(port), '127.0.1.3', str(receiver_port), mode,
+                              str(offset), ready], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    extra = ['-e', 'migrate_transfer_port=%d' % receiver_port, '-e', 'migrate_transfer_connect=127.0.0.1:%d' % port]
+    return proxy, extra
+
+
+def assert_rolled_back(name, report, cause):
+    rec = record(report)
+    assert rec['state'] == 'Failed', rec
+    assert cause in rec['error'], rec['error']
+    assert status('lab-1', name) == 'running', 'the source does not run after the rollback'
+    first = counter_lines('lab-1', name, '/state/counter.log')
+    time.sleep(0.6)
+    later = counter_lines('lab-1', name, '/state/counter.log')
+    assert_consecutive(later, 'the source file after rollback')
+    assert len(later) > len(first), 'the source counter does not go on after the rollback'
+    assert status('lab-3', name) == 'absent', 'the target kept a copy'
+    assert not leftover_checkpoints(rec['id'])
+    return rec
+
+
+@pytest.mark.parametrize('mode,cause', [
+    ('corrupt', 'integrity'),
+    ('cut', 'Sending the checkpoint failed'),
+])
+def test_transfer_faults_roll_back(workload, mode, cause):
+    name, report = workload
+    proxy, extra = wait_for_port_and_start_proxy(mode, 3000)
+    try:
+        proc = migrate(name, 'lab-1', target='lab-3', report=report, extra=extra, check=False)
+    finally:
+        proxy.kill()
+        proxy.wait()
+    assert proc.returncode != 0
+    assert 'runs on lab-1' in proc.stdout
+    assert_rolled_back(name, report, cause)
+
+
+def test_target_engine_killed_before_restore(workload, tmp_path):
+    name, report = workload
+    ready = str(tmp_path / 'held')
+    proxy, extra = wait_for_port_and_start_proxy('hold', 1000, ready)
+    run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
+                            '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-3',
+                            '-e', 'mtd_report=%s' % report] + extra,
+                           cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg')))
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(ready) and time.time() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(ready), 'the transfer never started'
+        with open('%s/lab-3/dockerd.pid' % STATE) as f:
+            os.kill(int(f.read()), signal.SIGKILL)       # the target's engine dies mid-migration
+        os.unlink(ready)                                  # let the transfer finish
+        out, dummy = run.communicate(timeout=300)
+    finally:
+        proxy.kill()
+        proxy.wait()
+        if run.poll() is None:
+            run.kill()
+        subprocess.run(['bash', str(ROOT / 'lab' / 'lab.sh'), 'up'], capture_output=True, check=False, timeout=300)
+    assert run.returncode != 0, out[-3000:]
+    rec = record(report)
+    assert rec['state'] == 'Failed' and 'Docker engine' in rec['error'], rec
+    assert status('lab-1', name) == 'running'
+    first = counter_lines('lab-1', name, '/state/counter.log')
+    time.sleep(0.5)
+    assert_consecutive(counter_lines('lab-1', name, '/state/counter.log'), 'the source file')
+    assert len(counter_lines('lab-1', name, '/state/counter.log')) > len(first)
+    # with its engine back, a re-run clears the target's standby and completes the move
+    migrate(name, 'lab-1', target='lab-3', report=report)
+    assert record(report)['state'] == 'Succeeded'
+    assert status('lab-3', name) == 'running' and status('lab-1', name) == 'absent'
+    assert_consecutive(counter_lines('lab-3', name, '/state/counter.log'), 'the file after the re-run')
+
+
+def test_controller_killed_then_rerun_converges(workload):
+    name, report = workload
+    run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
+                            '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-2',
+                            '-e', 'mtd_report=%s' % report],
+                           cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                           env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg')))
+    deadline = time.time() + 120
+    state = None
+    while time.time() < deadline and run.poll() is None:
+        try:
+            state = record(report)['state']
+        except (OSError, ValueError):
+            state = None
+        if state == 'Migrating':
+            break
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)                    # the controller dies with the source frozen
+    run.wait()
+    assert state == 'Migrating', 'the run ended before the freeze (state %s)' % state
+    copies = [h for h in ('lab-1', 'lab-2') if status(h, name) == 'running']
+    assert len(copies) <= 1
+    migrate(name, 'lab-1', target='lab-2', report=report)
+    rec = record(report)
+    assert rec['state'] == 'Succeeded', rec
+    running = [h for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4') if status(h, name) == 'running']
+    assert running == ['lab-2'], running
+    assert_consecutive(counter_lines('lab-2', name, '/state/counter.log'), 'the file after convergence')
+    assert_consecutive(counter_lines('lab-2', name, '/vol/counter.log'), 'the volume after convergence')
+
+
+def test_bad_input_changes_nothing(workload, tmp_path):
+    name, report = workload
+    unknown = migrate('it-mg-no-such', 'lab-1', report=str(tmp_path / 'u.json'), check=False)
+    assert unknown.returncode != 0 and 'No container it-mg-no-such on lab-1' in unknown.stdout
+    same = migrate(name, 'lab-1', target='lab-1', report=report, check=False)
+    assert same.returncode != 0 and 'target must differ from the source' in same.stdout
+    docker('lab-1', 'stop', '-t', '1', name)
+    try:
+        stopped = migrate(name, 'lab-1', report=report, check=False)
+        assert stopped.returncode != 0 and 'only a running container is migrated' in stopped.stdout
+    finally:
+        docker('lab-1', 'start', name)
+    for out in (unknown.stdout, same.stdout, stopped.stdout):
+        assert 'Traceback' not in out
+    assert status('lab-1', name) == 'running'
+    assert all(status(h, name) == 'absent' for h in ('lab-2', 'lab-3', 'lab-4'))
