@@ -192,12 +192,14 @@ def _receive_one(conn, key, dest):
     compression = header.get('compression')
     if compression not in COMPRESSORS:
         raise TransferError('unknown compression %r' % compression)
-    if os.path.lexists(dest):
-        shutil.rmtree(dest)
-    os.makedirs(dest, mode=0o700)
-    os.chmod(dest, 0o700)
+    staging = dest + '.part'
+    for old in (dest, staging):
+        if os.path.lexists(old):
+            shutil.rmtree(old)
+    os.makedirs(staging, mode=0o700)
+    os.chmod(staging, 0o700)
     decompress = COMPRESSORS[compression][1]
-    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', dest, '-xf', '-']
+    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', staging, '-xf', '-']
     if decompress:
         procs = _pipeline(decompress, tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     else:
@@ -237,6 +239,8 @@ def _receive_one(conn, key, dest):
     _finish(procs, 'unpacking the bundle')
     if broken is not None:
         raise TransferError('unpacking stopped early: %s' % broken)
+    # the bundle appears at ``dest`` complete or not at all
+    os.rename(staging, dest)
     return {'bytes_received': received, 'seconds': round(time.time() - t0, 4), 'compression': compression,
             'bytes_raw': header.get('bytes'), 'files': header.get('files')}
 
@@ -280,8 +284,9 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5):
                 continue
             except (TransferError, OSError, ValueError, struct.error) as exc:
                 error = str(exc) or exc.__class__.__name__
-                if os.path.lexists(dest):
-                    shutil.rmtree(dest, ignore_errors=True)
+                for partial in (dest, dest + '.part'):
+                    if os.path.lexists(partial):
+                        shutil.rmtree(partial, ignore_errors=True)
                 try:
                     _send_json(conn, {'ok': False, 'error': error})
                 except OSError:

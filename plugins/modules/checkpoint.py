@@ -91,6 +91,36 @@ options:
     description: Seconds allowed for the Engine API calls and for the dump.
     type: int
     default: 300
+  send:
+    description:
+      - Stream the bundle to a M(mtd.containers.checkpoint_transfer) receiver right after the dump, in
+        the same task, which keeps the freeze short (one task fewer while the container is frozen).
+      - When the transfer fails the module fails; the container stays frozen as after any dump (resume
+        it with M(mtd.containers.container_state) to roll back).
+    type: dict
+    suboptions:
+      address:
+        description: The receiver's address.
+        type: str
+        required: true
+      port:
+        description: The receiver's port.
+        type: int
+        required: true
+      token:
+        description: The transfer's shared secret (at least 16 characters).
+        type: str
+        required: true
+        no_log: true
+      compression:
+        description: Compression of the stream; V(auto) takes zstd when present, else gzip.
+        type: str
+        choices: [auto, zstd, gzip, none]
+        default: auto
+      connect_timeout:
+        description: Seconds to keep retrying the connection.
+        type: int
+        default: 60
 notes:
   - Only containers with network mode V(none) or V(host) are supported (no bridge endpoints), and
     only the overlay2 storage driver. Privileged containers are refused.
@@ -165,6 +195,11 @@ config:
       takes it in O(mtd.containers.restore#module:config) to prepare the standby container.
   returned: when O(state=present)
   type: dict
+transfer:
+  description: Statistics of the transfer when O(send) was given (see M(mtd.containers.checkpoint_transfer)).
+  returned: when O(send) is given
+  type: dict
+  sample: {"bytes_raw": 268530720, "bytes_sent": 1203456, "compression": "zstd", "seconds": 0.5, "throughput_mb_s": 512.3}
 method:
   description: How the dump was made (V(runc)).
   returned: when O(state=present)
@@ -190,6 +225,9 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     restrict_tree, run, tail, tar_create, write_manifest,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, find_criu, Criu
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    TransferError, available_compression, send as send_bundle,
+)
 
 SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
 
@@ -334,6 +372,10 @@ class Checkpointer:
             remove_tree(bundle)
             self.fail(str(exc), criu_log=log or exc.details.get('criu_log', ''))
 
+        if self.p['send']:
+            t = time.time()
+            self.transfer(bundle)
+            timings['send'] = round(time.time() - t, 4)
         if self.p['leave_running'] and not paused:
             t = time.time()
             self.resume(cid)
@@ -343,6 +385,19 @@ class Checkpointer:
         after = 'running' if self.p['leave_running'] and not paused else 'paused'
         self.result.update(self.summary(manifest, after, method='runc'))
         self.result['timings'] = timings
+
+    def transfer(self, bundle):
+        opts = self.p['send']
+        if len(opts['token']) < 16:
+            self.fail('send.token must be at least 16 characters long.')
+        compression = available_compression(opts['compression'])
+        try:
+            self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
+                                                  compression=compression,
+                                                  connect_timeout=opts['connect_timeout'],
+                                                  io_timeout=self.p['timeout'])
+        except TransferError as exc:
+            self.fail('Sending the checkpoint failed: %s.' % exc)
 
     def find_criu(self):
         path = find_criu(self.module, self.p['criu_path'])
@@ -444,6 +499,13 @@ def main():
         runc_path=dict(type='path'),
         runc_root=dict(type='path'),
         criu_path=dict(type='path'),
+        send=dict(type='dict', options=dict(
+            address=dict(type='str', required=True),
+            port=dict(type='int', required=True),
+            token=dict(type='str', required=True, no_log=True),
+            compression=dict(type='str', default='auto', choices=['auto', 'zstd', 'gzip', 'none']),
+            connect_timeout=dict(type='int', default=60),
+        )),
     )
     argument_spec['timeout'] = dict(type='int', default=300)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

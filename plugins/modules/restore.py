@@ -90,6 +90,12 @@ options:
     description: Keep the bundle and the engine's copy of the CRIU images after a successful start.
     type: bool
     default: false
+  wait_for_bundle:
+    description:
+      - Seconds to wait for the bundle to appear (a M(mtd.containers.checkpoint_transfer) receiver
+        renames it into place only once it arrived complete and checked). V(0) does not wait.
+    type: int
+    default: 0
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
@@ -312,6 +318,12 @@ class Restorer:
         self.result['timings'] = self.timings
 
     def run_started(self):
+        if self.p['wait_for_bundle'] > 0:
+            t = time.time()
+            deadline = t + self.p['wait_for_bundle']
+            while not os.path.exists(os.path.join(self.bundle, 'manifest.json')) and time.time() < deadline:
+                time.sleep(0.05)
+            self.phase('wait', t)
         try:
             manifest = read_manifest(self.bundle)
         except MigrationError as exc:
@@ -474,6 +486,7 @@ def main():
             password=dict(type='str', required=True, no_log=True),
         )),
         keep_bundle=dict(type='bool', default=False),
+        wait_for_bundle=dict(type='int', default=0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
