@@ -10,7 +10,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: container_recreate
 short_description: Recreate containers from another image, keeping their settings and volumes, and check their health
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Recreates each selected container from O(image) when it does not already run that image, for example to roll
     a rebased image out (see M(mtd.containers.image_rebase) and the role C(mtd.containers.rebase_rollout)).

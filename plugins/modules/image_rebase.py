@@ -10,7 +10,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: image_rebase
 short_description: Rebase an image's own layers onto an updated base image, in the registry
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Detects that the base image of O(image) was updated (RV(update_available)) and rebases the image's own
     layers onto the new base directly in the registry, without rebuilding and without moving layer bytes.
