@@ -182,7 +182,7 @@ def run(size_mb):
         big = os.path.join(app, 'big.bin')
         rng = random.Random(20261128)
         with open(big, 'wb') as handle:
-            for _ in range(size_mb):
+            for dummy in range(size_mb):
                 handle.write(rng.getrandbits(8 * 1048576).to_bytes(1048576, 'little'))
         os.utime(big, (0, 0))
         for version in ('v1', 'v2'):
@@ -234,7 +234,8 @@ def run(size_mb):
             'rebase_log': cold_log, 'rebase_warm_log': warm_log, 'rebase_warm_steps': warm['steps'],
             'rebuild_build_s': round(build_s, 2), 'rebuild_s': round(rebuild_s, 2), 'rebuild_bytes_uploaded': rebuild_bytes,
             'rebuild_log': rebuild_log,
-            'speedup_cold': round(rebuild_s / cold_s, 1), 'speedup_adhoc': round(rebuild_s / adhoc_s, 1), 'speedup_module': round(rebuild_s / cold['timings']['total_s'], 1),
+            'speedup_cold': round(rebuild_s / cold_s, 1), 'speedup_adhoc': round(rebuild_s / adhoc_s, 1),
+            'speedup_module': round(rebuild_s / cold['timings']['total_s'], 1),
             'rebased_runs': check.strip() == 'security fix',
             'machine': machine(),
         }
@@ -271,15 +272,16 @@ def markdown(r, heading=True):
         'Speed-up of the cold rebase over the rebuild: **%.1f×** for the module process (Python start-up and imports '
         'included), %.0f× inside the module; through `ansible` ad hoc, whose own start-up (%.1f s more here) dominates, '
         '%.1f×. Goal ≥ 20×, < 1 MB uploaded (module process): %s. The rebased image ran on the lab engine and '
-        'showed base v2\'s file: %s.' % (r['speedup_cold'], r['speedup_module'], r['rebase_adhoc_s'] - r['rebase_cold_s'], r['speedup_adhoc'],
-                       'met' if r['speedup_cold'] >= 20 and r['rebase_bytes_uploaded'] < 1e6 else 'NOT met',
-                       'yes' if r['rebased_runs'] else 'NO'),
+        'showed base v2\'s file: %s.'
+        % (r['speedup_cold'], r['speedup_module'], r['rebase_adhoc_s'] - r['rebase_cold_s'], r['speedup_adhoc'],
+           'met' if r['speedup_cold'] >= 20 and r['rebase_bytes_uploaded'] < 1e6 else 'NOT met',
+           'yes' if r['rebased_runs'] else 'NO'),
     ]
     return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--size-mb', type=int, default=200)
     parser.add_argument('--markdown', action='store_true', help='print the Markdown section instead of JSON')
     parser.add_argument('--results', help='write (or replace) this script\'s section in this RESULTS.md')

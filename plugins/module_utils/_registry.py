@@ -416,8 +416,8 @@ class RegistryClient:
                                 code='UNAUTHORIZED')
         if response.status != 200:
             code, detail = registry_error_detail(response.body)
-            raise RegistryError('The token service %s answered %s %s: %s.' % (realm, response.status, response.reason,
-                                                                               detail or 'no detail'),
+            raise RegistryError('The token service %s answered %s %s: %s.'
+                                % (realm, response.status, response.reason, detail or 'no detail'),
                                 status=response.status, code=code)
         try:
             data = json.loads(response.body.decode('utf-8'))

@@ -42,7 +42,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Everything is read and planned as usual; nothing is written to the registry. RV(changed) tells whether a
+      - Everything is read and planned as usual; nothing is written to the registry. The result's C(changed) tells whether a
         real run would write something, and RV(steps) how many steps would be created.
   diff_mode:
     support: full
@@ -97,8 +97,9 @@ requirements:
   - No Python library beyond the standard library.
   - A registry with the Registry HTTP API V2, reachable from the host the module runs on (usually the controller).
 seealso:
-  - role: mtd.containers.rebase_rollout
-    description: Roll the rebased image out to running containers, canary first, with automatic rollback.
+  - module: mtd.containers.container_recreate
+    description: Recreate containers from the rebased image; the role C(mtd.containers.rebase_rollout) rolls it out
+      canary first, with automatic rollback.
 author:
   - mtd.containers contributors (!UNKNOWN)
 """

@@ -144,8 +144,8 @@ def test_rebase_image_manifest_and_determinism():
     plan = rebase_image(APP[0], APP[1], BASE1[0], BASE1[1], BASE2[0], BASE2[1], 'r.example/base:2',
                         'sha256:' + '2' * 64, 'sha256:' + 'a' * 64)
     manifest = json.loads(plan['manifest'])
-    assert [layer['digest'] for layer in manifest['layers']] == [d('busybox'), d('rel2'), d('v2only'), d('one'),
-                                                                  d('two')]
+    expected = [d('busybox'), d('rel2'), d('v2only'), d('one'), d('two')]
+    assert [layer['digest'] for layer in manifest['layers']] == expected
     assert manifest['mediaType'] == DOCKER_MANIFEST
     assert manifest['config']['digest'] == sha256_digest(plan['config'])
     assert manifest['config']['size'] == len(plan['config'])
