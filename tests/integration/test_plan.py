@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from lab_helpers import run_playbook
 
@@ -43,3 +44,29 @@ def test_plan_moves_attacked_container_to_another_os(tmp_path):
 
     # the readable table is printed
     assert 'decision' in proc.stdout and 'web-1' in proc.stdout
+
+
+def test_defend_moves_the_attacked_container_with_its_state(tmp_path):
+    report = tmp_path / 'defend.json'
+    run_playbook('lab/demo/workloads.yml')
+    try:
+        proc = run_playbook('playbooks/defend.yml', '-e', '@lab/demo/plan-vars.yml',
+                            '-e', '{"mtd_defend_reference": [6, 8, 10], "mtd_defend_delta_t": 3}',
+                            '-e', '{"mtd_defend_attacked": ["lab-1/web-1"], "mtd_defend_max": 1}',
+                            '-e', 'mtd_defend_report=%s' % report)
+        result = json.loads(report.read_text())
+        moved = result['migrations']
+        assert [m['name'] for m in moved] == ['web-1'], moved     # the attacked one goes first, alone
+        web1 = moved[0]
+        assert web1['state'] == 'Succeeded', web1
+        assert web1['source'] == 'lab-1' and web1['target'] != 'lab-1'
+        assert web1['target_os']['id'] != web1['source_os']['id'], web1
+        for phase in ('checkpoint', 'transfer', 'restore'):
+            assert web1['phases'][phase], phase
+        sock = 'unix:///var/lib/mtd-lab/%s/docker.sock' % web1['target']
+        values = subprocess.run(['/usr/bin/docker', '-H', sock, 'exec', 'web-1', 'cat', '/data/counter.log'],
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert [int(v) for v in values] == list(range(1, len(values) + 1)), 'the counter file lost or repeated values'
+        assert 'Succeeded' in proc.stdout and 'frozen_s' in proc.stdout
+    finally:
+        run_playbook('lab/demo/cleanup.yml')
