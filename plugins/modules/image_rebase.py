@@ -487,10 +487,11 @@ class ImageRebaser:
         if source.is_index:
             children = {}
             for unit in units:
+                new_platform = platform_of(unit.new_base[2])
                 children[unit.digest] = {'digest': unit.plan['digest'], 'size': len(unit.plan['manifest']),
                                          'mediaType': unit.plan['media_type'],
-                                         'os.version': unit.platform.get('os.version'),
-                                         'variant': unit.platform.get('variant')}
+                                         'os.version': new_platform.get('os.version'),
+                                         'variant': new_platform.get('variant')}
             final_bytes, final_digest = rebased_index(source.json, children, str(new_base),
                                                       new_base_manifest.digest, source.digest)
             final_type = source.media_type
