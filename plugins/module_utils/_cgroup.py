@@ -659,12 +659,13 @@ class Cgroup:
         if not keys.intersection(('memory', 'pids')) or not self.exists():
             return
         use = self.usage()
+        tasks = use['pids']
         for controller, name, value, key in writes:
-            if key == 'pids' and value != 'max' and use['pids'] is not None and int(value) < use['pids']:
+            if key == 'pids' and value != 'max' and tasks is not None and int(value) < tasks:
                 raise CgroupError(
-                    'The pids limit %s is below the current usage of cgroup %s (%d tasks); raise the limit or '
-                    'stop some processes first.' % (value, '/' + self.path, use['pids']),
-                    {'limit': int(value), 'usage': use['pids']})
+                    'The pids limit %s is below the current usage of cgroup %s (%s tasks); raise the limit or '
+                    'stop some processes first.' % (value, '/' + self.path, tasks),
+                    {'limit': int(value), 'usage': tasks})
             if (self.layout.version == 2 and key == 'memory' and value != 'max' and use['memory'] is not None
                     and int(value) < use['memory']):
                 raise CgroupError(

@@ -201,8 +201,8 @@ def test_detect_lab_layout_and_preferences():
     assert layout.as_dict() == {
         'version': 1, 'unified': '/sys/fs/cgroup/unified',
         'v1_mounts': {'cpu': '/sys/fs/cgroup/cpu', 'memory': '/sys/fs/cgroup/memory', 'pids': '/sys/fs/cgroup/pids'}}
-    assert cg.Layout.detect(LAB_MOUNTINFO, '2').as_dict() == {'version': 2, 'unified': '/sys/fs/cgroup/unified',
-                                                             'v1_mounts': {}}
+    forced = cg.Layout.detect(LAB_MOUNTINFO, '2')
+    assert forced.as_dict() == {'version': 2, 'unified': '/sys/fs/cgroup/unified', 'v1_mounts': {}}
     assert cg.Layout.from_dict(layout.as_dict()).as_dict() == layout.as_dict()
     mounts = cg.parse_mountinfo(LAB_MOUNTINFO)
     assert mounts[-1]['mountpoint'] == '/mnt/inner cpu' and mounts[-1]['root'] == '/docker/abc'
@@ -217,7 +217,7 @@ def test_co_mounted_controllers():
 
 @pytest.mark.parametrize('text, prefer, message', [
     ('', 'auto', 'No cgroup filesystem is mounted'),
-    (LAB_MOUNTINFO.split('41 31')[0], '2', 'no cgroup2 filesystem is mounted'),
+    (LAB_MOUNTINFO.split('41 31', maxsplit=1)[0], '2', 'no cgroup2 filesystem is mounted'),
     ('41 31 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n', '1', 'no cgroup v1 controller'),
     (LAB_MOUNTINFO, '3', 'must be auto, 1 or 2'),
 ])

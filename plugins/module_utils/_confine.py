@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Pure decisions of container-mode confinement, shared by ``mtd.containers.confine`` and the modules that
+create containers on a migration target (they can create a container confined from the start with
+:func:`confine_host_config`, so that no recreation is needed later).
+
+This is a private module_utils file (leading underscore): its API may change without notice. No I/O.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from ansible_collections.mtd.containers.plugins.module_utils._seccomp import (
+    docker_profile,
+    find_seccomp_opt,
+    profile_digest,
+    seccomp_security_opt,
+    security_opt_digest,
+)
+
+# Docker applies a seccomp profile to privileged containers only from this major version on.
+PRIVILEGED_SECCOMP_MIN_MAJOR = 26
+# HostConfig.CgroupnsMode exists from Engine API 1.41 (Docker 20.10).
+CGROUPNS_MIN_API = (1, 41)
+
+# Sockets that hand out control of the host: the container engines and the D-Bus buses.
+FORBIDDEN_SOCKETS = (
+    '/run/docker.sock',
+    '/run/containerd/containerd.sock',
+    '/run/dbus/system_bus_socket',
+)
+# Directories whose sockets are just as dangerous, whatever their names (per-user D-Bus session buses,
+# rootless engines).
+FORBIDDEN_SOCKET_DIRS = ('/run/user',)
+# The host's cgroup filesystem must not be bound in either.
+FORBIDDEN_CGROUPFS = '/sys/fs/cgroup'
+
+_VERSION_RE = re.compile(r'^\s*v?(\d+)(?:\.(\d+))?')
+
+
+def engine_major(version):
+    """The major version of a Docker engine version string (``20.10.24+dfsg1`` -> 20), or None."""
+    match = _VERSION_RE.match(str(version or ''))
+    return int(match.group(1)) if match else None
+
+
+def api_at_least(api_version, minimum):
+    match = _VERSION_RE.match(str(api_version or ''))
+    if not match:
+        return False
+    return (int(match.group(1)), int(match.group(2) or 0)) >= minimum
+
+
+def cgroup_parent_path(cgroup_parent, name):
+    """The container's cgroup parent as Docker's cgroupfs driver takes it: ``/mtd/web-1``."""
+    return '/' + '/'.join(part for part in (cgroup_parent or '').split('/') + [name] if part)
+
+
+def _canonical_host_path(path):
+    path = posixpath.normpath('/' + (path or '').lstrip('/'))
+    if path == '/var/run' or path.startswith('/var/run/'):
+        path = '/run' + path[len('/var/run'):]
+    return path
+
+
+def bind_sources(inspect):
+    """Host paths bound into the container (HostConfig.Binds, HostConfig.Mounts and the inspect's Mounts)."""
+    sources = []
+    host_config = inspect.get('HostConfig') or {}
+    for bind in host_config.get('Binds') or []:
+        source = bind.split(':', 1)[0]
+        if source.startswith('/'):
+            sources.append(source)
+    for mount in host_config.get('Mounts') or []:
+        if mount.get('Type') == 'bind' and mount.get('Source'):
+            sources.append(mount['Source'])
+    for mount in inspect.get('Mounts') or []:
+        if mount.get('Type') == 'bind' and mount.get('Source'):
+            sources.append(mount['Source'])
+    unique = []
+    for source in sources:
+        if source not in unique:
+            unique.append(source)
+    return unique
+
+
+def forbidden_binds(inspect, extra_sockets=()):
+    """``[(source, reason)]`` for binds that expose an engine or D-Bus socket, or the host cgroupfs.
+
+    A bind of a directory above a socket (``/run``, ``/var/run``, ``/``) exposes it too.
+    """
+    sockets = [_canonical_host_path(s) for s in FORBIDDEN_SOCKETS + tuple(extra_sockets or ())]
+    found = []
+    for source in bind_sources(inspect):
+        path = _canonical_host_path(source)
+        reason = None
+        for socket_path in sockets:
+            if path == socket_path or socket_path.startswith(path.rstrip('/') + '/'):
+                reason = 'exposes the socket %s' % socket_path
+                break
+        if reason is None:
+            for directory in FORBIDDEN_SOCKET_DIRS:
+                if path == directory or path.startswith(directory + '/') or directory.startswith(path.rstrip('/') + '/'):
+                    reason = 'exposes the user sockets under %s (D-Bus session buses)' % directory
+                    break
+        if reason is None:
+            if path == FORBIDDEN_CGROUPFS or path.startswith(FORBIDDEN_CGROUPFS + '/') \
+                    or FORBIDDEN_CGROUPFS.startswith(path.rstrip('/') + '/'):
+                reason = 'exposes the host cgroup filesystem %s' % FORBIDDEN_CGROUPFS
+        if reason:
+            found.append((source, reason))
+    return found
+
+
+def privileged_refusal(inspect, engine_version):
+    """A sentence why a privileged container cannot be confined on this engine, else None."""
+    if not (inspect.get('HostConfig') or {}).get('Privileged'):
+        return None
+    major = engine_major(engine_version)
+    if major is not None and major >= PRIVILEGED_SECCOMP_MIN_MAJOR:
+        return None
+    return ('Container %s is privileged and Docker %s ignores seccomp profiles of privileged containers '
+            '(Docker < %d), so it cannot be confined; recreate it without --privileged, with the capabilities '
+            'it needs (for example --cap-add SYS_ADMIN), and run confine again.'
+            % ((inspect.get('Name') or '').lstrip('/') or inspect.get('Id', '')[:12], engine_version or '?',
+               PRIVILEGED_SECCOMP_MIN_MAJOR))
+
+
+def container_cpu_quota(inspect):
+    """The container's own CPU bandwidth as (quota_us, period_us), or None when it has none."""
+    host_config = inspect.get('HostConfig') or {}
+    if host_config.get('NanoCpus'):
+        return int(host_config['NanoCpus'] * 100000 // 1000000000), 100000
+    if host_config.get('CpuQuota') and host_config['CpuQuota'] > 0:
+        return int(host_config['CpuQuota']), int(host_config.get('CpuPeriod') or 100000)
+    return None
+
+
+def cpu_conflict(inspect, limits):
+    """A sentence when the container's own --cpus exceeds the confinement's cpus (v1 refuses that)."""
+    own = container_cpu_quota(inspect)
+    quota = limits.get('cpu_quota')
+    if own is None or quota in (None, 'max'):
+        return None
+    period = limits.get('cpu_period') or 100000
+    own_cpus = own[0] / float(own[1])
+    if own_cpus > quota / float(period) + 1e-9:
+        return ('Container %s has its own CPU limit of %s CPUs, more than the confinement\'s %s; the kernel refuses '
+                'a child cgroup more bandwidth than its parent. Lower the container\'s limit or raise cpus.'
+                % ((inspect.get('Name') or '').lstrip('/'), round(own_cpus, 3), round(quota / float(period), 3)))
+    return None
+
+
+def desired_confinement(cgroup_parent, cgroupns):
+    """What a confined container's HostConfig carries: ``{cgroup_parent, seccomp_sha256, cgroupns_mode}``."""
+    return {
+        'cgroup_parent': cgroup_parent,
+        'seccomp_sha256': profile_digest(docker_profile()),
+        'cgroupns_mode': 'private' if cgroupns else None,
+    }
+
+
+def current_confinement(inspect):
+    """The same three facts read from a container's inspect."""
+    host_config = inspect.get('HostConfig') or {}
+    return {
+        'cgroup_parent': host_config.get('CgroupParent') or None,
+        'seccomp_sha256': security_opt_digest(host_config.get('SecurityOpt')),
+        'cgroupns_mode': host_config.get('CgroupnsMode') or None,
+    }
+
+
+def confinement_differences(current, desired):
+    """The keys whose values differ (``cgroupns_mode`` only when a mode is wanted)."""
+    keys = []
+    for key in ('cgroup_parent', 'seccomp_sha256', 'cgroupns_mode'):
+        if key == 'cgroupns_mode' and desired.get(key) is None:
+            continue
+        if (current.get(key) or None) != (desired.get(key) or None):
+            keys.append(key)
+    return keys
+
+
+def confine_host_config(host_config, cgroup_parent, cgroupns=True):
+    """A copy of ``host_config`` with the confinement: the cgroup parent, the inline seccomp profile in
+    place of any other seccomp option, and a private cgroup namespace when ``cgroupns``."""
+    result = dict(host_config or {})
+    result['CgroupParent'] = cgroup_parent
+    options = list(result.get('SecurityOpt') or [])
+    while True:
+        index, dummy = find_seccomp_opt(options)
+        if index is None:
+            break
+        options.pop(index)
+    options.append(seccomp_security_opt(docker_profile()))
+    result['SecurityOpt'] = options
+    if cgroupns:
+        result['CgroupnsMode'] = 'private'
+    return result
+
+
+# Kinds of GET /containers/{id}/changes.
+CHANGE_MODIFIED = 0
+CHANGE_ADDED = 1
+CHANGE_DELETED = 2
+
+
+def mount_destinations(inspect):
+    """Where volumes and binds are mounted in the container: their data is not in the writable layer."""
+    return sorted(set(m['Destination'] for m in inspect.get('Mounts') or [] if m.get('Destination')))
+
+
+def _under(path, directories):
+    return any(path == d or path.startswith(d.rstrip('/') + '/') for d in directories)
+
+
+def plan_layer_copy(changes, exclude=()):
+    """Which paths to copy from an old container's writable layer to its replacement.
+
+    Returns ``(copy, deleted)``: ``copy`` is a sorted list of ``(path, kind)``: every added path whose
+    parent was not added too (the archive of a directory carries its content) and every modified path
+    (the caller skips modified directories: their changed children are listed on their own);
+    ``deleted`` lists deleted paths, which the archive API cannot replay. Paths at or under ``exclude``
+    (the mount destinations: volumes are reattached, not copied) are left out.
+    """
+    added = set(c['Path'] for c in changes or [] if c.get('Kind') == CHANGE_ADDED)
+    copy = []
+    deleted = []
+    for change in sorted(changes or [], key=lambda c: c.get('Path', '')):
+        path, kind = change.get('Path'), change.get('Kind')
+        if not path or path == '/' or _under(path, exclude):
+            continue
+        parent = posixpath.dirname(path)
+        covered = False
+        while parent not in ('/', ''):
+            if parent in added:
+                covered = True
+                break
+            parent = posixpath.dirname(parent)
+        if kind == CHANGE_DELETED:
+            if not covered:
+                deleted.append(path)
+            continue
+        if covered:
+            continue
+        if kind in (CHANGE_ADDED, CHANGE_MODIFIED):
+            copy.append((path, kind))
+    return copy, deleted

@@ -1,0 +1,350 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""mtd-confine: run a command inside a new cgroup level under a seccomp filter it cannot remove.
+
+This is a private module_utils file (leading underscore). ``mtd.containers.confine`` (mode=process)
+installs it on the managed host as ``<launcher_dir>/mtd-confine`` beside copies of ``_cgroup.py`` and
+``_seccomp.py`` (default ``/usr/local/libexec/mtd-confine/``); a service manager can run it directly::
+
+    /usr/local/libexec/mtd-confine/mtd-confine --spec /etc/mtd/web.json -- /usr/sbin/nginx -g 'daemon off;'
+
+Spec (JSON, from ``--spec FILE`` or ``--spec-json TEXT``)::
+
+    {"cgroup": "mtd/web",              # the level, relative to the hierarchy roots
+     "cgroup_version": "auto",         # auto | 1 | 2
+     "limits": {"memory": 67108864, "memory_swap": 67108864, "cpu_quota": 50000,
+                "cpu_period": 100000, "cpu_weight": 100, "pids": 64},   # normalised, see _cgroup.py
+     "readonly_cgroupfs": true,        # private mount namespace with every cgroup mount read-only
+     "user": null, "group": null,      # run the command as this user / group
+     "chdir": null,
+     "output": null}                   # --detach: append stdout/stderr here (default /dev/null)
+
+Steps, in this order: create the level and write the limits; move this process into it; (optionally)
+unshare the mount namespace and remount the cgroup filesystems read-only; (optionally) switch user;
+set no_new_privs and install the process-mode filter of ``_seccomp.py`` with
+``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``; check ``Seccomp: 2`` in /proc/self/status; execve the
+command. The command and all its descendants inherit the cgroup and the filter.
+
+``--detach`` forks first: the child calls setsid() and does the steps, the parent reports the child's PID
+once the exec succeeded (or the error) and exits. ``--status-file FILE`` receives a JSON report
+(``ok``, ``pid``, ``cgroup``, ``seccomp``, or ``error``); exit status 125 means the launcher failed
+before the command ran.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import grp
+import importlib
+import json
+import os
+import pwd
+import sys
+
+if __package__:
+    from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+    from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
+else:  # the installed copy: _cgroup.py and _seccomp.py sit beside this file
+    sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+    cgroup_lib = importlib.import_module('_cgroup')
+    seccomp_lib = importlib.import_module('_seccomp')
+
+LAUNCHER_NAME = 'mtd-confine'
+EXIT_LAUNCHER_FAILED = 125
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SLAVE = 0x80000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+_OPTION_FLAGS = {
+    'nosuid': MS_NOSUID, 'nodev': MS_NODEV, 'noexec': MS_NOEXEC, 'noatime': MS_NOATIME,
+    'nodiratime': MS_NODIRATIME, 'relatime': MS_RELATIME, 'strictatime': MS_STRICTATIME,
+}
+CGROUP_ROOT = '/sys/fs/cgroup'
+
+
+class LaunchError(Exception):
+    pass
+
+
+def _libc():
+    name = ctypes.util.find_library('c') or 'libc.so.6'
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return ctypes.CDLL(None, use_errno=True)
+
+
+def readonly_mounts(mountinfo_text):
+    """(mountpoint, flags) for every mount to make read-only: all cgroup/cgroup2 mounts and everything at or
+    below /sys/fs/cgroup. The flags keep each mount's nosuid/nodev/noexec/atime options."""
+    result = []
+    for mount in cgroup_lib.parse_mountinfo(mountinfo_text):
+        mountpoint = mount['mountpoint']
+        below = mountpoint == CGROUP_ROOT or mountpoint.startswith(CGROUP_ROOT + '/')
+        if mount['fstype'] not in ('cgroup', 'cgroup2') and not below:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in mount['options']:
+            flags |= _OPTION_FLAGS.get(option, 0)
+        if (mountpoint, flags) not in result:
+            result.append((mountpoint, flags))
+    return result
+
+
+def private_readonly_cgroupfs():
+    """A new mount namespace (slave of the current one) where every cgroup mount is read-only."""
+    libc = _libc()
+    libc.unshare.argtypes = [ctypes.c_int]
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise LaunchError('unshare(CLONE_NEWNS) failed: %s; run as root or set readonly_cgroupfs to false.'
+                          % os.strerror(err))
+    if libc.mount(None, b'/', None, MS_REC | MS_SLAVE, None) != 0:
+        err = ctypes.get_errno()
+        raise LaunchError('Cannot make the new mount namespace a slave: %s.' % os.strerror(err))
+    with open('/proc/self/mountinfo') as handle:
+        mounts = readonly_mounts(handle.read())
+    for mountpoint, flags in mounts:
+        if libc.mount(None, mountpoint.encode('utf-8'), None, flags, None) != 0:
+            err = ctypes.get_errno()
+            raise LaunchError('Cannot remount %s read-only: %s.' % (mountpoint, os.strerror(err)))
+    return [mountpoint for mountpoint, dummy in mounts]
+
+
+def switch_user(user, group):
+    """Drop to ``user`` (name or uid) and ``group`` (name or gid; default: the user's group)."""
+    env = {}
+    gid = None
+    if group is not None:
+        try:
+            gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
+        except KeyError:
+            raise LaunchError('Unknown group %r.' % (group,))
+    if user is not None:
+        try:
+            entry = pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(str(user))
+        except KeyError:
+            raise LaunchError('Unknown user %r.' % (user,))
+        if gid is None:
+            gid = entry.pw_gid
+        os.initgroups(entry.pw_name, gid)
+        os.setgid(gid)
+        os.setuid(entry.pw_uid)
+        env = {'HOME': entry.pw_dir, 'USER': entry.pw_name, 'LOGNAME': entry.pw_name}
+    elif gid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+    return env
+
+
+def read_seccomp_status(pid='self'):
+    with open('/proc/%s/status' % pid) as handle:
+        return seccomp_lib.parse_status_seccomp(handle.read())
+
+
+def confine_self(spec):
+    """Do every step but the exec, in this process. Returns the report (without ``ok``)."""
+    layout = cgroup_lib.Layout.from_host(spec.get('cgroup_version') or 'auto')
+    cgroup = cgroup_lib.Cgroup(layout, spec['cgroup'])
+    limits = dict((k, v) for k, v in (spec.get('limits') or {}).items() if v is not None)
+    cgroup.ensure(limits)
+    cgroup.join()
+    readonly = []
+    if spec.get('readonly_cgroupfs', True):
+        readonly = private_readonly_cgroupfs()
+    env = switch_user(spec.get('user'), spec.get('group'))
+    if spec.get('chdir'):
+        try:
+            os.chdir(spec['chdir'])
+        except OSError as exc:
+            raise LaunchError('Cannot change to directory %s: %s.' % (spec['chdir'], exc.strerror))
+    program = seccomp_lib.process_filter()
+    seccomp_lib.install_filter(program, no_new_privs=True)
+    status = read_seccomp_status()
+    if status['mode'] != 2:
+        raise LaunchError('The seccomp filter is not active after installing it (Seccomp: %s).' % status['mode'])
+    return {
+        'pid': os.getpid(),
+        'cgroup': {'path': '/' + cgroup.path, 'version': layout.version, 'directories': cgroup.directories()},
+        'readonly_mounts': readonly,
+        'seccomp': {'mode': status['mode'], 'filters': status['filters'],
+                    'program_sha256': seccomp_lib.program_digest(program), 'instructions': len(program)},
+        'env': env,
+    }
+
+
+class StatusFile:
+    """The JSON report, written through a descriptor opened before any privilege is dropped (the command may
+    run as another user that could not open the file) and closed on exec."""
+
+    def __init__(self, path):
+        self.handle = open(path, 'w') if path else None  # pylint: disable=consider-using-with
+
+    def write(self, report):
+        if self.handle is None:
+            return
+        self.handle.seek(0)
+        self.handle.truncate()
+        json.dump(report, self.handle)
+        self.handle.flush()
+
+
+def _exec(command, env_update):
+    env = dict(os.environ)
+    env.update(env_update or {})
+    os.execvpe(command[0], command, env)
+
+
+def _failure(exc):
+    if isinstance(exc, (cgroup_lib.CgroupError, seccomp_lib.SeccompError)):
+        return exc.msg
+    if isinstance(exc, OSError):
+        return '%s: %s.' % (exc.__class__.__name__, exc.strerror or exc)
+    return str(exc) or exc.__class__.__name__
+
+
+def run_foreground(spec, command, status_file):
+    status = StatusFile(status_file)
+    try:
+        report = confine_self(spec)
+    except Exception as exc:  # pylint: disable=broad-except
+        status.write({'ok': False, 'error': _failure(exc)})
+        sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, _failure(exc)))
+        return EXIT_LAUNCHER_FAILED
+    env = report.pop('env')
+    report['ok'] = True
+    status.write(report)
+    try:
+        _exec(command, env)
+    except OSError as exc:
+        message = 'Cannot execute %s: %s.' % (command[0], exc.strerror or exc)
+        status.write({'ok': False, 'error': message})
+        sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, message))
+        return 127 if exc.errno == 2 else 126
+    return EXIT_LAUNCHER_FAILED  # not reached
+
+
+def run_detached(spec, command, status_file):
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, False)
+    pid = os.fork()
+    if pid == 0:  # the child becomes the command
+        os.close(read_fd)
+        stage = 'setup'
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            output = spec.get('output') or os.devnull
+            out = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            report = confine_self(spec)
+            env = report.pop('env')
+            os.write(write_fd, ('R' + json.dumps(report)).encode('utf-8') + b'\n')
+            stage = 'exec'
+            _exec(command, env)
+        except Exception as exc:  # pylint: disable=broad-except
+            if stage == 'exec' and isinstance(exc, OSError):
+                message = 'Cannot execute %s: %s.' % (command[0], exc.strerror or exc)
+            else:
+                message = _failure(exc)
+            try:
+                os.write(write_fd, ('E' + json.dumps(message)).encode('utf-8') + b'\n')
+            finally:
+                os._exit(EXIT_LAUNCHER_FAILED)
+    os.close(write_fd)
+    data = b''
+    while True:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(read_fd)
+    lines = data.decode('utf-8', 'replace').splitlines()
+    report = None
+    error = None
+    for line in lines:
+        if line.startswith('R'):
+            report = json.loads(line[1:])
+        elif line.startswith('E'):
+            error = json.loads(line[1:])
+    if error is None and report is None:
+        error = 'The confined child exited before reporting.'
+    status = StatusFile(status_file)
+    if error is not None:
+        os.waitpid(pid, 0)
+        status.write({'ok': False, 'error': error})
+        sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, error))
+        return EXIT_LAUNCHER_FAILED
+    report['ok'] = True
+    report['pid'] = pid
+    status.write(report)
+    sys.stdout.write(json.dumps(report) + '\n')
+    return 0
+
+
+USAGE = ('usage: %s (--spec FILE | --spec-json JSON) [--status-file FILE] [--detach] -- COMMAND [ARG...]'
+         % LAUNCHER_NAME)
+
+
+def parse_args(argv):
+    options = {'spec': None, 'spec_json': None, 'status_file': None, 'detach': False}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == '--':
+            break
+        if arg == '--detach':
+            options['detach'] = True
+        elif arg in ('--spec', '--spec-json', '--status-file') and args:
+            options[arg[2:].replace('-', '_')] = args.pop(0)
+        else:
+            raise LaunchError('Unexpected argument %r. %s' % (arg, USAGE))
+    if not args:
+        raise LaunchError('No command given. %s' % USAGE)
+    if (options['spec'] is None) == (options['spec_json'] is None):
+        raise LaunchError('Give exactly one of --spec and --spec-json. %s' % USAGE)
+    if options['spec'] is not None:
+        with open(options['spec']) as handle:
+            spec = json.load(handle)
+    else:
+        spec = json.loads(options['spec_json'])
+    if not isinstance(spec, dict) or not spec.get('cgroup'):
+        raise LaunchError('The spec must be a JSON object with at least "cgroup".')
+    return options, spec, args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options, spec, command = parse_args(argv)
+    except (LaunchError, ValueError, OSError) as exc:
+        sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, exc))
+        return EXIT_LAUNCHER_FAILED
+    try:
+        if options['detach']:
+            return run_detached(spec, command, options['status_file'])
+        return run_foreground(spec, command, options['status_file'])
+    except Exception as exc:  # pylint: disable=broad-except
+        sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, _failure(exc)))
+        return EXIT_LAUNCHER_FAILED
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

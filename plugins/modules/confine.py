@@ -1,0 +1,1033 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: confine
+short_description: Confine a process or a Docker container with cgroup limits and a seccomp filter it cannot undo
+version_added: 0.1.0
+description:
+  - Puts cgroup limits (memory, memory+swap, CPU quota and weight, number of tasks) on a process tree or a
+    Docker container, and a seccomp filter that denies the whole mount family, so that even a root process
+    with C(CAP_SYS_ADMIN) cannot mount a cgroup filesystem and raise its own limits.
+  - O(mode=process) installs a small launcher on the host (see O(launcher_dir)) and starts O(command) with it.
+    The launcher creates the cgroup level C(<cgroup_parent>/<name>) (cgroup v1 - one directory per controller
+    hierarchy; cgroup v2 - with the controllers enabled in every parent's C(cgroup.subtree_control)), writes the
+    limits, moves itself into the level, by default unshares its mount namespace and remounts every cgroup
+    filesystem read-only, optionally switches to O(user), sets C(no_new_privs), installs the seccomp filter with
+    C(prctl) (C(PR_SET_SECCOMP), C(SECCOMP_MODE_FILTER); a classic BPF program built by the collection, no
+    libseccomp),
+    checks that the C(Seccomp) field of C(/proc/self/status) is V(2) and execs the command. The command and every descendant inherit the cgroup and the
+    filter and cannot remove them.
+  - O(mode=container) confines an existing container. The limits go on a B(parent) cgroup C(<cgroup_parent>/<name>)
+    that the module creates and writes (the container is created with it as C(--cgroup-parent), so its own cgroup
+    is only a child and the parent is out of its reach); the container gets a private cgroup namespace (Engine API
+    1.41 and later) and its cgroup filesystem stays read-only (Docker mounts it so for non-privileged containers);
+    and it carries the collection's seccomp profile inline.
+    When the container does not have this configuration yet, it is recreated with the same configuration (its
+    own image, C(Config), C(HostConfig), networks, named and anonymous volumes) and its data (the files added
+    or changed in its writable layer are copied into the new container); it is started again when it was
+    running. After the start, the C(Seccomp) field of C(/proc/1/status) is read inside the container, must be V(2)
+    (else the container is stopped and the module fails) and is reported.
+  - When the container already carries this configuration, only the limits of the parent cgroup are compared
+    and written, so a second run reports no change. The profile is compared by the sha256 of its canonical
+    JSON, never by a path.
+  - B(The filter policy, honestly.) seccomp sees system call numbers and register values, not the memory that
+    arguments point to. The filesystem type argument of C(mount) is a pointer, so "deny only cgroup mounts" cannot be
+    expressed by a filter. The policy therefore denies the B(whole mount family) with EPERM, as systemd's
+    C(@mount) set does - C(mount), C(umount), C(umount2), C(pivot_root) and the new mount API C(fsopen),
+    C(fsconfig), C(fsmount), C(fspick), C(move_mount), C(open_tree), C(open_tree_attr) and C(mount_setattr) -
+    whatever the capabilities. No flag-based exception (such as "allow bind mounts") is offered, since it would
+    be bypassable.
+  - The container profile keeps the behaviour of Docker's default profile (an allow list, EPERM for everything
+    else, capability-dependent groups, C(clone) namespace flags only with C(CAP_SYS_ADMIN), C(clone3) answering
+    ENOSYS without it, a fixed set of C(personality) values; C(keyctl), C(io_uring) and kernel-wide calls stay
+    denied) with the mount family removed for every capability set.
+  - The process filter is a deny list, since any command may run under it. It checks the audit architecture
+    first (x86_64 with its i386 and x32 ABIs, aarch64 with its arm ABI; any other ABI kills the process), returns
+    EPERM for the mount family and ENOSYS for system call numbers newer than its table (Linux 6.17), so a
+    mount call added by a future kernel cannot slip through.
+extends_documentation_fragment:
+  - mtd.containers.docker
+  - mtd.containers.attributes
+  - mtd.containers.attributes.actiongroup_mtd
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the engine, the container and the cgroup files and predicts the changes; creates, writes, starts
+        and installs nothing.
+  diff_mode:
+    support: full
+    details: The limits before and after, and for containers the cgroup parent, the profile hash and the cgroup
+      namespace mode.
+  idempotent:
+    support: full
+    details:
+      - A confined container is not recreated again; only differing limits are written.
+      - With O(mode=process) and O(detach=true), a level that still has processes is not started again (its
+        limits are still brought to the requested values). O(detach=false) runs the command every time.
+options:
+  mode:
+    description:
+      - V(process) starts O(command) confined; V(container) confines the Docker container O(name).
+    type: str
+    choices: [process, container]
+    required: true
+  name:
+    description:
+      - V(container) - the name or id of the container.
+      - V(process) - the name of the confinement; the cgroup level is C(<cgroup_parent>/<name>).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) confines.
+      - V(absent) is for O(mode=process) only - it kills every process of the level and removes the level.
+    type: str
+    choices: [present, absent]
+    default: present
+  limits:
+    description:
+      - The limits written to the cgroup level. Limits not given are not managed.
+    type: dict
+    default: {}
+    suboptions:
+      memory:
+        description:
+          - Memory limit - bytes or a size such as V(64m) or V(1g) (binary units), or V(max).
+          - The kernel keeps whole pages; the value is rounded down to a page.
+        type: raw
+      memory_swap:
+        description:
+          - The limit of memory plus swap, like Docker's C(--memory-swap) - a size or V(max).
+          - Defaults to O(limits.memory) (no swap beyond the memory limit).
+          - On cgroup v1 it is C(memory.memsw.limit_in_bytes) (written before the memory limit when raising
+            and after it when lowering, so that memsw is never below memory); it needs swap accounting. On
+            cgroup v2 C(memory.swap.max) gets O(limits.memory_swap) minus O(limits.memory).
+        type: raw
+      cpus:
+        description:
+          - CPU bandwidth in CPUs (V(0.5) = half a CPU per period); V(0) means no limit.
+        type: float
+      cpu_period:
+        description: The period of O(limits.cpus) in microseconds (1000..1000000).
+        type: int
+        default: 100000
+      cpu_weight:
+        description:
+          - Relative CPU weight 1..10000 (cgroup v2 C(cpu.weight), default 100). On cgroup v1
+            C(cpu.shares) = weight * 1024 / 100.
+        type: int
+      pids:
+        description: The maximum number of tasks (processes and threads), or V(max).
+        type: raw
+  cgroup_parent:
+    description:
+      - The path, below the root of each cgroup hierarchy, under which the levels are created.
+    type: str
+    default: mtd
+  cgroup_name:
+    description:
+      - The name of the level under O(cgroup_parent). Defaults to O(name) (for containers, the name without the
+        leading C(/)).
+    type: str
+  cgroup_version:
+    description:
+      - V(auto) uses cgroup v1 when any of the memory, cpu or pids controllers is mounted as v1 (also on a hybrid
+        host), else cgroup v2. V(1) or V(2) forces one; a controller that a limit needs but that is not available
+        in that hierarchy fails the module.
+      - With O(mode=container) it must match the engine's cgroup version.
+    type: str
+    choices: [auto, '1', '2']
+    default: auto
+  command:
+    description:
+      - O(mode=process) - the command and its arguments (no shell). Required with O(state=present).
+    type: list
+    elements: str
+  detach:
+    description:
+      - O(mode=process) - V(true) starts the command in the background in a new session (stdin from
+        C(/dev/null), output to O(output)) and returns its PID; V(false) waits for it and returns its exit code
+        and output (the module fails when it is not 0).
+    type: bool
+    default: true
+  output:
+    description: O(mode=process) with O(detach=true) - a file that receives the command's output (appended).
+    type: path
+  chdir:
+    description: O(mode=process) - the working directory of the command.
+    type: path
+  user:
+    description:
+      - O(mode=process) - run the command as this user (name or uid), after the cgroup and mount setup and
+        before the filter. Recommended; see the notes.
+    type: str
+  group:
+    description: O(mode=process) - run the command with this group (name or gid; default the user's group).
+    type: str
+  readonly_cgroupfs:
+    description:
+      - O(mode=process) - run the command in a private mount namespace (a slave of the host's) in which every
+        cgroup filesystem is remounted read-only. The filter then keeps it from remounting them.
+    type: bool
+    default: true
+  launcher_dir:
+    description:
+      - O(mode=process) - where the launcher is installed (C(mtd-confine) and its two helper files). Files are
+        only rewritten when their content differs.
+    type: path
+    default: /usr/local/libexec/mtd-confine
+  stop_timeout:
+    description: O(mode=container) - seconds Docker waits for the old container to stop before killing it.
+    type: int
+    default: 10
+notes:
+  - B(What the confinement does not do.) In process mode the command runs on the host. A root process with
+    all capabilities can still leave its confinement by other means than mounting (through another process'
+    C(/proc/<pid>/root), C(setns), kernel modules, C(/proc/sys)...); the filter is not a sandbox for such a
+    process. Run services with O(user) (a non-root user cannot write the root-owned cgroup files) or confine a
+    container instead.
+  - Because the whole mount family is denied, a command that must mount (a container runtime such as C(runc)
+    or C(dockerd), C(systemd-nspawn), FUSE file systems) does not work under the process filter, and a
+    confined container cannot mount anything, even with C(CAP_SYS_ADMIN).
+  - Docker before version 26 ignores seccomp profiles of privileged containers. On such engines the module
+    refuses (fails closed) to confine a privileged container; recreate it with explicit capabilities.
+  - The module refuses containers that bind-mount the Docker, containerd or D-Bus sockets (or a directory that
+    holds them, such as C(/run)), or the host's C(/sys/fs/cgroup); it never adds such a mount.
+  - Recreating a container changes its id. The writable layer's added and modified files are copied with the
+    Engine API's archive endpoints; deleted image files cannot be deleted that way and are listed in
+    RV(layer.deleted_not_replayed). Volumes, named or anonymous, are reattached by name.
+  - cgroup levels live in memory. After a reboot, Docker recreates the parent of a confined container without
+    limits; run the module (or the C(mtd.containers.confine) role) again at boot.
+  - Only the C(cgroupfs) cgroup driver of Docker is supported; with the C(systemd) driver the module fails.
+  - A limit below the current usage fails with the numbers (cgroup v1 memory - when the kernel cannot
+    reclaim enough; cgroup v2 memory and pids - checked before writing, since v2 would reclaim or OOM-kill
+    instead of failing).
+requirements:
+  - Linux with seccomp filter support, root on the managed host, Python 3.8+ (standard library only).
+  - For O(mode=container), Docker Engine 20.10 or newer (Engine API 1.41) with seccomp support and the cgroupfs
+    cgroup driver, reachable at O(docker_host) on the same host (the cgroup files are written locally).
+seealso:
+  - module: mtd.containers.host_facts
+  - name: systemd.exec(5) SystemCallFilter @mount
+    description: The mount set this policy follows.
+    link: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#System%20Call%20Filtering
+author:
+  - mtd.containers contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Confine a container (recreated once with a cgroup parent and the seccomp profile)
+  mtd.containers.confine:
+    mode: container
+    name: web-1
+    limits:
+      memory: 256m
+      cpus: 0.5
+      pids: 128
+  register: confined
+
+- name: Show that the filter is on
+  ansible.builtin.debug:
+    msg: "{{ confined.container.id[:12] }} runs with Seccomp {{ confined.seccomp.mode }}"
+
+- name: Run a service confined, as an unprivileged user
+  mtd.containers.confine:
+    mode: process
+    name: report-builder
+    command: [/usr/local/bin/report-builder, --serve]
+    user: reports
+    output: /var/log/report-builder.log
+    limits:
+      memory: 512m
+      pids: 64
+  register: service
+
+- name: Run a one-shot job confined and wait for it
+  mtd.containers.confine:
+    mode: process
+    name: import-job
+    command: [/usr/bin/python3, /opt/jobs/import.py]
+    detach: false
+    limits:
+      memory: 1g
+      cpus: 1.5
+
+- name: Stop the confined service and remove its cgroup level
+  mtd.containers.confine:
+    mode: process
+    name: report-builder
+    state: absent
+"""
+
+RETURN = r"""
+cgroup:
+  description: The cgroup level of the confinement.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: The cgroup version used, V(1) or V(2).
+      type: int
+      sample: 1
+    path:
+      description: The level, relative to the hierarchy roots (the container's C(CgroupParent) in container mode).
+      type: str
+      sample: /mtd/web-1
+    directories:
+      description: The level's directories, one per hierarchy on cgroup v1.
+      type: list
+      elements: str
+      sample: [/sys/fs/cgroup/memory/mtd/web-1, /sys/fs/cgroup/cpu/mtd/web-1, /sys/fs/cgroup/pids/mtd/web-1]
+limits:
+  description:
+    - The managed limits after the run (predicted in check mode) - C(memory) and C(memory_swap) in bytes or
+      V(max), C(cpus) (V(0.0) = no limit) with C(cpu_period), C(cpu_weight), C(pids) (a number or V(max)).
+  returned: when O(state=present)
+  type: dict
+  sample: {"memory": 268435456, "memory_swap": 268435456, "cpus": 0.5, "cpu_period": 100000, "pids": 128}
+limits_before:
+  description: The managed limits before the run; V(null) when the level did not exist.
+  returned: when O(state=present)
+  type: dict
+  sample: {"memory": "max", "memory_swap": "max", "cpus": 0.0, "cpu_period": 100000, "pids": "max"}
+seccomp:
+  description: The filter.
+  returned: when O(state=present)
+  type: dict
+  contains:
+    mode:
+      description:
+        - The C(Seccomp) field of C(/proc/<pid>/status) of the confined process (container mode - PID 1 of the
+          container, read inside it); V(2) means a filter is active. V(null) when nothing runs (check mode, a
+          stopped container).
+      type: int
+      sample: 2
+    filters:
+      description: The C(Seccomp_filters) field (the number of stacked filters), when the kernel shows it.
+      type: int
+      sample: 1
+    verified_by:
+      description:
+        - How RV(seccomp.mode) was read - V(exec) (C(cat /proc/1/status) inside the container), V(host_proc)
+          (the host's C(/proc/<pid>/status), when the image has no C(cat)) or V(launcher).
+      type: str
+      sample: exec
+    profile_sha256:
+      description: Container mode - the sha256 of the canonical JSON of the profile.
+      type: str
+      sample: 6f1d0c3c0a9c2d1e4d4a4c9e0b7e3d6f9b3a0e2c1d5f7a9b8c6e4d2f0a1b3c5d
+    program_sha256:
+      description: Process mode - the sha256 of the BPF program.
+      type: str
+      sample: e81ee7de5502b48addc6c21967e245a29dc5c5318330fe4ddfe6f5e854c7c013
+container:
+  description: Container mode - the confined container.
+  returned: when O(mode=container)
+  type: dict
+  sample:
+    id: 4f1c0ffee0d1f1c0ffee0d1f1c0ffee0d1f1c0ffee0d1f1c0ffee0d1f1c0ffee
+    name: web-1
+    previous_id: 0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd
+    recreated: true
+    running: true
+    cgroupns_mode: private
+    cgroupfs_readonly: true
+layer:
+  description: Container mode, after a recreation - what was copied from the old container's writable layer.
+  returned: when the container was recreated
+  type: dict
+  contains:
+    copied:
+      description: Added or modified paths copied into the new container (an added directory with its content).
+      type: list
+      elements: str
+      sample: [/data/state.json, /probe]
+    skipped_directories:
+      description: Modified directories whose changed entries were copied one by one instead.
+      type: list
+      elements: str
+      sample: [/data]
+    deleted_not_replayed:
+      description: Image files the old container had deleted; the archive API cannot delete them in the new one.
+      type: list
+      elements: str
+      sample: [/bin/vi]
+pid:
+  description: Process mode - the PID of the confined command (the first one, when the level already ran).
+  returned: when O(mode=process) and O(state=present)
+  type: int
+  sample: 4242
+pids:
+  description: Process mode - the PIDs in the level after the run (before it, with O(state=absent)).
+  returned: when O(mode=process)
+  type: list
+  elements: int
+  sample: [4242, 4250]
+started:
+  description: Process mode - whether the command was started by this run.
+  returned: when O(mode=process) and O(state=present)
+  type: bool
+  sample: true
+launcher:
+  description: Process mode - the launcher's path on the host.
+  returned: when O(mode=process) and O(state=present)
+  type: str
+  sample: /usr/local/libexec/mtd-confine/mtd-confine
+rc:
+  description: Process mode with O(detach=false) - the exit status of the command (negative - killed by that signal).
+  returned: when O(detach=false)
+  type: int
+  sample: 0
+stdout:
+  description: Process mode with O(detach=false) - the command's standard output.
+  returned: when O(detach=false)
+  type: str
+stderr:
+  description: Process mode with O(detach=false) - the command's standard error.
+  returned: when O(detach=false)
+  type: str
+"""
+
+import base64
+import json
+import os
+import stat
+import sys
+import tempfile
+import time
+from urllib.parse import quote
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
+from ansible_collections.mtd.containers.plugins.module_utils._confine import (
+    CGROUPNS_MIN_API,
+    CHANGE_ADDED,
+    api_at_least,
+    confine_host_config,
+    confinement_differences,
+    cpu_conflict,
+    current_confinement,
+    desired_confinement,
+    forbidden_binds,
+    mount_destinations,
+    plan_layer_copy,
+    privileged_refusal,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._docker import (
+    DockerError,
+    client_from_module,
+    docker_argument_spec,
+    recreate_body,
+)
+
+LAUNCHER_FILES = (
+    # (installed name, module_utils module, mode)
+    ('_cgroup.py', cgroup_lib, 0o644),
+    ('_seccomp.py', seccomp_lib, 0o644),
+    ('mtd-confine', launcher_lib, 0o755),
+)
+PROC = '/proc'
+
+
+class ConfineFailure(Exception):
+    """Ends the module with one clear sentence; ``details`` go into the result."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def module_source(module_obj):
+    """The source text of a module_utils module, also when it is imported from the AnsiballZ zip."""
+    loader = getattr(module_obj, '__loader__', None)
+    if loader is not None and hasattr(loader, 'get_source'):
+        try:
+            source = loader.get_source(module_obj.__name__)
+        except (ImportError, OSError):
+            source = None
+        if source:
+            return to_text(source)
+    with open(module_obj.__file__, 'rb') as handle:
+        return to_text(handle.read())
+
+
+def launcher_files(interpreter):
+    """``{name: (content, mode)}`` of the launcher directory; the launcher gets ``interpreter`` as shebang."""
+    files = {}
+    for name, module_obj, mode in LAUNCHER_FILES:
+        content = module_source(module_obj)
+        if name == 'mtd-confine':
+            content = '#!%s\n%s' % (interpreter, content)
+        files[name] = (content, mode)
+    return files
+
+
+def limits_from_params(limits):
+    """Normalised limits from the module's O(limits) option; raises CgroupError."""
+    limits = limits or {}
+    return cgroup_lib.normalise_limits(
+        memory=limits.get('memory'),
+        memory_swap=limits.get('memory_swap'),
+        cpus=limits.get('cpus'),
+        cpu_period=limits.get('cpu_period') if limits.get('cpus') is not None else None,
+        cpu_weight=limits.get('cpu_weight'),
+        pids=limits.get('pids'),
+    )
+
+
+def project(limits, keys):
+    """Only ``keys`` of normalised limits, shown the user's way."""
+    if limits is None:
+        return None
+    return cgroup_lib.limits_for_display(dict((k, limits.get(k)) for k in keys if k in limits))
+
+
+class Confiner:
+    """Common part of both modes: the cgroup level and its limits."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.result = {'changed': False}
+        self.diff = {'before': {}, 'after': {}}
+        try:
+            self.limits = limits_from_params(self.params['limits'])
+            self.layout = cgroup_lib.Layout.from_host(self.params['cgroup_version'])
+        except cgroup_lib.CgroupError as exc:
+            raise ConfineFailure(exc.msg, **exc.details)
+
+    def fail(self, msg, **details):
+        raise ConfineFailure(msg, **details)
+
+    def level(self, name):
+        path = '%s/%s' % (self.params['cgroup_parent'] or '', name)
+        try:
+            return cgroup_lib.Cgroup(self.layout, path)
+        except cgroup_lib.CgroupError as exc:
+            self.fail(exc.msg)
+
+    def plan_limits(self, cgroup):
+        """(before, writes, after) of the managed limits; fails on a missing controller."""
+        try:
+            cgroup.check_controllers(self.limits)
+            before = cgroup.read_limits() if cgroup.exists() else None
+            writes = cgroup.plan(self.limits, before)
+        except cgroup_lib.CgroupError as exc:
+            self.fail(exc.msg, **exc.details)
+        after = dict(before or cgroup_lib.Cgroup.fresh_defaults())
+        after.update(self.limits)
+        self.result['cgroup'] = {
+            'version': self.layout.version,
+            'path': '/' + cgroup.path,
+            'directories': cgroup.directories(),
+        }
+        keys = [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits]
+        self.result['limits_before'] = project(before, keys)
+        self.result['limits'] = project(after, keys)
+        self.diff['before']['cgroup'] = {'path': '/' + cgroup.path, 'exists': before is not None,
+                                         'limits': self.result['limits_before']}
+        self.diff['after']['cgroup'] = {'path': '/' + cgroup.path, 'exists': True, 'limits': self.result['limits']}
+        return before, writes
+
+    def apply_limits(self, cgroup, writes):
+        try:
+            created = cgroup.create(self.limits)
+            cgroup.apply(writes)
+        except cgroup_lib.CgroupError as exc:
+            self.fail(exc.msg, **exc.details)
+        if created or writes:
+            self.result['changed'] = True
+        current = cgroup.read_limits()
+        keys = [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits]
+        self.result['limits'] = project(current, keys)
+        self.diff['after']['cgroup']['limits'] = self.result['limits']
+
+    def finish(self):
+        if self.module._diff:
+            self.result['diff'] = self.diff
+        return self.result
+
+
+# ---------------------------------------------------------------------------------------------
+# mode=process
+
+class ProcessConfiner(Confiner):
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.cgroup = self.level(self.params['cgroup_name'] or self.params['name'])
+        self.launcher_dir = self.params['launcher_dir']
+        self.launcher = os.path.join(self.launcher_dir, 'mtd-confine')
+
+    def run(self):
+        if self.params['state'] == 'absent':
+            return self.run_absent()
+        if not self.params['command']:
+            self.fail('command is required with mode=process and state=present.')
+        before, writes = self.plan_limits(self.cgroup)
+        pids = self.cgroup.procs() if before is not None else []
+        running = bool(pids) and self.params['detach']
+        install = self.launcher_changes()
+        self.result['launcher'] = self.launcher
+        self.result['started'] = not running
+        self.result['pids'] = pids
+        self.result['pid'] = pids[0] if pids else None
+        self.diff['before']['running'] = bool(pids)
+        self.diff['after']['running'] = True
+        if self.module.check_mode:
+            self.result['changed'] = bool(install or writes or before is None or not running)
+            self.result['seccomp'] = {'mode': None, 'filters': None, 'verified_by': None,
+                                      'program_sha256': seccomp_lib.program_digest(seccomp_lib.process_filter())}
+            return self.finish()
+        if install:
+            self.install_launcher(install)
+        self.apply_limits(self.cgroup, writes)
+        if running:
+            self.result['seccomp'] = self.read_process_seccomp(pids[0])
+            return self.finish()
+        self.start()
+        return self.finish()
+
+    # -- launcher ------------------------------------------------------------------------------
+
+    def launcher_changes(self):
+        """``{name: (content, mode)}`` of the launcher files whose content or mode differs."""
+        changes = {}
+        for name, (content, mode) in launcher_files(sys.executable).items():
+            path = os.path.join(self.launcher_dir, name)
+            try:
+                with open(path, 'rb') as handle:
+                    current = to_text(handle.read(), errors='surrogate_or_strict')
+                current_mode = stat.S_IMODE(os.stat(path).st_mode)
+            except (IOError, OSError, UnicodeError):
+                current, current_mode = None, None
+            if current != content or current_mode != mode:
+                changes[name] = (content, mode)
+        return changes
+
+    def install_launcher(self, files):
+        try:
+            os.makedirs(self.launcher_dir, 0o755)
+        except OSError:
+            if not os.path.isdir(self.launcher_dir):
+                self.fail('Cannot create the launcher directory %s.' % self.launcher_dir)
+        for name, (content, mode) in files.items():
+            path = os.path.join(self.launcher_dir, name)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, dir=self.launcher_dir)
+                with os.fdopen(fd, 'wb') as handle:
+                    handle.write(content.encode('utf-8'))
+                os.chmod(tmp, mode)
+                os.rename(tmp, path)
+            except (IOError, OSError) as exc:
+                self.fail('Cannot install the launcher file %s: %s.' % (path, to_text(exc)))
+        self.result['changed'] = True
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def spec(self):
+        return {
+            'cgroup': self.cgroup.path,
+            'cgroup_version': str(self.layout.version),
+            'limits': self.limits,
+            'readonly_cgroupfs': self.params['readonly_cgroupfs'],
+            'user': self.params['user'],
+            'group': self.params['group'],
+            'chdir': self.params['chdir'],
+            'output': self.params['output'],
+        }
+
+    def start(self):
+        status_file = os.path.join(self.module.tmpdir, 'mtd-confine-status.json')
+        argv = [sys.executable, self.launcher, '--spec-json', json.dumps(self.spec()), '--status-file', status_file]
+        if self.params['detach']:
+            argv.append('--detach')
+        argv.append('--')
+        argv.extend(self.params['command'])
+        rc, out, err = self.module.run_command(argv, check_rc=False, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+        self.result['changed'] = True
+        try:
+            with open(status_file) as handle:
+                status = json.load(handle)
+        except (IOError, OSError, ValueError):
+            status = None
+        if status is None or not status.get('ok'):
+            message = (status or {}).get('error') or (err.strip() or 'the launcher gave no status (rc %s)' % rc)
+            self.fail('The launcher could not start %s confined: %s' % (self.params['command'][0], message),
+                      rc=rc, stderr=err)
+        self.result['seccomp'] = {'mode': status['seccomp']['mode'], 'filters': status['seccomp']['filters'],
+                                  'verified_by': 'launcher', 'program_sha256': status['seccomp']['program_sha256']}
+        self.result['readonly_mounts'] = status.get('readonly_mounts', [])
+        if self.params['detach']:
+            pid = status['pid']
+            self.result['pid'] = pid
+            observed = self.read_process_seccomp(pid)
+            if observed['mode'] is not None:
+                self.result['seccomp'].update(mode=observed['mode'], filters=observed['filters'],
+                                              verified_by='host_proc')
+            self.result['pids'] = self.cgroup.procs()
+        else:
+            self.result['pid'] = status['pid']
+            self.result['rc'] = rc
+            self.result['stdout'] = out
+            self.result['stderr'] = err
+            self.result['pids'] = self.cgroup.procs()
+            if rc != 0:
+                self.result['failed'] = True
+                self.result['msg'] = ('The confined command %s exited with %s.'
+                                      % (self.params['command'][0],
+                                         'signal %d' % -rc if rc < 0 else 'status %d' % rc))
+
+    def read_process_seccomp(self, pid):
+        try:
+            with open(os.path.join(PROC, str(pid), 'status')) as handle:
+                found = seccomp_lib.parse_status_seccomp(handle.read())
+        except (IOError, OSError, ValueError):
+            return {'mode': None, 'filters': None, 'verified_by': None}
+        found['verified_by'] = 'host_proc'
+        return found
+
+    # -- state=absent --------------------------------------------------------------------------
+
+    def run_absent(self):
+        exists = self.cgroup.exists() or any(os.path.isdir(d) for d in self.cgroup.directories())
+        self.result['cgroup'] = {'version': self.layout.version, 'path': '/' + self.cgroup.path,
+                                 'directories': self.cgroup.directories()}
+        self.result['pids'] = self.cgroup.procs() if exists else []
+        self.diff['before'] = {'cgroup': {'path': '/' + self.cgroup.path, 'exists': exists}}
+        self.diff['after'] = {'cgroup': {'path': '/' + self.cgroup.path, 'exists': False}}
+        if not exists:
+            return self.finish()
+        self.result['changed'] = True
+        if self.module.check_mode:
+            return self.finish()
+        try:
+            self.cgroup.remove()
+        except cgroup_lib.CgroupError as exc:
+            self.fail(exc.msg)
+        return self.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# mode=container
+
+class ContainerConfiner(Confiner):
+
+    def __init__(self, module):
+        super().__init__(module)
+        if self.params['state'] != 'present':
+            self.fail('state=absent is only supported with mode=process.')
+        self.client = client_from_module(module)
+
+    def inspect(self, name):
+        try:
+            return self.client.inspect_container(name)
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def engine_socket(self):
+        host = self.client.docker_host
+        if host.startswith('unix://'):
+            return host[len('unix://'):]
+        return host if host.startswith('/') else None
+
+    def preflight(self, inspect, version, info):
+        refusal = privileged_refusal(inspect, version.get('Version'))
+        if refusal:
+            self.fail(refusal)
+        extra = [self.engine_socket()] if self.engine_socket() else []
+        bad = forbidden_binds(inspect, extra)
+        if bad:
+            source, reason = bad[0]
+            self.fail('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove that '
+                      'mount and run confine again.' % (self.container_name(inspect), source, reason),
+                      forbidden_binds=[b[0] for b in bad])
+        options = ' '.join(info.get('SecurityOptions') or [])
+        if 'seccomp' not in options:
+            self.fail('The Docker engine at %s has no seccomp support (SecurityOptions: %s), so the container cannot '
+                      'be confined.' % (self.client.docker_host, options or 'none'))
+        driver = info.get('CgroupDriver') or 'cgroupfs'
+        if driver != 'cgroupfs':
+            self.fail('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, whose '
+                      'cgroup parents are plain paths.' % driver)
+        conflict = cpu_conflict(inspect, self.limits)
+        if conflict:
+            self.fail(conflict)
+
+    def check_version_match(self, info):
+        engine_version = str(info.get('CgroupVersion') or '')
+        if engine_version in ('1', '2') and int(engine_version) != self.layout.version:
+            self.fail('The Docker engine uses cgroup v%s but cgroup v%d was selected (cgroup_version=%s); the limits '
+                      'must be on the hierarchy the engine uses.'
+                      % (engine_version, self.layout.version, self.params['cgroup_version']))
+
+    @staticmethod
+    def container_name(inspect):
+        return (inspect.get('Name') or '').lstrip('/') or inspect.get('Id', '')[:12]
+
+    def run(self):
+        name = self.params['name']
+        inspect = self.inspect(name)
+        if inspect is None:
+            self.fail('There is no container %s on the Docker engine at %s; create it first, then confine it.'
+                      % (name, self.client.docker_host))
+        version = self.client.version() or {}
+        info = self.client.info() or {}
+        self.preflight(inspect, version, info)
+        cname = self.container_name(inspect)
+        cgroup = self.level(self.params['cgroup_name'] or cname)
+        before, writes = self.plan_limits(cgroup)
+        self.check_version_match(info)
+
+        cgroupns = api_at_least(self.client.api_version, CGROUPNS_MIN_API) and os.path.exists('/proc/self/ns/cgroup')
+        desired = desired_confinement('/' + cgroup.path, cgroupns)
+        current = current_confinement(inspect)
+        differences = confinement_differences(current, desired)
+        self.diff['before']['container'] = current
+        self.diff['after']['container'] = desired
+        was_running = bool((inspect.get('State') or {}).get('Running'))
+        self.result['container'] = {
+            'id': inspect['Id'], 'name': cname, 'previous_id': None, 'recreated': False,
+            'running': was_running, 'cgroupns_mode': current.get('cgroupns_mode'), 'cgroupfs_readonly': None,
+        }
+        self.result['seccomp'] = {'mode': None, 'filters': None, 'verified_by': None,
+                                  'profile_sha256': desired['seccomp_sha256']}
+        if self.module.check_mode:
+            self.result['changed'] = bool(writes or before is None or differences)
+            if differences:
+                self.result['container']['recreated'] = True
+            elif was_running:
+                self.verify(inspect['Id'], enforce=False)
+            return self.finish()
+
+        self.apply_limits(cgroup, writes)
+        cid = inspect['Id']
+        if differences:
+            cid = self.recreate(inspect, desired, cgroupns)
+            self.result['changed'] = True
+        final = self.client.inspect_container(cid)
+        self.result['container'].update(
+            id=final['Id'], running=bool((final.get('State') or {}).get('Running')),
+            cgroupns_mode=(final.get('HostConfig') or {}).get('CgroupnsMode'))
+        if self.result['container']['running']:
+            self.verify(cid, enforce=True)
+        return self.finish()
+
+    # -- recreation ----------------------------------------------------------------------------
+
+    def image_reference(self, inspect):
+        """The image name when it still points at the container's image, else the image id."""
+        image_id = inspect.get('Image')
+        wanted = (inspect.get('Config') or {}).get('Image')
+        if wanted:
+            found = self.client.inspect_image(wanted)
+            if found and found.get('Id') == image_id:
+                return wanted
+        return image_id
+
+    def recreate(self, inspect, desired, cgroupns):
+        old_id = inspect['Id']
+        name = self.container_name(inspect)
+        was_running = bool((inspect.get('State') or {}).get('Running'))
+        auto_remove = bool((inspect.get('HostConfig') or {}).get('AutoRemove'))
+        image = self.client.inspect_image(inspect.get('Image')) or {}
+        body = recreate_body(inspect, image.get('Config') or {}, self.image_reference(inspect))
+        body['HostConfig'] = confine_host_config(body.get('HostConfig'), desired['cgroup_parent'], cgroupns)
+        parked = '%s_mtd_replaced_%s' % (name, old_id[:12])
+        new_id = None
+        stopped = False
+        renamed = False
+        layer = None
+        try:
+            self.client.rename_container(old_id, parked)
+            renamed = True
+            new_id = self.client.create_container(name, body)
+            if auto_remove and was_running:
+                # Stopping would delete it: copy while it runs.
+                layer = self.copy_layer(old_id, new_id, inspect)
+            if was_running:
+                self.client.stop_container(old_id, timeout=self.params['stop_timeout'])
+                stopped = True
+            if layer is None:
+                layer = self.copy_layer(old_id, new_id, inspect)
+            if was_running:
+                self.client.start_container(new_id)
+                self.wait_running(new_id, name)
+        except (DockerError, ConfineFailure) as exc:
+            self.rollback(old_id, new_id, name, renamed, stopped and not auto_remove)
+            message = exc.msg if isinstance(exc, ConfineFailure) else to_text(exc)
+            self.fail('Recreating container %s confined failed, the original was put back: %s' % (name, message))
+        try:
+            self.client.remove_container(old_id, force=True)
+        except DockerError as exc:
+            if exc.status != 404:
+                self.module.warn('The replaced container %s (%s) could not be removed: %s'
+                                 % (parked, old_id[:12], to_text(exc)))
+        self.result['container'].update(previous_id=old_id, recreated=True)
+        self.result['layer'] = layer
+        if layer and layer['deleted_not_replayed']:
+            self.module.warn('Container %s: %d files deleted from its image could not be deleted in the new container '
+                             '(see layer.deleted_not_replayed).' % (name, len(layer['deleted_not_replayed'])))
+        return new_id
+
+    def rollback(self, old_id, new_id, name, renamed, restart):
+        if new_id:
+            try:
+                self.client.remove_container(new_id, force=True)
+            except DockerError:
+                pass
+        if renamed:
+            try:
+                self.client.rename_container(old_id, name)
+            except DockerError:
+                pass
+        if restart:
+            try:
+                self.client.start_container(old_id)
+            except DockerError:
+                pass
+
+    def copy_layer(self, old_id, new_id, inspect):
+        """Copy the added and modified files of the old writable layer into the new container."""
+        changes = self.client.get('/containers/%s/changes' % quote(old_id, safe='')) or []
+        plan, deleted = plan_layer_copy(changes, exclude=mount_destinations(inspect))
+        copied, skipped = [], []
+        for path, kind in plan:
+            if kind != CHANGE_ADDED and self.is_directory(old_id, path):
+                skipped.append(path)
+                continue
+            with self.client.request('GET', '/containers/%s/archive' % quote(old_id, safe=''),
+                                     params={'path': path}, stream=True) as response:
+                with tempfile.TemporaryFile() as spool:
+                    for chunk in response.iter_content():
+                        spool.write(chunk)
+                    spool.seek(0)
+                    self.client.request('PUT', '/containers/%s/archive' % quote(new_id, safe=''),
+                                        params={'path': os.path.dirname(path) or '/'}, body=spool,
+                                        headers={'Content-Type': 'application/x-tar',
+                                                 'Content-Length': str(os.fstat(spool.fileno()).st_size)})
+            copied.append(path)
+        return {'copied': copied, 'skipped_directories': skipped, 'deleted_not_replayed': deleted}
+
+    def is_directory(self, cid, path):
+        response = self.client.request('HEAD', '/containers/%s/archive' % quote(cid, safe=''), params={'path': path})
+        header = response.header('X-Docker-Container-Path-Stat')
+        if not header:
+            return False
+        try:
+            info = json.loads(base64.b64decode(header).decode('utf-8'))
+        except (ValueError, TypeError):
+            return False
+        # Go's os.ModeDir is the top bit of a 32-bit mode.
+        return bool(int(info.get('mode', 0)) & (1 << 31))
+
+    def wait_running(self, cid, name, timeout=10.0):
+        deadline = time.time() + timeout
+        while True:
+            state = (self.client.inspect_container(cid).get('State') or {})
+            if state.get('Running') and state.get('Pid'):
+                return state
+            if state.get('Status') in ('exited', 'dead'):
+                raise ConfineFailure(
+                    'the new container exited right after its start (exit code %s%s); are the limits too low?'
+                    % (state.get('ExitCode'), ', OOM-killed' if state.get('OOMKilled') else ''))
+            if time.time() > deadline:
+                raise ConfineFailure('the new container did not reach the running state within %s seconds' % timeout)
+            time.sleep(0.1)
+
+    # -- verification --------------------------------------------------------------------------
+
+    def verify(self, cid, enforce):
+        """Read Seccomp from /proc/1/status inside the container (exec), else the host's /proc/<pid>."""
+        state = (self.client.inspect_container(cid).get('State') or {})
+        status_text, mountinfo, via = None, None, None
+        try:
+            rc, out = self.client.exec_run(cid, ['cat', '/proc/1/status'])
+            if rc == 0 and 'Seccomp' in out:
+                status_text, via = out, 'exec'
+                rc, out = self.client.exec_run(cid, ['cat', '/proc/1/mountinfo'])
+                if rc == 0:
+                    mountinfo = out
+        except DockerError:
+            pass
+        if status_text is None and self.engine_socket() and state.get('Pid'):
+            try:
+                with open(os.path.join(PROC, str(state['Pid']), 'status')) as handle:
+                    status_text, via = handle.read(), 'host_proc'
+                with open(os.path.join(PROC, str(state['Pid']), 'mountinfo')) as handle:
+                    mountinfo = handle.read()
+            except (IOError, OSError):
+                pass
+        found = seccomp_lib.parse_status_seccomp(status_text) if status_text else {'mode': None, 'filters': None}
+        self.result['seccomp'].update(mode=found['mode'], filters=found['filters'], verified_by=via)
+        if mountinfo is not None:
+            cgroup_mounts = [m for m in cgroup_lib.parse_mountinfo(mountinfo) if m['fstype'] in ('cgroup', 'cgroup2')]
+            self.result['container']['cgroupfs_readonly'] = bool(cgroup_mounts) and all(
+                'ro' in m['options'] for m in cgroup_mounts)
+        if enforce and found['mode'] != 2:
+            try:
+                self.client.stop_container(cid, timeout=self.params['stop_timeout'])
+            except DockerError:
+                pass
+            self.fail('Container %s runs without an active seccomp filter (Seccomp: %s, read via %s); it was stopped.'
+                      % (self.params['name'], found['mode'], via or 'nothing'))
+
+
+def main():
+    argument_spec = docker_argument_spec()
+    argument_spec.update(
+        mode=dict(type='str', required=True, choices=['process', 'container']),
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        limits=dict(type='dict', default={}, options=dict(
+            memory=dict(type='raw'),
+            memory_swap=dict(type='raw'),
+            cpus=dict(type='float'),
+            cpu_period=dict(type='int', default=100000),
+            cpu_weight=dict(type='int'),
+            pids=dict(type='raw'),
+        )),
+        cgroup_parent=dict(type='str', default='mtd'),
+        cgroup_name=dict(type='str'),
+        cgroup_version=dict(type='str', default='auto', choices=['auto', '1', '2']),
+        command=dict(type='list', elements='str'),
+        detach=dict(type='bool', default=True),
+        output=dict(type='path'),
+        chdir=dict(type='path'),
+        user=dict(type='str'),
+        group=dict(type='str'),
+        readonly_cgroupfs=dict(type='bool', default=True),
+        launcher_dir=dict(type='path', default='/usr/local/libexec/mtd-confine'),
+        stop_timeout=dict(type='int', default=10),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        if module.params['mode'] == 'process':
+            result = ProcessConfiner(module).run()
+        else:
+            result = ContainerConfiner(module).run()
+    except ConfineFailure as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except DockerError as exc:
+        module.fail_json(msg='Docker engine error: %s' % to_text(exc))
+    if result.get('failed'):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
