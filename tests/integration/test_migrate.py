@@ -78,17 +78,18 @@ def record(report):
         return json.load(f)
 
 
-def leftover_checkpoints(migration_id):
+def leftover_checkpoints(rec):
+    """Checkpoint data of this migration left on any host (bundles, engine checkpoint dirs)."""
     found = []
-    for root in ['/dev/shm/mtd-migrations'] + ['%s/%s/var-lib-docker/mtd-migrations' % (STATE, h)
-                                              for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4')]:
-        if os.path.exists(os.path.join(root, migration_id)):
-            found.append(os.path.join(root, migration_id))
-    for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4'):
-        base = '%s/%s/var-lib-docker/containers' % (STATE, h)
-        for cid in os.listdir(base) if os.path.isdir(base) else []:
-            cps = os.path.join(base, cid, 'checkpoints')
-            if os.path.isdir(cps) and os.listdir(cps):
+    hosts = ('lab-1', 'lab-2', 'lab-3', 'lab-4')
+    for root in ['/dev/shm/mtd-migrations'] + ['%s/%s/var-lib-docker/mtd-migrations' % (STATE, h) for h in hosts]:
+        for suffix in ('', '.part'):
+            if os.path.exists(os.path.join(root, rec['id'] + suffix)):
+                found.append(os.path.join(root, rec['id'] + suffix))
+    for cid in (rec.get('container_id'), rec.get('target_container_id')):
+        for h in hosts:
+            cps = '%s/%s/var-lib-docker/containers/%s/checkpoints' % (STATE, h, cid)
+            if cid and os.path.isdir(cps) and os.listdir(cps):
                 found.append(cps)
     return found
 
@@ -122,7 +123,7 @@ def test_migrate_keeps_state_and_converges(workload):
     # the process went on from its memory: its output after the resume continues the file's numbers
     logs = [int(x) for x in docker(target, 'logs', name).stdout.split()]
     assert logs and logs[0] > 1 and logs == list(range(logs[0], logs[0] + len(logs))), logs[:5]
-    assert not leftover_checkpoints(rec['id'])
+    assert not leftover_checkpoints(rec)
     labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
     assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'
     assert rec['phases']['checkpoint']['dump'] > 0 and rec['phases']['transfer']['bytes_sent'] > 0
@@ -156,7 +157,7 @@ def assert_rolled_back(name, report, cause):
     assert_consecutive(later, 'the source file after rollback')
     assert len(later) > len(first), 'the source counter does not go on after the rollback'
     assert status('lab-3', name) == 'absent', 'the target kept a copy'
-    assert not leftover_checkpoints(rec['id'])
+    assert not leftover_checkpoints(rec)
     return rec
 
 
