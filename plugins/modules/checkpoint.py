@@ -24,12 +24,12 @@ description:
   - By default the container is left B(frozen) after the dump, so that nothing it writes after the
     checkpoint can be lost, and so that a failed migration resumes it in an instant (see
     M(mtd.containers.container_state)). With O(leave_running=true) it is resumed right after the dump.
-  - The bundle holds process memory, secrets included: its directories are created 0700 and its files
-    0600. O(state=absent) deletes it.
+  - "The bundle holds process memory, secrets included: its directories are created 0700 and its files
+    0600. O(state=absent) deletes it."
   - "Pre-copy: when the kernel tracks dirty pages (C(criu check --feature mem_dirty_track)), iterative
     pre-copy can shorten the freeze. This module reports whether it is available in RV(precopy); it
     performs a single stop-and-copy dump and says so. On kernels without soft-dirty tracking (such as
-    the lab's) pre-copy is impossible and RV(precopy.reason) says why."
+    the lab's) pre-copy is impossible and RV(precopy) says why."
   - Docker's own C(POST /containers/{id}/checkpoints) passes the images through containerd's content
     store and is several times slower than CRIU itself; this module calls runc directly on the
     engine's runc state directory instead.
@@ -111,7 +111,6 @@ options:
         description: The transfer's shared secret (at least 16 characters).
         type: str
         required: true
-        no_log: true
       compression:
         description: Compression of the stream; V(auto) takes zstd when present, else gzip.
         type: str
@@ -125,7 +124,7 @@ notes:
   - Only containers with network mode V(none) or V(host) are supported (no bridge endpoints), and
     only the overlay2 storage driver. Privileged containers are refused.
   - The image must have a registry digest (C(RepoDigests)) so that the target can pull the exact
-    same bytes: CRIU restores only into byte-identical files.
+    same bytes, because CRIU restores only into byte-identical files.
 requirements:
   - Docker Engine with experimental features on (checkpoint/restore), using runc.
   - CRIU >= 4.1 on the host.
@@ -316,6 +315,8 @@ class Checkpointer:
         runc = self.p['runc_path'] or self.module.get_bin_path('runc', opt_dirs=SBIN_DIRS)
         if not runc:
             self.fail('runc was not found on this host; set runc_path.')
+        if not (os.path.isfile(runc) and os.access(runc, os.X_OK)):
+            self.fail('runc_path %s is not an executable file.' % runc)
         runc_root = self.p['runc_root'] or find_runc_root(cid)
         if not runc_root:
             self.fail('The runc state of container %s was not found; set runc_root to the engine\'s runc '
@@ -331,8 +332,11 @@ class Checkpointer:
 
         timings = {}
         t_all = time.time()
-        remove_tree(bundle)
-        make_private_dir(bundle)
+        try:
+            remove_tree(bundle)
+            make_private_dir(bundle)
+        except OSError as exc:
+            self.fail('Cannot create the checkpoint directory %s: %s' % (bundle, exc))
         t = time.time()
         if not paused:
             try:
@@ -364,13 +368,14 @@ class Checkpointer:
             manifest = write_manifest(bundle, captured, extra={'method': 'runc', 'checkpoint': name,
                                                                'precopy': self.result['precopy']})
             timings['manifest'] = round(time.time() - t, 4)
-        except MigrationError as exc:
+        except (MigrationError, OSError) as exc:
             # Leave the container as it was found: resume it if this module froze it.
             if not paused:
                 self.resume(cid)
             log = read_tail(os.path.join(bundle, 'work', 'dump.log'))
             remove_tree(bundle)
-            self.fail(str(exc), criu_log=log or exc.details.get('criu_log', ''))
+            details = getattr(exc, 'details', {})
+            self.fail(str(exc), criu_log=log or details.get('criu_log', ''))
 
         if self.p['send']:
             t = time.time()
@@ -400,7 +405,10 @@ class Checkpointer:
             self.fail('Sending the checkpoint failed: %s.' % exc)
 
     def find_criu(self):
-        path = find_criu(self.module, self.p['criu_path'])
+        try:
+            path = find_criu(self.module, self.p['criu_path'])
+        except CriuError as exc:
+            self.fail('CRIU was not found on this host: %s' % exc)
         if not path:
             self.fail('CRIU was not found on this host (install CRIU >= 4.1, or set criu_path).')
         try:

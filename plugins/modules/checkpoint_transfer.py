@@ -14,15 +14,15 @@ description:
   - Sends a checkpoint bundle made by M(mtd.containers.checkpoint) from the source host straight to
     the target host over one TCP connection, without passing through the controller (an AWX
     controller may be a small pod far away).
-  - On the target, run it with O(mode=receive) as an asynchronous task (C(async) + C(poll: 0)): it
-    listens on O(address):O(port) until one sender has delivered the bundle into O(path), then exits.
-    On the source, run it with O(mode=send): it connects (retrying until O(connect_timeout)), streams
+  - "On the target, run it with O(mode=receive) as an asynchronous task (C(async) and C(poll: 0)): it
+    listens on O(address):O(port) until one sender has delivered the bundle into O(path), then exits."
+  - On the source, run it with O(mode=send). It connects (retrying until O(connect_timeout)), streams
     the bundle as a compressed tar and waits for the receiver's verdict.
   - The sender proves it knows O(token) (HMAC-SHA256 challenge); every byte of the stream is covered
     by an HMAC-SHA256 keyed with O(token), checked by the receiver before it accepts the bundle. A
     corrupted or cut stream fails on both sides and the receiver removes what it unpacked.
-  - The stream is B(not encrypted). Checkpoint data holds process memory: use it on a trusted network
-    between the hosts, or inside a tunnel.
+  - The stream is B(not encrypted). Checkpoint data holds process memory, so use it on a trusted
+    network between the hosts, or inside a tunnel.
 extends_documentation_fragment:
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
@@ -62,7 +62,6 @@ options:
       - Shared secret of this transfer, at least 16 characters. Use a fresh random value per migration.
     type: str
     required: true
-    no_log: true
   compression:
     description:
       - Compression of the stream, chosen by the sender. V(auto) takes V(zstd) when the C(zstd) binary

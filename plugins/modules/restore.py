@@ -85,7 +85,6 @@ options:
         description: Registry password.
         type: str
         required: true
-        no_log: true
   keep_bundle:
     description: Keep the bundle and the engine's copy of the CRIU images after a successful start.
     type: bool
