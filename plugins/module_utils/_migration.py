@@ -303,11 +303,19 @@ def move_tree(src, dst):
 
 
 def run(cmd, timeout=None, stdin=None):
-    """Run an argv list with LANG=C; returns (rc, stdout, stderr) as text."""
+    """Run an argv list with LANG=C; returns (rc, stdout, stderr) as text.
+
+    Raises MigrationError when the command cannot be started or does not finish within ``timeout``.
+    """
     env = dict(os.environ)
     env.update({'LANG': 'C', 'LC_ALL': 'C'})
-    proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                          timeout=timeout, check=False)
+    try:
+        proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise MigrationError('%s did not finish within %s s.' % (os.path.basename(cmd[0]), timeout))
+    except OSError as exc:
+        raise MigrationError('Cannot run %s: %s.' % (cmd[0], exc))
     return proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace')
 
 

@@ -12,6 +12,7 @@ Protocol (sender -> receiver unless noted), after the receiver accepted the conn
 
     receiver -> sender   MAGIC + 32-byte random nonce
     sender -> receiver   HMAC-SHA256(token, nonce)                        (authentication)
+    receiver -> sender   4-byte length + JSON {ok, error}                 (the token was right, or not)
     sender -> receiver   4-byte length + JSON header {compression, bytes, files}
     sender -> receiver   frames: 4-byte length + data ... then a 0-length frame
     sender -> receiver   HMAC-SHA256(token, nonce + every data byte)      (integrity, end to end)
@@ -34,7 +35,7 @@ import subprocess
 import threading
 import time
 
-MAGIC = b'MTDX1\n'
+MAGIC = b'MTDX2\n'
 NONCE_SIZE = 32
 FRAME = 1024 * 1024
 COMPRESSORS = {
@@ -136,6 +137,9 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
             raise TransferError('the peer on %s:%s is not a checkpoint_transfer receiver' % (address, port))
         nonce = hello[len(MAGIC):]
         sock.sendall(hmac.new(key, nonce, hashlib.sha256).digest())
+        auth = _recv_json(sock)
+        if not auth.get('ok'):
+            raise TransferError('the receiver rejected the transfer: %s' % auth.get('error'))
         raw_bytes = 0
         files = 0
         for root, dummy, names in os.walk(path):
@@ -181,13 +185,34 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
     }
 
 
+def _stop(procs):
+    """Kill and reap a pipeline, so that nothing writes into the staging directory any more."""
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
 def _receive_one(conn, key, dest):
-    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError."""
+    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError.
+
+    PermissionError: the peer did not authenticate (wrong token, or it left before proving it).
+    """
     nonce = os.urandom(NONCE_SIZE)
-    conn.sendall(MAGIC + nonce)
-    answer = _recv_exact(conn, 32)
+    try:
+        conn.sendall(MAGIC + nonce)
+        answer = _recv_exact(conn, 32)
+    except (TransferError, OSError) as exc:
+        # a port probe or a stray client: not the sender this receiver waits for
+        raise PermissionError('the peer left before it authenticated: %s' % exc)
     if not hmac.compare_digest(answer, hmac.new(key, nonce, hashlib.sha256).digest()):
+        try:
+            _send_json(conn, {'ok': False, 'error': 'the sender did not prove the transfer token '
+                                                    '(is the token the same on both hosts?)'})
+        except OSError:
+            pass
         raise PermissionError('the sender did not prove the transfer token')
+    _send_json(conn, {'ok': True})
     header = _recv_json(conn)
     compression = header.get('compression')
     if compression not in COMPRESSORS:
@@ -226,14 +251,17 @@ def _receive_one(conn, key, dest):
                     # keep reading: the integrity check below tells corruption from a local failure
                     broken = exc
         trailer = _recv_exact(conn, 32)
+    except BaseException:
+        # a cut or stalled stream: tar must be gone before the caller removes the staging directory
+        _stop(procs)
+        raise
     finally:
         try:
             sink.close()
         except OSError:
             pass
     if not hmac.compare_digest(trailer, mac.digest()):
-        for p in procs:
-            p.kill()
+        _stop(procs)
         raise TransferError('the data failed its integrity check (HMAC-SHA256 over the stream): it was '
                             'corrupted or altered in transit')
     _finish(procs, 'unpacking the bundle')

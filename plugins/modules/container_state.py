@@ -135,6 +135,9 @@ def main():
         cid = inspect['Id']
         result['id'] = cid
         result['labels'] = (inspect.get('Config') or {}).get('Labels') or {}
+        if want == 'paused' and before not in ('running', 'paused'):
+            # fails in check mode too: the real run would
+            module.fail_json(msg='Only a running container can be paused; %s is %s.' % (p['container'], before), **result)
         if before != want:
             result['changed'] = True
             result['after'] = want
@@ -145,8 +148,6 @@ def main():
                     else:
                         client.post('/containers/%s/start' % cid)
                 elif want == 'paused':
-                    if before != 'running':
-                        module.fail_json(msg='Only a running container can be paused; %s is %s.' % (p['container'], before), **result)
                     client.post('/containers/%s/pause' % cid)
                 elif want == 'stopped':
                     if before == 'paused':

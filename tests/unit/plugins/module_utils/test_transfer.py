@@ -1,0 +1,451 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""_transfer: real senders and receivers over 127.0.0.1 in threads, with a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import threading
+import time
+
+import pytest
+
+from ansible_collections.mtd.containers.plugins.module_utils import _transfer
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import TransferError
+
+TOKEN = 'unit-test-token-0123456789'
+HAVE_ZSTD = shutil.which('zstd') is not None
+
+
+def free_port():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def make_bundle(root, random_mb=3):
+    """A bundle directory: incompressible 'memory', compressible text, nested dirs, an empty file."""
+    bundle = root / 'src' / 'm-1'
+    (bundle / 'criu').mkdir(parents=True)
+    (bundle / 'volumes').mkdir()
+    (bundle / 'criu' / 'pages-1.img').write_bytes(os.urandom(random_mb * 1024 * 1024 + 17))
+    (bundle / 'criu' / 'core-1.img').write_bytes(b'\x00core' * 1000)
+    (bundle / 'rootfs-diff.tar').write_bytes(b'counter 1\n' * 20000)
+    (bundle / 'volumes' / 'data.tar').write_bytes(b'')
+    (bundle / 'manifest.json').write_text('{"format": 1, "files": []}')
+    for path in (bundle, bundle / 'criu', bundle / 'volumes'):
+        path.chmod(0o700)
+    (bundle / 'criu' / 'pages-1.img').chmod(0o600)
+    return bundle
+
+
+def snapshot(path):
+    """{relative path: (mode, content)} of every entry below ``path`` (and its own mode)."""
+    out = {'.': stat.S_IMODE(os.stat(str(path)).st_mode)}
+    for root, dirs, files in os.walk(str(path)):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            content = open(full, 'rb').read() if stat.S_ISREG(st.st_mode) else None
+            out[os.path.relpath(full, str(path))] = (stat.S_IMODE(st.st_mode), content)
+    return out
+
+
+def header_size(bundle, compression):
+    """Bytes the sender writes before the first data byte: HMAC, header length and header, frame length."""
+    files = raw = 0
+    for root, dummy, names in os.walk(str(bundle)):
+        for name in names:
+            files += 1
+            raw += os.path.getsize(os.path.join(root, name))
+    header = json.dumps({'compression': compression, 'bytes': raw, 'files': files}, sort_keys=True)
+    return 32 + 4 + len(header.encode('utf-8')) + 4
+
+
+def start_receiver(dest, port, token=TOKEN, timeout=20.0, auth_failures=5):
+    return _transfer.start_background(_transfer.receive, str(dest), '127.0.0.1', port, token, timeout,
+                                      auth_failures)
+
+
+def join(thread, seconds=30):
+    thread.join(seconds)
+    assert not thread.is_alive(), 'the receiver did not finish'
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 between one sender and the receiver, in threads.
+
+    ``flip_at``: XOR one byte of the sender's stream at that offset. ``cut_at``: close both connections
+    once that many bytes of the sender's stream went through. ``hold_at``: stop forwarding there until
+    ``release()``.
+    """
+
+    def __init__(self, upstream_port, flip_at=None, cut_at=None, hold_at=None):
+        self.upstream_port = upstream_port
+        self.flip_at, self.cut_at, self.hold_at = flip_at, cut_at, hold_at
+        self.forwarded = 0
+        self.flipped = False
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def release(self):
+        self.released.set()
+
+    def serve(self):
+        client, dummy = self.listener.accept()
+        upstream = socket.create_connection(('127.0.0.1', self.upstream_port), timeout=10)
+        back = threading.Thread(target=self.pump_back, args=(upstream, client), daemon=True)
+        back.start()
+        try:
+            while True:
+                chunk = client.recv(65536)
+                if not chunk:
+                    upstream.shutdown(socket.SHUT_WR)
+                    break
+                start = self.forwarded
+                end = start + len(chunk)
+                if self.hold_at is not None and start <= self.hold_at < end:
+                    upstream.sendall(chunk[:self.hold_at - start])
+                    self.holding.set()
+                    self.released.wait(30)
+                    upstream.sendall(chunk[self.hold_at - start:])
+                    self.forwarded = end
+                    continue
+                if self.flip_at is not None and start <= self.flip_at < end:
+                    data = bytearray(chunk)
+                    data[self.flip_at - start] ^= 0x40
+                    chunk = bytes(data)
+                    self.flipped = True
+                if self.cut_at is not None and end >= self.cut_at:
+                    upstream.sendall(chunk[:self.cut_at - start])
+                    self.forwarded = self.cut_at
+                    break
+                upstream.sendall(chunk)
+                self.forwarded = end
+        except OSError:
+            pass
+        finally:
+            if self.cut_at is not None:
+                for sock in (client, upstream):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    sock.close()
+            back.join(30)
+            client.close()
+            upstream.close()
+            self.listener.close()
+
+    @staticmethod
+    def pump_back(upstream, client):
+        try:
+            while True:
+                chunk = upstream.recv(65536)
+                if not chunk:
+                    break
+                client.sendall(chunk)
+            client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# The bundle arrives byte-identical
+
+@pytest.mark.parametrize('compression', [
+    'none',
+    'gzip',
+    pytest.param('zstd', marks=pytest.mark.skipif(not HAVE_ZSTD, reason='the zstd binary is not installed')),
+])
+def test_bundle_arrives_byte_identical(tmp_path, compression):
+    bundle = make_bundle(tmp_path)
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    stats = _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression=compression, connect_timeout=10)
+    join(thread)
+    assert 'error' not in holder, holder.get('error')
+    assert snapshot(dest) == snapshot(bundle)
+    assert not os.path.exists(str(dest) + '.part')
+    received = holder['result']
+    raw = sum(len(v[1]) for v in snapshot(bundle).values() if isinstance(v, tuple) and v[1] is not None)
+    assert stats['bytes_raw'] == raw == received['bytes_raw']
+    assert stats['files'] == 5 == received['files']
+    assert stats['compression'] == compression == received['compression']
+    assert stats['bytes_sent'] == received['bytes_received']
+    assert stats['receiver']['ok'] is True and stats['receiver']['bytes_received'] == stats['bytes_sent']
+    assert received['peer'] == '127.0.0.1'
+    if compression == 'none':
+        # a tar of the files: more bytes than the files themselves
+        assert stats['bytes_sent'] > raw
+    else:
+        # the 200 kB of repeated text shrinks; the random pages do not
+        assert stats['bytes_sent'] < raw - 150000
+        assert stats['ratio'] > 1.0
+
+
+def test_receiver_replaces_an_old_destination(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    dest = tmp_path / 'm-1'
+    (dest / 'stale').mkdir(parents=True)
+    os.makedirs(str(dest) + '.part/leftover')
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10)
+    join(thread)
+    assert 'result' in holder
+    assert snapshot(dest) == snapshot(bundle)
+    assert not os.path.exists(str(dest) + '.part')
+
+
+def test_the_bundle_appears_only_complete(tmp_path):
+    bundle = make_bundle(tmp_path)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    proxy = Proxy(port, hold_at=header_size(bundle, 'none') + 2 * 1024 * 1024)
+    sender, sent = _transfer.start_background(_transfer.send, str(bundle), '127.0.0.1', proxy.port, TOKEN, 'none', 10)
+    assert proxy.holding.wait(20), 'the stream never reached the hold point'
+    # half of the data is in: the receiver unpacks into dest.part, dest does not exist yet
+    deadline = time.time() + 10
+    while not os.path.isdir(str(dest) + '.part') and time.time() < deadline:
+        time.sleep(0.02)
+    assert os.path.isdir(str(dest) + '.part')
+    assert stat.S_IMODE(os.stat(str(dest) + '.part').st_mode) == 0o700
+    assert not os.path.exists(str(dest))
+    proxy.release()
+    sender.join(30)
+    join(thread)
+    assert 'error' not in sent and 'error' not in holder, (sent.get('error'), holder.get('error'))
+    assert snapshot(dest) == snapshot(bundle)
+    assert not os.path.exists(str(dest) + '.part')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Authentication
+
+def test_wrong_token_the_receiver_keeps_waiting_for_the_right_sender(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port, auth_failures=3)
+    for dummy in range(2):
+        with pytest.raises(TransferError) as info:
+            _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='none',
+                           connect_timeout=10, io_timeout=10)
+        assert str(info.value) == ('the receiver rejected the transfer: the sender did not prove the transfer '
+                                   'token (is the token the same on both hosts?)')
+        assert thread.is_alive(), 'the receiver gave up after a wrong token'
+        assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
+    assert 'result' in holder, holder.get('error')
+    assert snapshot(dest) == snapshot(bundle)
+
+
+def test_wrong_token_the_receiver_gives_up_after_auth_failures(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port, auth_failures=2)
+    messages = []
+    for dummy in range(2):
+        with pytest.raises(TransferError) as info:
+            _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='gzip',
+                           connect_timeout=10, io_timeout=10)
+        messages.append(str(info.value))
+    join(thread)
+    assert str(holder['error']) == '2 connections failed authentication; giving up'
+    assert isinstance(holder['error'], TransferError)
+    for msg in messages:
+        assert 'the receiver rejected the transfer' in msg and 'token' in msg, msg
+    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+
+
+def test_a_peer_that_leaves_before_authenticating_does_not_stop_the_receiver(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port, auth_failures=2)
+    deadline = time.time() + 10
+    while True:
+        try:
+            probe = socket.create_connection(('127.0.0.1', port), timeout=5)
+            break
+        except OSError:
+            assert time.time() < deadline, 'the receiver never listened'
+            time.sleep(0.05)
+    # a port probe: connect, read the greeting, leave
+    assert probe.recv(6) == _transfer.MAGIC
+    probe.close()
+    time.sleep(0.2)
+    assert thread.is_alive()
+    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
+    assert 'result' in holder, holder.get('error')
+    assert snapshot(dest) == snapshot(bundle)
+
+
+def test_a_peer_that_is_not_a_receiver(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+
+    def answer():
+        conn, dummy = server.accept()
+        conn.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n')
+        time.sleep(0.5)
+        conn.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TransferError) as info:
+            _transfer.send(str(bundle), '127.0.0.1', server.getsockname()[1], TOKEN, compression='none',
+                           connect_timeout=5, io_timeout=5)
+        assert 'is not a checkpoint_transfer receiver' in str(info.value)
+    finally:
+        thread.join(5)
+        server.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Integrity and broken connections
+
+@pytest.mark.parametrize('compression', ['none', 'gzip'])
+def test_a_flipped_byte_fails_the_integrity_check_on_both_sides(tmp_path, compression):
+    bundle = make_bundle(tmp_path)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    proxy = Proxy(port, flip_at=header_size(bundle, compression) + 70000)
+    with pytest.raises(TransferError) as info:
+        _transfer.send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10)
+    join(thread)
+    assert proxy.flipped
+    assert 'integrity' in str(info.value), str(info.value)
+    assert str(info.value).startswith('the receiver rejected the transfer: ')
+    assert isinstance(holder.get('error'), TransferError)
+    assert 'integrity' in str(holder['error']) and 'corrupted or altered in transit' in str(holder['error'])
+    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+
+
+def make_many_files(root, dirs=40, files=60):
+    """A bundle of many small files: tar is still creating files when the stream breaks."""
+    bundle = root / 'src' / 'many'
+    for d in range(dirs):
+        (bundle / ('d%02d' % d)).mkdir(parents=True)
+        for f in range(files):
+            (bundle / ('d%02d' % d) / ('f%03d' % f)).write_bytes(os.urandom(900))
+    return bundle
+
+
+@pytest.mark.parametrize('compression, kind', [
+    ('none', 'large'), ('gzip', 'large'), ('none', 'many-small'), ('gzip', 'many-small'),
+])
+def test_a_connection_cut_mid_stream_fails_both_sides(tmp_path, compression, kind):
+    bundle = make_bundle(tmp_path, random_mb=4) if kind == 'large' else make_many_files(tmp_path)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    proxy = Proxy(port, cut_at=header_size(bundle, compression) + 1200 * 1024)
+    t0 = time.time()
+    with pytest.raises(TransferError) as info:
+        _transfer.send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10,
+                       io_timeout=20)
+    join(thread)
+    assert time.time() - t0 < 15
+    assert 'broke off' in str(info.value) or 'closed' in str(info.value), str(info.value)
+    assert isinstance(holder.get('error'), TransferError)
+    assert 'the connection was closed after' in str(holder['error'])
+    # the receiver stopped its tar before it cleaned up: nothing is left, not even a few late files
+    time.sleep(0.3)
+    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nobody there
+
+def test_sender_without_receiver_gives_up_after_connect_timeout(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    port = free_port()
+    t0 = time.time()
+    with pytest.raises(TransferError) as info:
+        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=1.5)
+    elapsed = time.time() - t0
+    assert 1.4 <= elapsed < 4, elapsed
+    assert str(info.value).startswith('no receiver answered on 127.0.0.1:%d within 1.5 s (' % port)
+    assert 'refused' in str(info.value)
+
+
+def test_sender_of_a_missing_bundle(tmp_path):
+    with pytest.raises(TransferError) as info:
+        _transfer.send(str(tmp_path / 'nope'), '127.0.0.1', free_port(), TOKEN, connect_timeout=1)
+    assert str(info.value) == 'the bundle %s does not exist' % (tmp_path / 'nope')
+
+
+def test_receiver_without_sender_gives_up_after_timeout(tmp_path):
+    dest = tmp_path / 'm-1'
+    t0 = time.time()
+    with pytest.raises(TransferError) as info:
+        _transfer.receive(str(dest), '127.0.0.1', free_port(), TOKEN, timeout=1.0)
+    assert 0.9 <= time.time() - t0 < 4
+    assert str(info.value) == 'no sender delivered a bundle within 1.0 s'
+    assert not os.path.exists(str(dest))
+
+
+def test_receiver_on_a_busy_port(tmp_path):
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    try:
+        port = busy.getsockname()[1]
+        with pytest.raises(TransferError) as info:
+            _transfer.receive(str(tmp_path / 'm-1'), '127.0.0.1', port, TOKEN, timeout=1.0)
+        assert str(info.value).startswith('cannot listen on 127.0.0.1:%d: ' % port)
+    finally:
+        busy.close()
+
+
+def test_available_compression(monkeypatch):
+    present = {'gzip'}
+    monkeypatch.setattr(_transfer.shutil, 'which', lambda name: '/usr/bin/' + name if name in present else None)
+    assert _transfer.available_compression('auto') == 'gzip'
+    assert _transfer.available_compression('zstd') == 'gzip'
+    assert _transfer.available_compression('none') == 'none'
+    assert _transfer.available_compression(None) == 'gzip'
+    present.add('zstd')
+    assert _transfer.available_compression('auto') == 'zstd'
+    assert _transfer.available_compression('gzip') == 'gzip'
+    present.clear()
+    assert _transfer.available_compression('auto') == 'none'
+
+
+def test_start_background_keeps_result_and_error():
+    thread, holder = _transfer.start_background(lambda a, b: a + b, 2, 3)
+    thread.join(5)
+    assert holder == {'result': 5}
+
+    def boom():
+        raise TransferError('boom')
+
+    thread, holder = _transfer.start_background(boom)
+    thread.join(5)
+    assert str(holder['error']) == 'boom' and 'result' not in holder

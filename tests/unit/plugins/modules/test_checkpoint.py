@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""checkpoint main() against a stateful fake engine, with fake runc and criu scripts and real GNU tar."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+
+from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
+from ansible_collections.mtd.containers.plugins.modules import checkpoint
+
+_spec = importlib.util.spec_from_file_location(
+    'mtd_migration_fakes_cp', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
+fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fakes)
+
+model = fakes.model
+TOKEN = 'checkpoint-unit-token-0123'
+
+
+@pytest.fixture(autouse=True)
+def no_docker_host(monkeypatch):
+    monkeypatch.delenv('DOCKER_HOST', raising=False)
+
+
+@pytest.fixture
+def scene(model, tmp_path):
+    """A running container with a writable layer and a named volume; fake criu and runc."""
+    c = model.add_container('it-web', volumes=['it-web-vol'])
+    upper = c['GraphDriver']['Data']['UpperDir']
+    os.makedirs(os.path.join(upper, 'state'))
+    with open(os.path.join(upper, 'state', 'counter.log'), 'w') as f:
+        f.write('1\n2\n3\n')
+    with open(os.path.join(model.volumes['it-web-vol']['Mountpoint'], 'counter.log'), 'w') as f:
+        f.write('1\n2\n')
+    bins = tmp_path / 'bin'
+    bins.mkdir()
+    runc_root = tmp_path / 'runc-root'
+    runc_root.mkdir()
+    return {
+        'model': model,
+        'container': c,
+        'dest': str(tmp_path / 'dest'),
+        'bundle': str(tmp_path / 'dest' / 'm-1'),
+        'criu': fakes.write_script(bins / 'criu', fakes.FAKE_CRIU),
+        'runc': fakes.write_script(bins / 'runc', fakes.FAKE_RUNC),
+        'runc_root': str(runc_root),
+        'runc_args': str(tmp_path / 'runc-args'),
+        'bins': bins,
+    }
+
+
+def args(scene, **extra):
+    result = {'docker_host': scene['model'].url, 'container': 'it-web', 'name': 'm-1', 'dest': scene['dest'],
+              'criu_path': scene['criu'], 'runc_path': scene['runc'], 'runc_root': scene['runc_root']}
+    result.update(extra)
+    return result
+
+
+def run(scene, fail=False, **extra):
+    return fakes.run_module(checkpoint, args(scene, **extra), fail=fail)
+
+
+def assert_untouched(scene, status='running'):
+    """Nothing was frozen, resumed, created or removed, and no bundle was written."""
+    assert scene['model'].state_changes() == []
+    assert scene['model'].status('it-web') == status
+    assert not os.path.exists(scene['bundle'])
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The checkpoint itself
+
+def test_checkpoint_freezes_dumps_and_captures(scene, monkeypatch):
+    monkeypatch.setenv('RUNC_ARGS', scene['runc_args'])
+    cid = scene['container']['Id']
+    result = run(scene)
+    assert result['changed'] is True
+    assert result['bundle'] == scene['bundle']
+    assert result['container'] == {'id': cid, 'name': 'it-web', 'image_digest_ref': fakes.IMAGE_DIGEST_REF,
+                                   'state': 'paused'}
+    assert result['method'] == 'runc'
+    assert result['precopy']['available'] is False and result['precopy']['used'] is False
+    assert 'stop-and-copy' in result['precopy']['reason']
+    assert set(result['timings']) == {'freeze', 'dump', 'rootfs', 'volumes', 'manifest', 'total'}
+    assert result['config']['image_digest_ref'] == fakes.IMAGE_DIGEST_REF
+    # frozen (not resumed): nothing the container writes after the dump can be lost
+    assert scene['model'].state_changes() == ['POST /containers/%s/pause' % cid]
+    assert scene['model'].status('it-web') == 'paused'
+    # runc checkpoint through the engine's runc state, with our criu, leaving the (frozen) process alive
+    runc_args = open(scene['runc_args']).read().split()
+    assert runc_args[:5] == ['--root', scene['runc_root'], '--criu', scene['criu'], 'checkpoint']
+    assert '--leave-running' in runc_args and runc_args[-1] == cid
+    # the bundle: images, layer, volume, manifest; 0700 directories, 0600 files
+    bundle = scene['bundle']
+    manifest = _migration.read_manifest(bundle)
+    assert sorted(f['path'] for f in manifest['files']) == [
+        'criu/core-1.img', 'criu/pages-1.img', 'dump.log', 'rootfs-diff.tar', 'volumes/it-web-vol.tar']
+    assert _migration.verify_manifest(bundle, manifest) == result['bytes']['total'] == manifest['bytes']
+    assert result['bytes']['criu'] == len('pages of the counter process') + len('core')
+    assert result['files'] == 5
+    assert not os.path.exists(os.path.join(bundle, 'work'))
+    for root, dirs, files in os.walk(bundle):
+        assert mode(root) == 0o700, root
+        for name in files:
+            assert mode(os.path.join(root, name)) == 0o600, name
+    # the layer and the volume round-trip through their tars
+    out = os.path.join(str(scene['bins']), 'out')
+    os.makedirs(out)
+    _migration.tar_extract(os.path.join(bundle, 'rootfs-diff.tar'), out)
+    _migration.tar_extract(os.path.join(bundle, 'volumes', 'it-web-vol.tar'), out)
+    assert open(os.path.join(out, 'state', 'counter.log')).read() == '1\n2\n3\n'
+    assert open(os.path.join(out, 'counter.log')).read() == '1\n2\n'
+
+
+def test_a_finished_checkpoint_of_the_frozen_container_is_not_made_again(scene):
+    first = run(scene)
+    del scene['model'].requests[:]
+    second = run(scene)
+    assert second['changed'] is False
+    assert second['container']['state'] == 'paused' and second['files'] == first['files']
+    assert second['bytes'] == first['bytes']
+    assert scene['model'].state_changes() == []
+
+
+def test_leave_running_resumes_after_the_dump(scene):
+    cid = scene['container']['Id']
+    result = run(scene, leave_running=True)
+    assert result['changed'] is True and result['container']['state'] == 'running'
+    assert scene['model'].state_changes() == ['POST /containers/%s/pause' % cid, 'POST /containers/%s/unpause' % cid]
+    assert scene['model'].status('it-web') == 'running'
+    assert 'resume' in result['timings']
+
+
+def test_check_mode_freezes_and_writes_nothing(scene):
+    result = run(scene, _ansible_check_mode=True)
+    assert result['changed'] is True
+    assert result['container']['state'] == 'running'
+    assert result['config']['name'] == 'it-web'
+    assert [m['name'] for m in result['config']['mounts']] == ['it-web-vol']
+    assert_untouched(scene)
+    assert not os.path.exists(scene['dest'])
+
+
+def test_default_name(scene):
+    result = run(scene, name=None, _ansible_check_mode=True)
+    assert result['bundle'] == os.path.join(scene['dest'], 'mtd-' + scene['container']['Id'][:12])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusals before anything is frozen
+
+def test_unknown_container(scene):
+    result = run(scene, fail=True, container='it-nothing')
+    assert result['msg'] == "No such container 'it-nothing' on this host."
+    assert_untouched(scene)
+
+
+@pytest.mark.parametrize('status', ['exited', 'created'])
+def test_container_not_running(scene, status):
+    scene['model'].add_container('it-stopped', status=status)
+    result = run(scene, fail=True, container='it-stopped')
+    assert result['msg'] == ('Container it-stopped is not running (status %s); only a running container can be '
+                             'checkpointed.' % status)
+    assert scene['model'].state_changes() == []
+
+
+def test_privileged_container(scene):
+    scene['model'].add_container('it-priv', privileged=True)
+    result = run(scene, fail=True, container='it-priv')
+    assert result['msg'].startswith('Container it-priv runs privileged; privileged containers are not migrated')
+    assert scene['model'].state_changes() == []
+
+
+def test_bridge_network(scene):
+    scene['model'].add_container('it-bridge', network_mode='default')
+    result = run(scene, fail=True, container='it-bridge')
+    assert result['msg'] == ('Container it-bridge uses network mode \'default\'; only "none" and "host" can be '
+                             'migrated (CRIU cannot move a bridge-network endpoint between engines).')
+    assert scene['model'].state_changes() == []
+
+
+def test_image_without_registry_digest(scene):
+    scene['model'].add_image(ref='it-local:1', image_id='sha256:' + '7' * 64, repo_digests=())
+    scene['model'].add_container('it-local', image='it-local:1', image_id='sha256:' + '7' * 64)
+    result = run(scene, fail=True, container='it-local')
+    assert result['msg'] == ('The image it-local:1 of it-local has no registry digest; push it to a registry the '
+                             'target host can pull from (CRIU restores only into byte-identical files).')
+    assert scene['model'].state_changes() == []
+
+
+def test_engine_without_experimental(scene):
+    scene['model'].info['ExperimentalBuild'] = False
+    result = run(scene, fail=True)
+    assert result['msg'] == ('The Docker engine on this host does not run with experimental features on; '
+                             'checkpoint/restore needs "experimental": true in daemon.json.')
+    assert_untouched(scene)
+
+
+def test_other_storage_driver(scene):
+    scene['container']['GraphDriver']['Name'] = 'devicemapper'
+    result = run(scene, fail=True)
+    assert result['msg'] == "Storage driver 'devicemapper' is not supported; the writable layer is captured from overlay2 only."
+    assert_untouched(scene)
+
+
+def test_volume_with_another_driver(scene):
+    scene['container']['Mounts'][0]['Driver'] = 'nfs'
+    result = run(scene, fail=True)
+    assert result['msg'] == 'Volume it-web-vol uses driver nfs; only local volumes are migrated.'
+    assert_untouched(scene)
+
+
+def test_criu_missing(scene, monkeypatch):
+    real = basic.AnsibleModule.get_bin_path
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):
+        return None if arg == 'criu' else real(self, arg, required=required, opt_dirs=opt_dirs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', get_bin_path)
+    result = run(scene, fail=True, criu_path=None)
+    assert result['msg'] == 'CRIU was not found on this host (install CRIU >= 4.1, or set criu_path).'
+    assert_untouched(scene)
+
+
+def test_criu_path_that_does_not_exist(scene):
+    result = run(scene, fail=True, criu_path='/nonexistent/criu')
+    assert result['msg'] == ('CRIU was not found on this host: criu_path /nonexistent/criu does not exist or is '
+                             'not a file.')
+    assert_untouched(scene)
+
+
+def test_criu_check_fails(scene, tmp_path):
+    result = run(scene, fail=True, criu_path=fakes.write_script(tmp_path / 'criu-broken', fakes.BROKEN_CRIU))
+    assert result['msg'].startswith('"criu check" fails on this host, so no checkpoint can be made: ')
+    assert 'CAP_SYS_ADMIN' in result['msg']
+    assert_untouched(scene)
+
+
+def test_runc_path_that_does_not_exist(scene):
+    result = run(scene, fail=True, runc_path='/nonexistent/runc')
+    assert result['msg'] == 'runc_path /nonexistent/runc is not an executable file.'
+    assert_untouched(scene)
+
+
+def test_runc_state_not_found(scene):
+    result = run(scene, fail=True, runc_root=None)
+    assert result['msg'].startswith('The runc state of container it-web was not found; set runc_root')
+    assert_untouched(scene)
+
+
+def test_dest_that_cannot_hold_a_directory(scene, tmp_path):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('')
+    result = run(scene, fail=True, dest=str(blocker))
+    assert result['msg'].startswith('Cannot create the checkpoint directory %s/m-1: ' % blocker)
+    assert scene['model'].state_changes() == [] and scene['model'].status('it-web') == 'running'
+
+
+def test_bad_checkpoint_name(scene):
+    result = run(scene, fail=True, name='../escape')
+    assert result['msg'] == ('Checkpoint name \'../escape\' must be 1-128 characters of letters, digits, "_", "." '
+                             'or "-".')
+    assert_untouched(scene)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Failures after the freeze: the container is resumed, the bundle removed
+
+def test_dump_failure_resumes_and_returns_the_criu_log(scene, tmp_path):
+    cid = scene['container']['Id']
+    result = run(scene, fail=True, runc_path=fakes.write_script(tmp_path / 'runc-fails', fakes.FAILING_RUNC))
+    assert result['msg'].startswith('CRIU could not dump the container (runc checkpoint rc=1): ')
+    assert 'criu failed: type NOTIFY' in result['msg']
+    assert 'Dumping FAILED' in result['criu_log'] and 'external socket' in result['criu_log']
+    assert scene['model'].state_changes() == ['POST /containers/%s/pause' % cid, 'POST /containers/%s/unpause' % cid]
+    assert scene['model'].status('it-web') == 'running'
+    assert not os.path.exists(scene['bundle'])
+
+
+def test_dump_timeout_resumes(scene, tmp_path):
+    slow = fakes.write_script(tmp_path / 'runc-slow', '#!/bin/sh\nsleep 5\n')
+    result = run(scene, fail=True, runc_path=slow, timeout=1)
+    assert 'did not finish within 1 s' in result['msg']
+    assert scene['model'].status('it-web') == 'running'
+    assert not os.path.exists(scene['bundle'])
+
+
+def test_unreadable_layer_resumes(scene):
+    scene['container']['GraphDriver']['Data']['UpperDir'] = '/nonexistent/diff'
+    result = run(scene, fail=True)
+    assert result['msg'] == 'The writable layer of it-web (/nonexistent/diff) is not readable on this host.'
+    assert scene['model'].status('it-web') == 'running'
+    assert not os.path.exists(scene['bundle'])
+
+
+def free_port():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
+    port = free_port()
+    dest = str(tmp_path / 'received' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
+    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'compression': 'gzip'})
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert result['transfer']['compression'] == 'gzip'
+    assert result['transfer']['receiver']['ok'] is True
+    assert 'send' in result['timings']
+    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+    assert TOKEN not in repr(result)
+
+
+def test_send_without_receiver_fails_and_leaves_the_container_frozen(scene):
+    port = free_port()
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'connect_timeout': 1})
+    assert result['msg'].startswith('Sending the checkpoint failed: no receiver answered on 127.0.0.1:%d within 1 s'
+                                    % port)
+    # documented: the container stays frozen for the caller's rollback (container_state running)
+    assert scene['model'].status('it-web') == 'paused'
+
+
+def test_send_with_a_short_token(scene):
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': 1, 'token': 'short'})
+    assert result['msg'] == 'send.token must be at least 16 characters long.'
+
+
+# ---------------------------------------------------------------------------------------------------
+# state=absent
+
+def test_absent_deletes_the_bundle_once(scene):
+    run(scene)
+    assert os.path.isdir(scene['bundle'])
+    check = run(scene, state='absent', _ansible_check_mode=True)
+    assert check['changed'] is True and os.path.isdir(scene['bundle'])
+    first = run(scene, state='absent')
+    assert first['changed'] is True and not os.path.exists(scene['bundle'])
+    second = run(scene, state='absent')
+    assert second['changed'] is False
+    # the container is not touched by state=absent
+    assert scene['model'].status('it-web') == 'paused'
+
+
+def test_absent_of_a_removed_container_needs_the_name(scene):
+    result = run(scene, fail=True, state='absent', container='it-gone', name=None)
+    assert result['msg'] == "Give name: the container 'it-gone' is gone, so the default name cannot be derived."
+    assert run(scene, state='absent', container='it-gone')['changed'] is False

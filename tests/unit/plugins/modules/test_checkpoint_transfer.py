@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""checkpoint_transfer main(): send and receive over 127.0.0.1, check mode, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
+from ansible_collections.mtd.containers.plugins.modules import checkpoint_transfer
+
+_spec = importlib.util.spec_from_file_location(
+    'mtd_migration_fakes_ct', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
+fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fakes)
+
+TOKEN = 'transfer-unit-token-0123456'
+
+
+def free_port():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    path = tmp_path / 'src' / 'm-1'
+    (path / 'criu').mkdir(parents=True)
+    (path / 'criu' / 'pages-1.img').write_bytes(os.urandom(300000))
+    (path / 'rootfs-diff.tar').write_bytes(b'layer\n' * 5000)
+    _migration.write_manifest(str(path), {'name': 'it-web'})
+    return str(path)
+
+
+def run(fail=False, **args):
+    args.setdefault('address', '127.0.0.1')
+    args.setdefault('token', TOKEN)
+    return fakes.run_module(checkpoint_transfer, args, fail=fail)
+
+
+class Listener:
+    """Counts the connections made to a port (to prove that check mode connects to nothing)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, dummy = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_send_to_a_receiver(bundle, tmp_path):
+    port = free_port()
+    dest = str(tmp_path / 'dst' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
+    result = run(mode='send', path=bundle, port=port, compression='gzip')
+    thread.join(20)
+    assert result['changed'] is True and result['mode'] == 'send' and result['bundle'] == bundle
+    assert result['compression'] == 'gzip'
+    assert result['bytes_raw'] == holder['result']['bytes_raw']
+    assert result['bytes_sent'] == holder['result']['bytes_received'] < result['bytes_raw']
+    assert result['receiver']['ok'] is True
+    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+    assert TOKEN not in repr(result)
+
+
+def test_receive_from_a_sender(bundle, tmp_path):
+    port = free_port()
+    dest = str(tmp_path / 'dst' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    holder = {}
+
+    def receive():
+        try:
+            holder['result'] = run(mode='receive', path=dest, port=port, timeout=20)
+        except Exception as exc:  # pylint: disable=broad-except
+            holder['error'] = exc
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    sent = _transfer.send(bundle, '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    thread.join(20)
+    result = holder['result']
+    assert result['changed'] is True and result['mode'] == 'receive'
+    assert result['bytes_received'] == sent['bytes_sent'] and result['compression'] == 'none'
+    assert result['peer'] == '127.0.0.1'
+    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+
+
+def test_send_without_receiver_fails_within_connect_timeout(bundle):
+    port = free_port()
+    t0 = time.time()
+    result = run(fail=True, mode='send', path=bundle, port=port, connect_timeout=1)
+    assert time.time() - t0 < 4
+    assert result['msg'].startswith('Sending the checkpoint failed: no receiver answered on 127.0.0.1:%d within 1 s'
+                                    % port)
+    assert result['changed'] is False
+
+
+def test_send_with_the_wrong_token(bundle, tmp_path):
+    port = free_port()
+    thread, holder = _transfer.start_background(_transfer.receive, str(tmp_path / 'm-1'), '127.0.0.1', port,
+                                                TOKEN, 20.0, 1)
+    result = run(fail=True, mode='send', path=bundle, port=port, token='another-token-of-20-chars')
+    thread.join(20)
+    assert result['msg'] == ('Sending the checkpoint failed: the receiver rejected the transfer: the sender did not '
+                             'prove the transfer token (is the token the same on both hosts?).')
+    assert str(holder['error']) == '1 connections failed authentication; giving up'
+
+
+def test_receive_times_out(tmp_path):
+    result = run(fail=True, mode='receive', path=str(tmp_path / 'm-1'), port=free_port(), timeout=1)
+    assert result['msg'] == 'Receiving the checkpoint failed: no sender delivered a bundle within 1 s.'
+
+
+def test_check_mode_send_connects_to_nothing(bundle):
+    listener = Listener()
+    try:
+        result = run(mode='send', path=bundle, port=listener.port, _ansible_check_mode=True)
+        time.sleep(0.3)
+        assert result['changed'] is True and result['compression'] in ('zstd', 'gzip')
+        assert listener.accepted == 0
+    finally:
+        listener.close()
+
+
+def test_check_mode_receive_only_probes_the_port(tmp_path):
+    dest = str(tmp_path / 'm-1')
+    result = run(mode='receive', path=dest, port=free_port(), _ansible_check_mode=True)
+    assert result['changed'] is True and not os.path.exists(dest)
+    busy = Listener()
+    try:
+        result = run(fail=True, mode='receive', path=dest, port=busy.port, _ansible_check_mode=True)
+        assert result['msg'].startswith('Cannot listen on 127.0.0.1:%d: ' % busy.port)
+        assert 'in use' in result['msg']
+    finally:
+        busy.close()
+
+
+def test_send_of_something_that_is_not_a_bundle(tmp_path):
+    result = run(fail=True, mode='send', path=str(tmp_path), port=4700)
+    assert result['msg'] == '%s is not a checkpoint bundle (no manifest.json).' % tmp_path
+    result = run(fail=True, mode='send', path=str(tmp_path / 'nope'), port=4700, _ansible_check_mode=True)
+    assert result['msg'] == '%s/nope is not a checkpoint bundle (no manifest.json).' % tmp_path
+
+
+@pytest.mark.parametrize('extra, message', [
+    ({'token': 'short'}, 'token must be at least 16 characters long.'),
+    ({'port': 0}, 'port must be between 1 and 65535, got 0.'),
+    ({'port': 70000}, 'port must be between 1 and 65535, got 70000.'),
+    ({'timeout': 0}, 'timeout and connect_timeout must be positive.'),
+    ({'connect_timeout': -1}, 'timeout and connect_timeout must be positive.'),
+])
+def test_bad_input(bundle, extra, message):
+    args = dict(mode='send', path=bundle, port=4700)
+    args.update(extra)
+    assert run(fail=True, **args)['msg'] == message
+
+
+def test_compression_whose_binary_is_missing(bundle, monkeypatch):
+    monkeypatch.setattr(_transfer.shutil, 'which', lambda name: None if name == 'zstd' else '/usr/bin/' + name)
+    result = run(fail=True, mode='send', path=bundle, port=4700, compression='zstd')
+    assert result['msg'] == 'Compression zstd was asked for but its binary is not installed on this host.'
+    result = run(mode='send', path=bundle, port=4700, compression='auto', _ansible_check_mode=True)
+    assert result['compression'] == 'gzip'

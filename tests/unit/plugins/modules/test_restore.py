@@ -1,0 +1,333 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""restore main() against a stateful fake engine, from a real bundle (GNU tar, sha256 manifest)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+
+import pytest
+
+from ansible_collections.mtd.containers.plugins.module_utils import _migration
+from ansible_collections.mtd.containers.plugins.modules import restore
+
+_spec = importlib.util.spec_from_file_location(
+    'mtd_migration_fakes_rs', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
+fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fakes)
+
+model = fakes.model
+SOURCE_ID = 'ab' * 32
+
+CAPTURED = {
+    'name': 'it-web',
+    'id': SOURCE_ID,
+    'image': fakes.IMAGE_REF,
+    'image_id': fakes.IMAGE_ID,
+    'image_digest_ref': fakes.IMAGE_DIGEST_REF,
+    'config': {'Hostname': SOURCE_ID[:12], 'Image': fakes.IMAGE_REF, 'Env': ['PATH=/bin'],
+               'Cmd': ['sh', '-c', 'count'], 'Labels': {'mtd.units': '5'}},
+    'host_config': {'NetworkMode': 'none', 'Memory': 33554432},
+    'mounts': [{'type': 'volume', 'name': 'it-web-vol', 'source': '/var/lib/docker/volumes/it-web-vol/_data',
+                'destination': '/vol', 'driver': 'local', 'rw': True, 'mode': 'z'}],
+    'graph_driver': 'overlay2',
+}
+
+
+@pytest.fixture(autouse=True)
+def no_docker_host(monkeypatch):
+    monkeypatch.delenv('DOCKER_HOST', raising=False)
+
+
+def make_bundle(root, captured=None):
+    """What checkpoint leaves on the target after the transfer: images, layer, volume, manifest."""
+    bundle = root / 'mtd-migrations' / 'm-1'
+    (bundle / 'criu').mkdir(parents=True)
+    (bundle / 'volumes').mkdir()
+    (bundle / 'criu' / 'pages-1.img').write_bytes(b'\x01' * 8192)
+    (bundle / 'criu' / 'core-1.img').write_bytes(b'core')
+    layer = root / 'src-layer'
+    (layer / 'state').mkdir(parents=True)
+    (layer / 'state' / 'counter.log').write_text('1\n2\n3\n')
+    _migration.tar_create(str(layer), str(bundle / 'rootfs-diff.tar'), xattrs=True)
+    vol = root / 'src-vol'
+    vol.mkdir()
+    (vol / 'counter.log').write_text('1\n2\n')
+    _migration.tar_create(str(vol), str(bundle / 'volumes' / 'it-web-vol.tar'))
+    _migration.write_manifest(str(bundle), captured or CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc'})
+    return str(bundle)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return make_bundle(tmp_path)
+
+
+def run(engine, fail=False, **args):
+    args.setdefault('docker_host', engine.url)
+    args.setdefault('migration_id', 'm-1')
+    return fakes.run_module(restore, args, fail=fail)
+
+
+def ours(engine, name='it-web'):
+    inspect = engine.container(name)
+    return inspect and inspect['Config']['Labels'].get('mtd.migration.id') == 'm-1'
+
+
+# ---------------------------------------------------------------------------------------------------
+# state=started
+
+def test_started_restores_from_the_checkpoint(model, bundle):
+    total = _migration.read_manifest(bundle)['bytes']
+    result = run(model, bundle=bundle, source_host='lab-1', health_cmd=['cat', '/state/counter.log'])
+    assert result['changed'] is True
+    c = model.container('it-web')
+    assert result['container']['id'] == c['Id'] and result['container']['state'] == 'running'
+    assert result['container']['image'] == fakes.IMAGE_DIGEST_REF
+    assert model.started_from_checkpoint == [('it-web', 'm-1')]
+    assert c['Config']['Labels'] == {'mtd.units': '5', 'mtd.migration.id': 'm-1', 'mtd.migration.from': 'lab-1',
+                                     'mtd.migration.source_id': SOURCE_ID}
+    assert c['HostConfig']['Mounts'] == [{'Type': 'volume', 'Source': 'it-web-vol', 'Target': '/vol',
+                                          'ReadOnly': False}]
+    # the writable layer and the volume are back
+    upper = c['GraphDriver']['Data']['UpperDir']
+    assert open(os.path.join(upper, 'state', 'counter.log')).read() == '1\n2\n3\n'
+    assert open(os.path.join(model.volumes['it-web-vol']['Mountpoint'], 'counter.log')).read() == '1\n2\n'
+    assert model.volumes['it-web-vol']['Labels']['mtd.migration.id'] == 'm-1'
+    assert result['bytes_verified'] == total
+    assert set(result['timings']) == {'verify', 'create', 'pull', 'layer', 'volumes', 'place', 'restore', 'health'}
+    assert result['place_method'] == 'rename'
+    # the images went where the engine looks for them, and were deleted with the bundle after the start
+    assert not os.path.exists(_migration.checkpoint_dir(model.info['DockerRootDir'], c['Id'], 'm-1'))
+    assert not os.path.exists(bundle)
+    assert model.execs and list(model.execs.values())[0]['Cmd'] == ['cat', '/state/counter.log']
+    assert [x for x in model.state_changes() if not x.startswith('POST /exec/')] == [
+        'POST /volumes/create', 'POST /containers/create', 'POST /containers/%s/start' % c['Id'],
+        'POST /containers/%s/exec' % c['Id']]
+
+
+def test_started_keep_bundle_then_idempotent(model, bundle):
+    first = run(model, bundle=bundle, keep_bundle=True)
+    assert first['changed'] is True
+    cid = first['container']['id']
+    assert os.path.isfile(os.path.join(bundle, 'manifest.json'))
+    assert os.listdir(_migration.checkpoint_dir(model.info['DockerRootDir'], cid, 'm-1')) != []
+    del model.requests[:]
+    second = run(model, bundle=bundle)
+    assert second['changed'] is False and second['container']['id'] == cid
+    assert model.state_changes() == []
+
+
+def test_started_again_after_the_bundle_was_deleted(model, bundle):
+    first = run(model, bundle=bundle)
+    del model.requests[:]
+    # the container of this migration already runs: nothing to do, even without the bundle
+    second = run(model, bundle=bundle, name='it-web')
+    assert second['changed'] is False
+    assert second['container']['state'] == 'running' and second['container']['id'] == first['container']['id']
+    assert model.state_changes() == []
+    third = run(model, bundle=bundle, config=CAPTURED)
+    assert third['changed'] is False
+    # without a name the module cannot know which container to look at
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'].startswith('Cannot read the checkpoint manifest %s/manifest.json' % bundle)
+
+
+def test_started_in_check_mode(model, bundle):
+    result = run(model, bundle=bundle, _ansible_check_mode=True)
+    assert result['changed'] is True
+    assert result['bytes_verified'] == _migration.read_manifest(bundle)['bytes']
+    assert model.state_changes() == []
+    assert model.container('it-web') is None and 'it-web-vol' not in model.volumes
+    assert os.path.isdir(os.path.join(bundle, 'criu'))
+
+
+def test_started_pulls_the_image_by_digest(model, bundle):
+    model.images.clear()
+    result = run(model, bundle=bundle)
+    assert result['changed'] is True
+    pull = [r for r in model.requests if r['path'] == '/images/create'][0]
+    assert pull['query'] == {'fromImage': [fakes.REGISTRY + '/mtd/busybox'], 'tag': [fakes.DIGEST]}
+
+
+def test_started_on_a_prepared_standby(model, bundle):
+    prepared = run(model, state='prepared', config=CAPTURED, source_host='lab-1')
+    assert prepared['changed'] is True and prepared['container']['state'] == 'created'
+    result = run(model, bundle=bundle)
+    assert result['changed'] is True
+    assert result['container']['id'] == prepared['container']['id']
+    assert [c for c in model.calls() if c == 'POST /containers/create'] == ['POST /containers/create']
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusals
+
+@pytest.mark.parametrize('state', ['started', 'prepared'])
+def test_name_clash_with_a_container_that_is_not_ours(model, bundle, state):
+    other = model.add_container('it-web', labels={'app': 'someone else'})
+    result = run(model, fail=True, state=state, bundle=bundle, config=CAPTURED)
+    assert result['msg'] == 'A container named it-web already exists on this host and is not part of migration m-1.'
+    assert model.state_changes() == []
+    assert model.status(other['Id']) == 'running' and not ours(model)
+    assert os.path.isdir(os.path.join(bundle, 'criu'))
+
+
+def test_name_clash_with_a_container_of_another_migration(model, bundle):
+    model.add_container('it-web', labels={'mtd.migration.id': 'm-0'})
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == 'A container named it-web already exists on this host and is not part of migration m-1.'
+    assert model.state_changes() == []
+
+
+def test_volume_clash(model, bundle):
+    model.add_volume('it-web-vol', labels={'owner': 'someone else'})
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('A volume named it-web-vol already exists on this host and does not belong to migration '
+                             'm-1; refusing to overwrite it.')
+    assert model.state_changes() == []
+
+
+def test_a_stopped_container_of_this_migration(model, bundle):
+    c = model.add_container('it-web', status='exited', labels={'mtd.migration.id': 'm-1'})
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('Container it-web of migration m-1 exists in state exited; remove it (state=absent) '
+                             'and retry.')
+    assert model.state_changes() == [] and model.status(c['Id']) == 'exited'
+
+
+def test_corrupted_bundle(model, bundle):
+    pages = os.path.join(bundle, 'criu', 'pages-1.img')
+    data = bytearray(open(pages, 'rb').read())
+    data[4000] ^= 0x10
+    open(pages, 'wb').write(bytes(data))
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('Checkpoint file criu/pages-1.img does not match its sha256 in the manifest: the '
+                             'checkpoint was corrupted.')
+    assert result['file'] == 'criu/pages-1.img'
+    assert model.state_changes() == [] and model.container('it-web') is None
+
+
+def test_bundle_missing_a_file(model, bundle):
+    os.unlink(os.path.join(bundle, 'volumes', 'it-web-vol.tar'))
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == 'Checkpoint file volumes/it-web-vol.tar is missing.'
+    assert model.state_changes() == []
+
+
+def test_no_image_digest(model, tmp_path):
+    captured = dict(CAPTURED, image_digest_ref=None)
+    bundle = make_bundle(tmp_path, captured)
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == 'The captured configuration names no image digest; cannot restore byte-identical files.'
+    assert model.state_changes() == []
+
+
+def test_engine_without_experimental(model, bundle):
+    model.info['ExperimentalBuild'] = False
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('The Docker engine on this host does not run with experimental features on; restoring '
+                             'from a checkpoint needs "experimental": true in daemon.json.')
+    assert model.state_changes() == []
+
+
+def test_bind_source_missing_on_this_host(model, tmp_path):
+    captured = copy.deepcopy(CAPTURED)
+    captured['mounts'].append({'type': 'bind', 'name': None, 'source': '/nonexistent/conf', 'destination': '/conf',
+                               'driver': None, 'rw': False, 'mode': 'ro'})
+    result = run(model, fail=True, state='prepared', config=captured)
+    assert result['msg'] == 'Bind-mounted path /nonexistent/conf of the container does not exist on this host.'
+    assert model.state_changes() == []
+
+
+def test_prepared_needs_config(model):
+    result = run(model, fail=True, state='prepared')
+    assert result['msg'] == ('config is required with state=prepared (the "config" result of '
+                             'mtd.containers.checkpoint).')
+
+
+def test_bad_migration_id(model):
+    result = run(model, fail=True, migration_id='../m')
+    assert result['msg'] == 'migration_id \'../m\' must be 1-128 characters of letters, digits, "_", "." or "-".'
+
+
+def test_pull_failure(model, bundle):
+    model.images.clear()
+    captured = dict(CAPTURED, image_digest_ref=fakes.REGISTRY + '/mtd/busybox@sha256:' + '0' * 64)
+    result = run(model, fail=True, state='prepared', config=captured)
+    assert result['msg'].startswith('Pulling %s failed: manifest for ' % captured['image_digest_ref'])
+    assert model.container('it-web') is None
+
+
+def test_no_bundle_after_waiting(model, tmp_path):
+    result = run(model, fail=True, bundle=str(tmp_path / 'never'), wait_for_bundle=1)
+    assert result['msg'].startswith('Cannot read the checkpoint manifest %s/never/manifest.json' % tmp_path)
+    assert 0.9 <= result['timings']['wait'] < 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# Failures of the start itself
+
+def test_criu_failure_on_start(model, bundle):
+    model.start_error = 'failed to restore: criu failed: type RESTORE errno 0'
+    result = run(model, fail=True, bundle=bundle)
+    cid = model.container('it-web')['Id']
+    assert result['msg'] == ('Starting it-web from its checkpoint failed: POST /containers/%s/start failed with 500 '
+                             'Internal Server Error: failed to restore: criu failed: type RESTORE errno 0' % cid)
+    assert 'criu_log' in result and 'restore' in result['timings']
+
+
+def test_health_command_never_passes(model, bundle):
+    model.exec_exit_code = 1
+    result = run(model, fail=True, bundle=bundle, health_cmd=['cat', '/nonexistent'], health_timeout=1)
+    assert result['msg'] == ('Container it-web did not become healthy within 1 s: health command exited 1: ran cat '
+                             '/nonexistent\n')
+
+
+# ---------------------------------------------------------------------------------------------------
+# state=prepared and state=absent
+
+def test_prepared_then_idempotent_and_check_mode(model):
+    check = run(model, state='prepared', config=CAPTURED, _ansible_check_mode=True)
+    assert check['changed'] is True and 'container' not in check
+    assert model.state_changes() == []
+    first = run(model, state='prepared', config=CAPTURED)
+    assert first['changed'] is True and first['container']['state'] == 'created'
+    assert ours(model)
+    del model.requests[:]
+    second = run(model, state='prepared', config=CAPTURED)
+    assert second['changed'] is False and second['container']['id'] == first['container']['id']
+    assert model.state_changes() == []
+
+
+def test_absent_with_nothing_there(model):
+    result = run(model, state='absent', name='it-web')
+    assert result['changed'] is False and result['removed'] == []
+    assert model.state_changes() == []
+
+
+def test_absent_removes_only_what_this_migration_made(model, bundle):
+    run(model, state='prepared', config=CAPTURED)
+    other = model.add_container('it-other', labels={'mtd.migration.id': 'm-2'})
+    model.add_volume('it-keep', labels={})
+    del model.requests[:]
+    check = run(model, state='absent', bundle=bundle, _ansible_check_mode=True)
+    assert check['changed'] is True
+    assert check['removed'] == ['it-web', 'volume:it-web-vol', 'bundle:' + bundle]
+    assert model.state_changes() == [] and ours(model) and os.path.isdir(bundle)
+    first = run(model, state='absent', bundle=bundle)
+    assert first['removed'] == check['removed']
+    assert model.container('it-web') is None and 'it-web-vol' not in model.volumes and not os.path.exists(bundle)
+    assert model.status(other['Id']) == 'running' and 'it-keep' in model.volumes
+    second = run(model, state='absent', bundle=bundle)
+    assert second['changed'] is False
+
+
+def test_absent_leaves_a_container_of_the_same_name_that_is_not_ours(model):
+    c = model.add_container('it-web')
+    result = run(model, state='absent', name='it-web')
+    assert result['changed'] is False
+    assert model.status(c['Id']) == 'running'
