@@ -13,6 +13,9 @@ bash scripts/sanity.sh || failed+=(sanity)
 step "changelog lint"
 "$ROOT/.venv/bin/antsibull-changelog" lint || failed+=(changelog-lint)
 
+step "ansible-lint (production profile: roles, playbooks, integration targets, molecule scenarios)"
+NO_COLOR=1 "$ROOT/.venv/bin/ansible-lint" --nocolor || failed+=(ansible-lint)
+
 step "lab up"
 trap 'echo; echo "=== lab down"; bash lab/lab.sh down' EXIT
 if ! bash lab/lab.sh up; then
