@@ -498,3 +498,13 @@ def test_module_documentation_mentions_the_honest_policy():
     for name in sc.MOUNT_FAMILY:
         assert 'C(%s)' % name in confine.DOCUMENTATION, name
     assert [entry[0] for entry in confine.LAUNCHER_FILES] == ['_cgroup.py', '_seccomp.py', 'mtd-confine']
+
+
+def test_container_whose_filter_cannot_be_read_is_left_running(cgroupfs, engine_factory, tmp_path, monkeypatch):
+    """No cat in the image and no /proc entry for its PID: a warning, not a stop (its HostConfig has the profile)."""
+    monkeypatch.setattr(confine, 'PROC', str(tmp_path / 'no-proc'))
+    engine = engine_factory(_confined_web1(), seccomp_line='')
+    result = run_module({'mode': 'container', 'name': 'web-1', 'docker_host': engine.url, 'limits': {}})
+    assert not result.get('failed'), result
+    assert result['seccomp']['mode'] is None and result['seccomp']['verified_by'] is None
+    assert engine.writes() == []
