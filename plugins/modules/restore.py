@@ -146,6 +146,13 @@ bytes_verified:
   returned: when O(state=started)
   type: int
   sample: 268530720
+engine_copies_removed:
+  description:
+    - The copies of the checkpoint that containerd unpacked into its temporary directory
+      (C(ctrd-checkpoint*)) and left behind, which this module removed.
+  returned: when O(state=started) and the container was started
+  type: list
+  elements: str
 criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
@@ -165,7 +172,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
-    tar_extract, verify_manifest,
+    sha256_file, tar_extract, verify_manifest,
 )
 
 RESTORE_LOG_GLOBS = [
@@ -378,6 +385,9 @@ class Restorer:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
 
         t = time.time()
+        inventory = os.path.join(checkpoint_dir(self.data_root, cid, cp_name), 'inventory.img')
+        marker = sha256_file(inventory) if os.path.isfile(inventory) else None
+        before = set(engine_checkpoint_copies())
         try:
             self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
         except DockerError as exc:
@@ -386,8 +396,10 @@ class Restorer:
             for pattern in RESTORE_LOG_GLOBS:
                 for path in glob.glob(pattern.format(id=cid), recursive=True):
                     log = read_tail(path)
+            self.remove_engine_copies(before, marker)
             self.fail('Starting %s from its checkpoint failed: %s' % (name, exc), criu_log=log)
         self.phase('restore', t)
+        self.remove_engine_copies(before, marker)
         t = time.time()
         self.wait_healthy(cid, name)
         self.phase('health', t)
@@ -396,6 +408,17 @@ class Restorer:
             remove_tree(self.bundle)
         self.result['container'] = self.describe(self.client.inspect_container(cid))
         self.result['timings'] = self.timings
+
+    def remove_engine_copies(self, before, marker):
+        """containerd unpacks every checkpoint it restores into $TMPDIR/ctrd-checkpoint* and leaves it
+        there: a full copy of the process memory. Remove the copies of this checkpoint."""
+        removed = []
+        for path in set(engine_checkpoint_copies()) - before:
+            inventory = os.path.join(path, 'inventory.img')
+            if marker and os.path.isfile(inventory) and sha256_file(inventory) == marker:
+                remove_tree(path)
+                removed.append(path)
+        self.result['engine_copies_removed'] = removed
 
     def wait_healthy(self, cid, name):
         deadline = time.time() + self.p['health_timeout']
@@ -454,6 +477,14 @@ class Restorer:
                 remove_tree(self.bundle)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def engine_checkpoint_copies():
+    dirs = set(['/tmp', os.environ.get('TMPDIR') or '/tmp'])
+    found = []
+    for d in dirs:
+        found.extend(glob.glob(os.path.join(d, 'ctrd-checkpoint*')))
+    return found
 
 
 def demux(raw):

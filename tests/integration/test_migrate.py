@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -102,8 +103,14 @@ def workload(tmp_path):
     remove_everywhere(name)
 
 
+def engine_copies():
+    """containerd's unpacked copies of restored checkpoints in the hosts' /tmp."""
+    return set(glob.glob('%s/lab-*/tmp/ctrd-checkpoint*' % STATE))
+
+
 def test_migrate_keeps_state_and_converges(workload):
     name, report = workload
+    copies_before = engine_copies()
     before = counter_lines('lab-1', name, '/state/counter.log')
     proc = migrate(name, 'lab-1', report=report)
     rec = record(report)
@@ -124,6 +131,7 @@ def test_migrate_keeps_state_and_converges(workload):
     logs = [int(x) for x in docker(target, 'logs', name).stdout.split()]
     assert logs and logs[0] > 1 and logs == list(range(logs[0], logs[0] + len(logs))), logs[:5]
     assert not leftover_checkpoints(rec)
+    assert not engine_copies() - copies_before, 'containerd kept a copy of the checkpoint in /tmp'
     labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
     assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'
     assert rec['phases']['checkpoint']['dump'] > 0 and rec['phases']['transfer']['bytes_sent'] > 0
