@@ -9,13 +9,12 @@ server on a Unix socket): containers that pause, resume, start, stop, get killed
 engine does it (a paused container refuses ``stop``; a running one refuses a delete without force),
 images, volumes, pulls, creates and execs. Every request stays recorded in ``engine.requests``.
 
-Also: running a module's main() with its exit/fail turned into exceptions, and fake criu and runc
-scripts.
+Also: running a module's main() through module_harness.py (with its warnings, and no traceback in a
+failure), and fake criu and runc scripts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import json
@@ -23,12 +22,11 @@ import os
 import re
 import stat
 
-from unittest import mock
 from urllib.parse import unquote
 
 import pytest
 
-from ansible.module_utils import basic
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils', 'fixtures')
 
@@ -57,49 +55,13 @@ STATE_CHANGING = re.compile(r'^(POST /containers/[^/]+/(pause|unpause|start|stop
 # ---------------------------------------------------------------------------------------------------
 # Running a module
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
-
-
-@contextlib.contextmanager
-def module_args(args):
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        patch_module_args = None
-    if patch_module_args is not None:
-        with patch_module_args(args):
-            yield
-    else:
-        with mock.patch.object(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()):
-            yield
-
-
 def run_module(module, args, fail=False):
     """Run ``module.main()``; return its result (and the warnings under ``_warnings``).
 
     A failure must be one clear message, never a traceback.
     """
     warnings = []
-    with module_args(args), mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json,
-                                                warn=lambda self, msg: warnings.append(msg)):
-        with pytest.raises(FailJson if fail else ExitJson) as info:
-            module.main()
-    result = info.value.args[0]
+    result = module_harness.run_module(module.main, args, expect_failure=fail, warnings=warnings)
     result['_warnings'] = warnings
     if fail:
         assert 'Traceback' not in result['msg'] and 'exception' not in result, result

@@ -8,7 +8,6 @@ module's main() against a fake cgroupfs and a fake engine (idempotence by profil
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -18,13 +17,12 @@ import tempfile
 
 import pytest
 
-from ansible.module_utils import basic
-
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _confine as cf
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as sc
 from ansible_collections.mtd.containers.plugins.modules import confine
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils', 'fixtures')
 MiB = 1 << 20
@@ -214,52 +212,13 @@ def test_launcher_files_are_the_module_utils_sources():
 
 # -- main() -------------------------------------------------------------------------------------------
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def module_args(args):
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        patch_module_args = None
-    if patch_module_args is not None:
-        with patch_module_args(args):
-            yield
-        return
-    old = basic._ANSIBLE_ARGS
-    basic._ANSIBLE_ARGS = json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()
-    try:
-        yield
-    finally:
-        basic._ANSIBLE_ARGS = old
-
-
 @pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        kwargs['failed'] = True
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+def no_docker_host(monkeypatch):
     monkeypatch.delenv('DOCKER_HOST', raising=False)
 
 
 def run_module(args):
-    with module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as excinfo:
-            confine.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(confine.main, args, expect_failure=None, default_changed=False)
 
 
 V1_FILES = {

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -19,9 +18,8 @@ import tempfile
 
 import pytest
 
-from ansible.module_utils import basic
-
 from ansible_collections.mtd.containers.plugins.modules import host_facts
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils', 'fixtures')
 
@@ -54,44 +52,8 @@ CONTAINER_KEYS = ['attacked', 'created', 'id', 'image', 'image_id', 'ip', 'label
 CRIU_KEYS = ['available', 'check_ok', 'check_output', 'dirty_tracking', 'lazy_pages', 'path', 'version']
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def module_args(args):
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        patch_module_args = None
-    if patch_module_args is not None:
-        with patch_module_args(args):
-            yield
-        return
-    old = basic._ANSIBLE_ARGS
-    basic._ANSIBLE_ARGS = json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()
-    try:
-        yield
-    finally:
-        basic._ANSIBLE_ARGS = old
-
-
 @pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        kwargs['failed'] = True
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+def no_docker_host(monkeypatch):
     monkeypatch.delenv('DOCKER_HOST', raising=False)
 
 
@@ -128,11 +90,8 @@ def engine():
 
 
 def run_module(args):
-    with module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as excinfo:
-            host_facts.main()
-    result = excinfo.value.args[0]
-    if excinfo.type is FailJson:
+    result = module_harness.run_module(host_facts.main, args, expect_failure=None, default_changed=False)
+    if result.get('failed'):  # fail_json
         return result
     assert result['changed'] is False
     return result

@@ -6,18 +6,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 
-from unittest import mock
-
 import pytest
 
-from ansible.module_utils import basic
-
 from ansible_collections.mtd.containers.plugins.modules import image_rebase
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import run_module
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils', 'fixtures')
 _spec = importlib.util.spec_from_file_location('mtd_fake_registry_m', os.path.join(FIXTURES, 'fake_registry.py'))
@@ -25,43 +21,8 @@ fake_registry = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake_registry)
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
-
-
-@contextlib.contextmanager
-def module_args(args):
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        patch_module_args = None
-    if patch_module_args is not None:
-        with patch_module_args(args):
-            yield
-    else:
-        with mock.patch.object(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()):
-            yield
-
-
 def run(args, fail=False):
-    with module_args(args), mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json):
-        with pytest.raises(FailJson if fail else ExitJson) as info:
-            image_rebase.main()
-    return info.value.args[0]
+    return run_module(image_rebase.main, args, expect_failure=fail)
 
 
 H_BASE1 = [{'created_by': 'busybox'}, {'created_by': 'release v1'}]

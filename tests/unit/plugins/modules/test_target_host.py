@@ -5,66 +5,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
 
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from unittest import mock
 
 import pytest
 
-from ansible.module_utils import basic
-
 from ansible_collections.mtd.containers.plugins.modules import target_host
-
-
-class AnsibleExitJson(Exception):
-    """exit_json was called; the result is in ``args[0]``."""
-
-
-class AnsibleFailJson(Exception):
-    """fail_json was called; the result is in ``args[0]``."""
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs['failed'] = True
-    kwargs['msg'] = msg
-    raise AnsibleFailJson(kwargs)
-
-
-@contextlib.contextmanager
-def set_module_args(args):
-    """Hand ``args`` to the next AnsibleModule, the way ansible-core passes them to a module."""
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        patch_module_args = None
-    if patch_module_args is not None:
-        with patch_module_args(args):
-            yield
-    else:
-        payload = json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode('utf-8')
-        with mock.patch.object(basic, '_ANSIBLE_ARGS', payload):
-            yield
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
 
 
 def run_module(args, expect_failure=False):
     """Run main(); return (result, list of warnings)."""
     warnings = []
-    with mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json,
-                             warn=lambda self, msg: warnings.append(msg)):
-        with set_module_args(args):
-            expected = AnsibleFailJson if expect_failure else AnsibleExitJson
-            with pytest.raises(expected) as info:
-                target_host.main()
-    return info.value.args[0], warnings
+    result = module_harness.run_module(target_host.main, args, expect_failure, warnings=warnings)
+    return result, warnings
 
 
 # ---------------------------------------------------------------- a tiny webhook receiver
