@@ -242,9 +242,13 @@ def test_controller_killed_then_rerun_converges(workload):
         if state == 'Migrating':
             break
         time.sleep(0.05)
+    frozen = False
+    while time.time() < deadline and run.poll() is None and not frozen:
+        frozen = status('lab-1', name) == 'paused'
     os.killpg(run.pid, signal.SIGKILL)                    # the controller dies with the source frozen
     run.wait()
     assert state == 'Migrating', 'the run ended before the freeze (state %s)' % state
+    assert frozen, 'the controller was not killed while the source was frozen
     copies = [h for h in ('lab-1', 'lab-2') if status(h, name) == 'running']
     assert len(copies) <= 1
     migrate(name, 'lab-1', target='lab-2', report=report)
