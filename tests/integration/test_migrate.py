@@ -248,7 +248,7 @@ def test_controller_killed_then_rerun_converges(workload):
     os.killpg(run.pid, signal.SIGKILL)                    # the controller dies with the source frozen
     run.wait()
     assert state == 'Migrating', 'the run ended before the freeze (state %s)' % state
-    assert frozen, 'the controller was not killed while the source was frozen
+    assert frozen, 'the controller was not killed while the source was frozen'
     copies = [h for h in ('lab-1', 'lab-2') if status(h, name) == 'running']
     assert len(copies) <= 1
     migrate(name, 'lab-1', target='lab-2', report=report)
