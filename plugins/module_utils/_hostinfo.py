@@ -18,6 +18,9 @@ import math
 import posixpath
 import re
 
+# One mountinfo parser for the collection (also used by the confine launcher, which is standalone).
+from ansible_collections.mtd.containers.plugins.module_utils._cgroup import parse_mountinfo
+
 
 class HostInfoError(ValueError):
     """Input that cannot be used; the message is one sentence the user can act on."""
@@ -143,33 +146,6 @@ CGROUP_V1_CONTROLLERS = frozenset([
     'blkio', 'cpu', 'cpuacct', 'cpuset', 'debug', 'devices', 'freezer', 'hugetlb', 'memory', 'misc',
     'net_cls', 'net_prio', 'perf_event', 'pids', 'rdma',
 ])
-_MOUNTINFO_ESCAPE = re.compile(r'\\([0-7]{3})')
-
-
-def _unescape_mountinfo(field):
-    return _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text):
-    """Parse /proc/<pid>/mountinfo text into a list of dicts (mountpoint, fstype, source, super_options)."""
-    mounts = []
-    for line in (text or '').splitlines():
-        fields = line.split()
-        if '-' not in fields:
-            continue
-        sep = fields.index('-')
-        if sep < 6 or len(fields) < sep + 3:
-            continue
-        mounts.append({
-            'mountpoint': _unescape_mountinfo(fields[4]),
-            'options': fields[5].split(','),
-            'fstype': fields[sep + 1],
-            'source': _unescape_mountinfo(fields[sep + 2]),
-            'super_options': fields[sep + 3].split(',') if len(fields) > sep + 3 else [],
-        })
-    return mounts
-
-
 def detect_cgroup(mountinfo_text):
     """Find the cgroup layout from /proc/self/mountinfo text.
 

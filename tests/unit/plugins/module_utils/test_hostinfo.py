@@ -174,7 +174,7 @@ def test_cgroup_none_mounted():
 def test_mountinfo_escapes_and_optional_fields():
     text = '41 31 0:38 / /mnt/with\\040space rw,relatime shared:5 master:1 - cgroup2 cgroup2 rw\n'
     mounts = parse_mountinfo(text)
-    assert mounts == [{'mountpoint': '/mnt/with space', 'options': ['rw', 'relatime'], 'fstype': 'cgroup2',
+    assert mounts == [{'root': '/', 'mountpoint': '/mnt/with space', 'options': ['rw', 'relatime'], 'fstype': 'cgroup2',
                        'source': 'cgroup2', 'super_options': ['rw']}]
     assert detect_cgroup(text)['mountpoint'] == '/mnt/with space'
     assert parse_mountinfo('garbage line\n\n') == []
