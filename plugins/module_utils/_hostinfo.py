@@ -146,6 +146,8 @@ CGROUP_V1_CONTROLLERS = frozenset([
     'blkio', 'cpu', 'cpuacct', 'cpuset', 'debug', 'devices', 'freezer', 'hugetlb', 'memory', 'misc',
     'net_cls', 'net_prio', 'perf_event', 'pids', 'rdma',
 ])
+
+
 def detect_cgroup(mountinfo_text):
     """Find the cgroup layout from /proc/self/mountinfo text.
 
