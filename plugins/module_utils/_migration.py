@@ -28,6 +28,8 @@ import stat
 import subprocess
 import time
 
+from ansible_collections.mtd.containers.plugins.module_utils._criu import output_tail
+
 MANIFEST = 'manifest.json'
 CRIU_DIR = 'criu'
 ROOTFS_DIFF = 'rootfs-diff.tar'
@@ -320,8 +322,8 @@ def run(cmd, timeout=None, stdin=None):
 
 
 def tail(text, lines=25):
-    kept = [line.rstrip() for line in (text or '').splitlines() if line.strip()]
-    return '\n'.join(kept[-lines:])
+    """The last ``lines`` non-empty lines of ``text``."""
+    return output_tail(text, lines)
 
 
 def read_tail(path, lines=25):

@@ -146,19 +146,19 @@ def main():
                     if before == 'paused':
                         client.post('/containers/%s/unpause' % cid)
                     else:
-                        client.post('/containers/%s/start' % cid)
+                        client.start_container(cid)
                 elif want == 'paused':
                     client.post('/containers/%s/pause' % cid)
                 elif want == 'stopped':
                     if before == 'paused':
                         client.post('/containers/%s/unpause' % cid)
-                    client.post('/containers/%s/stop' % cid, params={'t': p['stop_timeout']})
+                    client.stop_container(cid, timeout=p['stop_timeout'])
                 else:
                     if before == 'paused':
                         # a frozen container cannot receive the stop signal
                         client.post('/containers/%s/kill' % cid)
                     elif before == 'running':
-                        client.post('/containers/%s/stop' % cid, params={'t': p['stop_timeout']})
+                        client.stop_container(cid, timeout=p['stop_timeout'])
                     client.delete('/containers/%s' % cid, params={'force': 'true', 'v': p['remove_volumes'] or None})
         if module._diff:
             result['diff'] = {'before': {'state': before}, 'after': {'state': result['after']}}

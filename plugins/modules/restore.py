@@ -159,7 +159,9 @@ criu_log:
   type: str
 """
 
+import base64
 import glob
+import json
 import os
 import time
 from urllib.parse import quote
@@ -226,15 +228,6 @@ class Restorer:
                 return None
             raise
 
-    def image_present(self, ref):
-        try:
-            self.client.get('/images/%s/json' % quote(ref, safe=''))
-            return True
-        except DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise
-
     # -- steps ---------------------------------------------------------------------------------
 
     def container_name(self, captured):
@@ -256,26 +249,20 @@ class Restorer:
                           'refusing to overwrite it.' % (vol['name'], self.migration_id))
 
     def pull(self, ref):
-        if self.image_present(ref):
+        if self.client.inspect_image(ref) is not None:
             return False
-        repo, digest = ref.split('@', 1)
-        headers = {}
+        header = None
         auth = self.p['registry_auth']
         if auth:
-            import base64
-            import json
             blob = json.dumps({'username': auth['username'], 'password': auth['password'],
-                               'serveraddress': repo.split('/', 1)[0]})
-            headers['X-Registry-Auth'] = base64.urlsafe_b64encode(blob.encode('utf-8')).decode('ascii')
-        response = self.client.request('POST', '/images/create', params={'fromImage': repo, 'tag': digest},
-                                       headers=headers, stream=True)
-        error = None
-        for event in response.iter_json():
-            if isinstance(event, dict) and event.get('error'):
-                error = event['error']
-        response.close()
-        if error or not self.image_present(ref):
-            self.fail('Pulling %s failed: %s' % (ref, error or 'the image is not present after the pull'))
+                               'serveraddress': ref.split('/', 1)[0]})
+            header = base64.urlsafe_b64encode(blob.encode('utf-8')).decode('ascii')
+        try:
+            self.client.pull_image(ref, registry_auth=header)
+        except DockerError as exc:
+            self.fail(str(exc))
+        if self.client.inspect_image(ref) is None:
+            self.fail('Pulling %s failed: the image is not present after the pull' % ref)
         return True
 
     def create(self, captured, name):
@@ -430,24 +417,13 @@ class Restorer:
             elif not self.p['health_cmd']:
                 return
             else:
-                code, output = self.exec(cid, self.p['health_cmd'])
+                code, output = self.client.exec_run(cid, self.p['health_cmd'])
                 if code == 0:
                     return
                 last = 'health command exited %s: %s' % (code, output[-300:])
             if time.time() >= deadline:
                 self.fail('Container %s did not become healthy within %s s: %s' % (name, self.p['health_timeout'], last))
             time.sleep(0.2)
-
-    def exec(self, cid, cmd):
-        created = self.client.post('/containers/%s/exec' % cid,
-                                   body={'Cmd': cmd, 'AttachStdout': True, 'AttachStderr': True})
-        response = self.client.request('POST', '/exec/%s/start' % created['Id'], body={'Detach': False, 'Tty': False},
-                                       stream=True)
-        raw = response.read()
-        response.close()
-        output = demux(raw)
-        info = self.client.get('/exec/%s/json' % created['Id'])
-        return info.get('ExitCode'), output
 
     def run_absent(self):
         removed = []
@@ -485,19 +461,6 @@ def engine_checkpoint_copies():
     for d in dirs:
         found.extend(glob.glob(os.path.join(d, 'ctrd-checkpoint*')))
     return found
-
-
-def demux(raw):
-    """Docker's multiplexed exec stream (8-byte frame headers) to text."""
-    out = bytearray()
-    i = 0
-    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1:i + 4] == b'\x00\x00\x00':
-        size = int.from_bytes(raw[i + 4:i + 8], 'big')
-        out.extend(raw[i + 8:i + 8 + size])
-        i += 8 + size
-    if i == 0:
-        out = bytearray(raw)
-    return out.decode('utf-8', 'replace')
 
 
 def main():
