@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The mtd.containers lab: several "hosts" on one machine, each a mount+UTS namespace with its own
-# hostname, /etc/os-release, /run, /tmp, /etc/docker, /var/lib/docker, /etc/ansible/facts.d, its own
+# hostname, /etc/os-release, /run, /tmp, /etc/docker, /etc/criu, /var/lib/docker, /etc/ansible/facts.d, its own
 # Docker engine (socket at the standard /var/run/docker.sock inside the namespace) and its own sshd on
 # its own loopback address. One registry (Debian docker-registry) serves 127.0.0.1:5000 for all hosts.
 #
@@ -46,6 +46,8 @@ host_init() {
   mount --bind "$H/var-tmp" /var/tmp
   mount --bind "$H/etc-docker" /etc/docker
   mount --bind "$H/etc-ansible" /etc/ansible
+  # runc's CRIU configuration file (/etc/criu/runc.conf) is per machine: restore writes it for a moment.
+  mount --bind "$H/etc-criu" /etc/criu
   mount --bind "$H/var-lib-docker" /var/lib/docker
   mount --bind "$H/var-lib-mtd" /var/lib/mtd
   echo "$name" >/run/lab-host
@@ -59,7 +61,7 @@ host_init() {
 ensure_host_mountpoints() {
   # Bind targets must exist on the machine; record the ones we create so `down` removes them.
   local d
-  for d in /etc/ansible /var/lib/docker /var/lib/mtd; do
+  for d in /etc/ansible /etc/criu /var/lib/docker /var/lib/mtd; do
     if [ ! -e "$d" ]; then
       mkdir -p "$d"
       echo "$d" >>"$STATE/created-dirs"
@@ -78,7 +80,7 @@ ensure_host_mountpoints() {
 
 write_host_files() {
   local name=$1 addr=$2 osfile=$3 cpus=$4 mem=$5 units=$6 H="$STATE/$1"
-  mkdir -p "$H"/{tmp,var-tmp,etc-docker,etc-ansible/facts.d,var-lib-docker,var-lib-mtd}
+  mkdir -p "$H"/{tmp,var-tmp,etc-docker,etc-ansible/facts.d,etc-criu,var-lib-docker,var-lib-mtd}
   chmod 1777 "$H/tmp" "$H/var-tmp"
   chmod 0700 "$H/var-lib-mtd"
   cp "$LAB_DIR/os-release/$osfile" "$H/os-release"

@@ -147,3 +147,138 @@ class Criu:
         if re.search(r'\bis OFF\b', text) or 'not supported' in text.lower():
             return False
         return bool(re.search(r'\bis supported\b', text) or re.search(r'\bis ON\b', text))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options for the CRIU that the engine's runc runs.
+#
+# runc (>= 1.0) hands CRIU a configuration file, /etc/criu/runc.conf, unless the container carries an
+# ``org.criu.config`` annotation (Docker 20.10 cannot set one). CRIU (>= 3.11) lets the options of that
+# file override the ones runc sends over RPC, among them ``images-dir`` and ``work-dir``. That is the only
+# way to give ``docker start --checkpoint`` a restore-time option, and the way restore avoids passing
+# the CRIU images through containerd's content store (see the restore module).
+#
+# The file is host-wide: it would redirect any runc checkpoint or restore that runs while it exists. It
+# is therefore written only while holding RUNC_CONF_LOCK, carries RUNC_CONF_MARKER on its first line,
+# and is removed before the lock is released. A file of ours found while holding the lock is a leftover
+# of a killed process and is removed; a file without the marker belongs to the operator and is never
+# touched.
+
+RUNC_CONF = '/etc/criu/runc.conf'
+RUNC_CONF_LOCK = '/run/mtd-containers-runc-criu.lock'
+RUNC_CONF_MARKER = '# mtd.containers: temporary CRIU options for the engine\'s runc'
+_CONF_KEY_RE = re.compile(r'^[a-z][a-z0-9-]*$')
+
+
+def render_runc_conf(options, owner):
+    """The text of a runc CRIU configuration file with ``options`` (name -> value, True for a flag).
+
+    Pure function. Values must be single-line and must not contain whitespace: CRIU's configuration
+    parser splits on whitespace and has no quoting that every release understands.
+    """
+    lines = [RUNC_CONF_MARKER, '# written by %s; removed again when it is done' % owner.replace('\n', ' ')]
+    for key in sorted(options):
+        value = options[key]
+        if not _CONF_KEY_RE.match(key):
+            raise CriuError('%r is not a CRIU option name.' % (key,))
+        if value is True:
+            lines.append(key)
+        elif value in (None, False):
+            continue
+        else:
+            value = str(value)
+            if not value or any(ch.isspace() for ch in value):
+                raise CriuError('The value %r of CRIU option %s is empty or contains whitespace.' % (value, key))
+            lines.append('%s %s' % (key, value))
+    return '\n'.join(lines) + '\n'
+
+
+def runc_conf_is_ours(text):
+    """True when a runc CRIU configuration file's text was written by this collection."""
+    return (text or '').startswith(RUNC_CONF_MARKER)
+
+
+def _read(path):
+    try:
+        with open(path, 'r') as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+class RuncCriuOptions:
+    """Context manager: hold the host's runc-CRIU lock and, with ``options``, put them in runc.conf.
+
+    Without options it only takes the lock (and removes a leftover file of ours), which is what a
+    runc checkpoint needs so that no restore of ours can redirect it. ``foreign()`` tells whether the
+    operator keeps a runc.conf of their own, which this class never overwrites (CriuError).
+    """
+
+    def __init__(self, options=None, owner='mtd.containers', path=None, lock_path=None, timeout=120.0):
+        self.options = options or {}
+        self.owner = owner
+        self.path = path or RUNC_CONF
+        self.lock_path = lock_path or RUNC_CONF_LOCK
+        self.timeout = timeout
+        self._lock = None
+        self.removed_leftover = False
+        self.written = False
+
+    def foreign(self):
+        text = _read(self.path)
+        return text is not None and not runc_conf_is_ours(text)
+
+    def __enter__(self):
+        import fcntl
+        import time
+        text = render_runc_conf(self.options, self.owner) if self.options else None
+        os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+        self._lock = open(self.lock_path, 'a')
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError):
+                if time.time() >= deadline:
+                    self._release()
+                    raise CriuError('Another checkpoint or restore held %s for more than %s s.'
+                                    % (self.lock_path, self.timeout))
+                time.sleep(0.05)
+        try:
+            current = _read(self.path)
+            if current is not None and runc_conf_is_ours(current):
+                os.unlink(self.path)
+                self.removed_leftover = True
+                current = None
+            if text is not None:
+                if current is not None:
+                    raise CriuError('%s exists and is not managed by mtd.containers; it is left alone, so '
+                                    'CRIU options cannot be given to the engine\'s runc.' % self.path)
+                os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+                tmp = '%s.mtd-%d' % (self.path, os.getpid())
+                with open(tmp, 'w') as handle:
+                    handle.write(text)
+                os.chmod(tmp, 0o644)
+                os.rename(tmp, self.path)
+                self.written = True
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _release(self):
+        if self._lock is not None:
+            self._lock.close()   # closing the file drops the flock
+            self._lock = None
+
+    def __exit__(self, *exc):
+        try:
+            if self.written and runc_conf_is_ours(_read(self.path)):
+                os.unlink(self.path)
+        except OSError:
+            pass   # a leftover of ours is removed by the next holder of the lock
+        finally:
+            self.written = False
+            self._release()
+        return False

@@ -223,7 +223,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
     restrict_tree, run, tail, tar_create, write_manifest,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, find_criu, Criu
+from ansible_collections.mtd.containers.plugins.module_utils._criu import Criu, CriuError, RuncCriuOptions, find_criu
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     TransferError, available_compression, send as send_bundle,
 )
@@ -439,7 +439,13 @@ class Checkpointer:
         make_private_dir(work)
         cmd = [runc, '--root', runc_root, '--criu', criu_path, 'checkpoint', '--image-path', images,
                '--work-path', work, '--leave-running', cid]
-        rc, out, err = run(cmd, timeout=self.p['timeout'])
+        # runc hands CRIU /etc/criu/runc.conf: wait until no restore of ours has CRIU options in it.
+        try:
+            with RuncCriuOptions(owner='mtd.containers.checkpoint (pid %d)' % os.getpid(),
+                                 timeout=self.p['timeout']):
+                rc, out, err = run(cmd, timeout=self.p['timeout'])
+        except CriuError as exc:
+            raise MigrationError('CRIU could not dump the container: %s' % exc)
         if rc != 0:
             raise MigrationError('CRIU could not dump the container (runc checkpoint rc=%d): %s'
                                  % (rc, tail(err or out, 5)), criu_log=read_tail(os.path.join(work, 'dump.log')))

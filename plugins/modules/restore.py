@@ -15,11 +15,13 @@ description:
   - O(state=prepared) (while the source still runs) pulls the image by its digest and creates the
     standby container with the captured configuration and empty named volumes. Nothing runs yet.
   - O(state=started) verifies every file of the bundle against the manifest's sha256, creates the
-    standby if it is missing, lays back the writable-layer changes and the volume contents, places the
-    CRIU images where the engine expects them (Docker refuses a custom checkpoint directory on start,
-    so they go to C(<data-root>/containers/<id>/checkpoints/<name>/)), starts the container from the
-    checkpoint and waits until it runs and O(health_cmd) passes. On CRIU failure the tail of CRIU's
-    restore.log is returned.
+    standby if it is missing, lays back the writable-layer changes and the volume contents, starts the
+    container from the checkpoint (C(docker start --checkpoint)) and waits until it runs and
+    O(health_cmd) passes. On CRIU failure the tail of CRIU's restore.log is returned.
+  - Docker refuses a custom checkpoint directory on start and passes whatever is in
+    C(<data-root>/containers/<id>/checkpoints/<name>/) through containerd's content store as a tar
+    stream, twice, which costs seconds per 100 MB of process memory. See O(image_delivery) for how this
+    module avoids that.
   - O(state=absent) removes the standby container (only one this migration created, identified by its
     C(mtd.migration.id) label), the volumes it created and the bundle - the target's cleanup after a
     failed migration.
@@ -89,6 +91,20 @@ options:
     description: Keep the bundle and the engine's copy of the CRIU images after a successful start.
     type: bool
     default: false
+  image_delivery:
+    description:
+      - How CRIU gets the checkpoint's images when the container starts from its checkpoint.
+      - V(direct) puts only runc's C(descriptors.json) into the engine's checkpoint directory and, for the
+        duration of the start, writes runc's CRIU configuration file C(/etc/criu/runc.conf) with
+        C(images-dir) and C(work-dir) pointing into the bundle, so CRIU reads the images where they
+        arrived and containerd moves a few hundred bytes instead of the whole memory. The file is written
+        and removed under a host-wide lock that M(mtd.containers.checkpoint) takes too; a
+        C(/etc/criu/runc.conf) of the operator's own is never touched.
+      - V(engine) moves the images into the engine's checkpoint directory, the way Docker documents it.
+      - V(auto) is V(direct) unless the host has a C(/etc/criu/runc.conf) of its own, then V(engine).
+    type: str
+    choices: [auto, direct, engine]
+    default: auto
   wait_for_bundle:
     description:
       - Seconds to wait for the bundle to appear (a M(mtd.containers.checkpoint_transfer) receiver
@@ -98,6 +114,10 @@ options:
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
+  - With O(image_delivery=direct), a runc checkpoint or restore that something else starts on this host
+    during the start from the checkpoint (usually well under a second) would also read the temporary
+    C(/etc/criu/runc.conf). M(mtd.containers.checkpoint) waits for the lock; C(docker checkpoint create)
+    does not know about it.
 requirements:
   - Docker Engine with experimental features on, runc with CRIU >= 4.1, the overlay2 storage driver.
   - GNU tar on the host.
@@ -140,7 +160,7 @@ timings:
   description: Seconds per phase (pull, create, verify, layer, volumes, place, restore, health).
   returned: when O(state) is not V(absent)
   type: dict
-  sample: {"verify": 0.2, "layer": 0.01, "volumes": 0.01, "place": 0.0, "restore": 3.1, "health": 0.1}
+  sample: {"verify": 0.2, "layer": 0.01, "volumes": 0.01, "place": 0.0, "restore": 0.4, "health": 0.1}
 bytes_verified:
   description: Bytes whose sha256 was checked.
   returned: when O(state=started)
@@ -153,6 +173,12 @@ engine_copies_removed:
   returned: when O(state=started) and the container was started
   type: list
   elements: str
+image_delivery:
+  description:
+    - How the CRIU images reached CRIU (V(direct) or V(engine)), see O(image_delivery), and why.
+  returned: when O(state=started) and a start from the checkpoint was attempted
+  type: dict
+  sample: {"used": "direct", "reason": "image_delivery=auto and no /etc/criu/runc.conf of the host's own"}
 criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
@@ -163,11 +189,13 @@ import base64
 import glob
 import json
 import os
+import shutil
 import time
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, RuncCriuOptions
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
@@ -176,6 +204,10 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
     sha256_file, tar_extract, verify_manifest,
 )
+
+DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore
+CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU images (image_delivery=direct)
+CRIU_WORK_DIR = 'criu-work'           # CRIU's work directory and restore.log (image_delivery=direct)
 
 RESTORE_LOG_GLOBS = [
     '/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{id}/**/restore.log',
@@ -342,6 +374,10 @@ class Restorer:
         except MigrationError as exc:
             self.fail(str(exc), **exc.details)
         self.phase('verify', t)
+        try:
+            delivery = self.choose_delivery()
+        except MigrationError as exc:
+            self.fail(str(exc))
         inspect, dummy = self.ensure_standby(captured)
         self.result['changed'] = True
         if self.module.check_mode:
@@ -366,22 +402,33 @@ class Restorer:
             cp_name = manifest.get('checkpoint') or self.migration_id
             target = checkpoint_dir(self.data_root, cid, cp_name)
             os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-            self.result['place_method'] = move_tree(os.path.join(self.bundle, CRIU_DIR), target)
+            images = os.path.join(self.bundle, CRIU_DIR)
+            if delivery['used'] == 'direct':
+                runc_options = self.place_direct(images, target)
+                marker_file = DESCRIPTORS
+            else:
+                runc_options = None
+                self.result['place_method'] = move_tree(images, target)
+                marker_file = 'inventory.img'
             self.phase('place', t)
         except (MigrationError, OSError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
 
         t = time.time()
-        inventory = os.path.join(checkpoint_dir(self.data_root, cid, cp_name), 'inventory.img')
-        marker = sha256_file(inventory) if os.path.isfile(inventory) else None
+        marker_path = os.path.join(target, marker_file)
+        marker = (marker_file, sha256_file(marker_path)) if os.path.isfile(marker_path) else None
         before = set(engine_checkpoint_copies())
         try:
-            self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
-        except DockerError as exc:
+            with RuncCriuOptions(runc_options, owner='mtd.containers.restore %s (pid %d)'
+                                 % (self.migration_id, os.getpid())):
+                self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
+        except (DockerError, CriuError) as exc:
             self.phase('restore', t)
             log = ''
-            for pattern in RESTORE_LOG_GLOBS:
-                for path in glob.glob(pattern.format(id=cid), recursive=True):
+            patterns = [os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log')] + [
+                pattern.format(id=cid) for pattern in RESTORE_LOG_GLOBS]
+            for pattern in patterns:
+                for path in glob.glob(pattern, recursive=True):
                     log = read_tail(path)
             self.remove_engine_copies(before, marker)
             self.fail('Starting %s from its checkpoint failed: %s' % (name, exc), criu_log=log)
@@ -396,13 +443,54 @@ class Restorer:
         self.result['container'] = self.describe(self.client.inspect_container(cid))
         self.result['timings'] = self.timings
 
+    def choose_delivery(self):
+        """direct or engine (see the image_delivery option), with the reason."""
+        wanted = self.p['image_delivery']
+        if wanted == 'engine':
+            choice = {'used': 'engine', 'reason': 'image_delivery=engine'}
+        elif RuncCriuOptions().foreign():
+            conf = RuncCriuOptions().path
+            if wanted == 'direct':
+                raise MigrationError('image_delivery=direct needs %s, which this host keeps for its own CRIU '
+                                     'options; use image_delivery=engine or auto.' % conf)
+            choice = {'used': 'engine', 'reason': 'image_delivery=auto and the host has its own %s' % conf}
+        else:
+            choice = {'used': 'direct', 'reason': 'image_delivery=%s' % wanted}
+        self.result['image_delivery'] = choice
+        return choice
+
+    def place_direct(self, images, target):
+        """Give the engine only what runc itself reads (descriptors.json); CRIU gets the images' path
+        through runc's CRIU configuration file. Returns the CRIU options for it."""
+        descriptors = os.path.join(images, DESCRIPTORS)
+        if not os.path.isfile(descriptors):
+            raise MigrationError('The bundle has no %s: it was not made by runc checkpoint.' % DESCRIPTORS)
+        if os.path.lexists(target):
+            remove_tree(target)
+        os.mkdir(target, 0o700)
+        shutil.copy2(descriptors, os.path.join(target, DESCRIPTORS))
+        # CRIU resolves a configured images-dir with readlink(), so it has to be a symbolic link.
+        link = os.path.join(self.bundle, CRIU_IMAGES_LINK)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(images, link)
+        work = os.path.join(self.bundle, CRIU_WORK_DIR)
+        if os.path.lexists(work):
+            remove_tree(work)
+        os.mkdir(work, 0o700)
+        self.result['place_method'] = 'direct'
+        return {'images-dir': link, 'work-dir': work}
+
     def remove_engine_copies(self, before, marker):
         """containerd unpacks every checkpoint it restores into $TMPDIR/ctrd-checkpoint* and leaves it
-        there: a full copy of the process memory. Remove the copies of this checkpoint."""
+        there (with image_delivery=engine a full copy of the process memory). Remove the copies of this
+        checkpoint, recognised by ``marker``: (file name, sha256)."""
         removed = []
         for path in set(engine_checkpoint_copies()) - before:
-            inventory = os.path.join(path, 'inventory.img')
-            if marker and os.path.isfile(inventory) and sha256_file(inventory) == marker:
+            if not marker:
+                break
+            probe = os.path.join(path, marker[0])
+            if os.path.isfile(probe) and sha256_file(probe) == marker[1]:
                 remove_tree(path)
                 removed.append(path)
         self.result['engine_copies_removed'] = removed
@@ -480,6 +568,7 @@ def main():
         )),
         keep_bundle=dict(type='bool', default=False),
         wait_for_bundle=dict(type='int', default=0),
+        image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:

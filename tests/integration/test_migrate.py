@@ -132,6 +132,9 @@ def test_migrate_keeps_state_and_converges(workload):
     assert logs and logs[0] > 1 and logs == list(range(logs[0], logs[0] + len(logs))), logs[:5]
     assert not leftover_checkpoints(rec)
     assert not engine_copies() - copies_before, 'containerd kept a copy of the checkpoint in /tmp'
+    # CRIU read the images straight from the bundle; runc's CRIU config existed only during the start
+    assert rec['phases']['image_delivery'] == 'direct'
+    assert not glob.glob('%s/lab-*/etc-criu/runc.conf' % STATE)
     labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
     assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'
     assert rec['phases']['checkpoint']['dump'] > 0 and rec['phases']['transfer']['bytes_sent'] > 0

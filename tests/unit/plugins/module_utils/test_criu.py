@@ -20,8 +20,11 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Criu,
     CriuError,
     CriuResult,
+    RuncCriuOptions,
     find_criu,
     output_tail,
+    render_runc_conf,
+    runc_conf_is_ours,
 )
 
 # argv after the binary -> (rc, stdout, stderr), as captured from /usr/local/sbin/criu 4.1.1.
@@ -229,3 +232,89 @@ def test_lab_criu(ansible_module):
     ok, tail = criu.check()
     assert ok is True, tail
     assert criu.feature('nosuch-feature') is False
+
+
+# ---------------------------------------------------------------------------------------------------
+# runc's CRIU configuration file
+
+def test_render_runc_conf():
+    text = render_runc_conf({'work-dir': '/b/criu-work', 'images-dir': '/b/criu-images', 'tcp-established': True,
+                             'skip-me': None}, 'restore m-1 (pid 7)')
+    assert text == ("# mtd.containers: temporary CRIU options for the engine's runc\n"
+                    "# written by restore m-1 (pid 7); removed again when it is done\n"
+                    "images-dir /b/criu-images\ntcp-established\nwork-dir /b/criu-work\n")
+    assert runc_conf_is_ours(text) and not runc_conf_is_ours('tcp-established\n') and not runc_conf_is_ours(None)
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'Images-Dir': '/x'}, "'Images-Dir' is not a CRIU option name."),
+    ({'images-dir': '/a b'}, "The value '/a b' of CRIU option images-dir is empty or contains whitespace."),
+    ({'images-dir': ''}, "The value '' of CRIU option images-dir is empty or contains whitespace."),
+    ({'images-dir': '/a\n/b'}, "The value '/a\\n/b' of CRIU option images-dir is empty or contains whitespace."),
+])
+def test_render_runc_conf_refuses(options, message):
+    with pytest.raises(CriuError) as err:
+        render_runc_conf(options, 'x')
+    assert str(err.value) == message
+
+
+@pytest.fixture
+def conf_paths(tmp_path):
+    return str(tmp_path / 'etc' / 'criu' / 'runc.conf'), str(tmp_path / 'run' / 'lock')
+
+
+def test_runc_options_exist_only_inside_the_block(conf_paths):
+    path, lock = conf_paths
+    with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock) as held:
+        assert held.written and open(path).read().endswith('images-dir /b/l\n')
+        assert oct(os.stat(path).st_mode & 0o777) == '0o644'
+    assert not os.path.exists(path)
+    assert os.listdir(os.path.dirname(path)) == []   # no temporary file left
+
+
+def test_runc_options_removed_when_the_block_raises(conf_paths):
+    path, lock = conf_paths
+    with pytest.raises(ValueError):
+        with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock):
+            raise ValueError('engine said no')
+    assert not os.path.exists(path)
+
+
+def test_a_foreign_runc_conf_is_never_touched(conf_paths):
+    path, lock = conf_paths
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'w') as handle:
+        handle.write('tcp-established\n')
+    assert RuncCriuOptions(path=path, lock_path=lock).foreign()
+    with pytest.raises(CriuError) as err:
+        with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock):
+            pass
+    assert str(err.value).startswith('%s exists and is not managed by mtd.containers' % path)
+    with RuncCriuOptions(path=path, lock_path=lock) as held:   # lock only: fine, and the file stays
+        assert not held.written and not held.removed_leftover
+    assert open(path).read() == 'tcp-established\n'
+
+
+def test_a_leftover_of_ours_is_removed_under_the_lock(conf_paths):
+    path, lock = conf_paths
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'w') as handle:
+        handle.write(render_runc_conf({'images-dir': '/gone'}, 'a killed restore'))
+    assert not RuncCriuOptions(path=path, lock_path=lock).foreign()
+    with RuncCriuOptions(path=path, lock_path=lock) as held:
+        assert held.removed_leftover and not os.path.exists(path)
+
+
+def test_the_lock_serialises_holders(conf_paths):
+    import fcntl
+    path, lock = conf_paths
+    os.makedirs(os.path.dirname(lock))
+    with open(lock, 'a') as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(CriuError) as err:
+            with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock, timeout=0.2):
+                pass
+        assert str(err.value) == 'Another checkpoint or restore held %s for more than 0.2 s.' % lock
+        assert not os.path.exists(path)
+    with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock, timeout=0.2) as held:
+        assert held.written

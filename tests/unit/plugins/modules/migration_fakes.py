@@ -102,6 +102,7 @@ done
 echo "(00.000100) Dumping finished successfully" > "$work/dump.log"
 printf 'pages of the counter process' > "$images/pages-1.img"
 printf 'core' > "$images/core-1.img"
+printf '["/dev/null","pipe:[1]","pipe:[2]"]' > "$images/descriptors.json"
 """
 
 FAILING_RUNC = r"""#!/bin/sh
@@ -148,6 +149,8 @@ class DockerModel:
         self.start_error = None
         self.errors = {}          # action ('/pause', ...) -> (status, message) the engine answers instead
         self.started_from_checkpoint = []
+        self.runc_conf_path = None   # set by the runc_conf fixture: what runc would hand CRIU
+        self.seen_at_start = []      # (runc.conf text or None, files in the engine's checkpoint dir)
         self.serial = 0
 
     @property
@@ -338,10 +341,24 @@ class DockerModel:
         elif action == '/start':
             if state['Running']:
                 return 304, None
+            if query.get('checkpoint') and self.start_error:
+                # CRIU writes its restore.log into the work-dir that runc.conf names, if any
+                conf = self.runc_conf_path and os.path.exists(self.runc_conf_path) and open(self.runc_conf_path).read()
+                for line in (conf or '').splitlines():
+                    if line.startswith('work-dir '):
+                        with open(os.path.join(line.split(' ', 1)[1], 'restore.log'), 'w') as handle:
+                            handle.write('(00.01) Error (criu/cr-restore.c:1) restore failed in the fake\n')
             if self.start_error:
                 return 500, {'message': self.start_error}
             if query.get('checkpoint'):
                 self.started_from_checkpoint.append((name, query['checkpoint']))
+                cp_dir = os.path.join(self.info['DockerRootDir'], 'containers', inspect['Id'], 'checkpoints',
+                                      query['checkpoint'])
+                conf = None
+                if self.runc_conf_path and os.path.exists(self.runc_conf_path):
+                    with open(self.runc_conf_path) as handle:
+                        conf = handle.read()
+                self.seen_at_start.append((conf, sorted(os.listdir(cp_dir)) if os.path.isdir(cp_dir) else None))
             state.update(Running=True, Paused=False, Status='running')
         elif action == '/stop':
             if state['Paused']:
@@ -381,6 +398,16 @@ class _Router(dict):
     def get(self, key, default=None):
         method, path = key
         return lambda request: self.model.handle(method, path, request)
+
+
+@pytest.fixture
+def runc_conf(tmp_path, monkeypatch):
+    """Point the runc CRIU configuration file and its lock into tmp_path (never the machine's /etc)."""
+    from ansible_collections.mtd.containers.plugins.module_utils import _criu
+    path = str(tmp_path / 'etc-criu' / 'runc.conf')
+    monkeypatch.setattr(_criu, 'RUNC_CONF', path)
+    monkeypatch.setattr(_criu, 'RUNC_CONF_LOCK', str(tmp_path / 'run' / 'runc-criu.lock'))
+    return path
 
 
 @pytest.fixture

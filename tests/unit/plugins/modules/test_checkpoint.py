@@ -24,11 +24,12 @@ fakes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fakes)
 
 model = fakes.model
+runc_conf = fakes.runc_conf
 TOKEN = 'checkpoint-unit-token-0123'
 
 
 @pytest.fixture(autouse=True)
-def no_docker_host(monkeypatch):
+def no_docker_host(monkeypatch, runc_conf):
     monkeypatch.delenv('DOCKER_HOST', raising=False)
 
 
@@ -108,10 +109,12 @@ def test_checkpoint_freezes_dumps_and_captures(scene, monkeypatch):
     bundle = scene['bundle']
     manifest = _migration.read_manifest(bundle)
     assert sorted(f['path'] for f in manifest['files']) == [
-        'criu/core-1.img', 'criu/pages-1.img', 'dump.log', 'rootfs-diff.tar', 'volumes/it-web-vol.tar']
+        'criu/core-1.img', 'criu/descriptors.json', 'criu/pages-1.img', 'dump.log', 'rootfs-diff.tar',
+        'volumes/it-web-vol.tar']
     assert _migration.verify_manifest(bundle, manifest) == result['bytes']['total'] == manifest['bytes']
-    assert result['bytes']['criu'] == len('pages of the counter process') + len('core')
-    assert result['files'] == 5
+    assert result['bytes']['criu'] == (len('pages of the counter process') + len('core')
+                                       + len('["/dev/null","pipe:[1]","pipe:[2]"]'))
+    assert result['files'] == 6
     assert not os.path.exists(os.path.join(bundle, 'work'))
     for root, dirs, files in os.walk(bundle):
         assert mode(root) == 0o700, root
@@ -289,6 +292,25 @@ def test_dump_failure_resumes_and_returns_the_criu_log(scene, tmp_path):
     assert scene['model'].state_changes() == ['POST /containers/%s/pause' % cid, 'POST /containers/%s/unpause' % cid]
     assert scene['model'].status('it-web') == 'running'
     assert not os.path.exists(scene['bundle'])
+
+
+@pytest.mark.parametrize('leftover, kept', [
+    ("# mtd.containers: temporary CRIU options for the engine's runc\nimages-dir /gone\n", False),
+    ('tcp-established\n', True),
+])
+def test_dump_never_runs_with_a_leftover_runc_conf_of_ours(scene, tmp_path, runc_conf, leftover, kept):
+    # runc hands CRIU /etc/criu/runc.conf: a leftover of a killed restore would redirect the dump, an
+    # operator's own file is theirs
+    os.makedirs(os.path.dirname(runc_conf))
+    with open(runc_conf, 'w') as handle:
+        handle.write(leftover)
+    seen = tmp_path / 'seen'
+    spy = fakes.write_script(tmp_path / 'runc-spy', '#!/bin/sh\n{ cat "%s" 2>/dev/null || echo none; } > "%s"\n%s'
+                             % (runc_conf, seen, fakes.FAKE_RUNC.split('\n', 1)[1]))
+    result = run(scene, runc_path=spy)
+    assert result['changed'] is True
+    assert seen.read_text() == (leftover if kept else 'none\n')
+    assert os.path.exists(runc_conf) is kept
 
 
 def test_dump_timeout_resumes(scene, tmp_path):

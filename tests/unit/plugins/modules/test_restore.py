@@ -21,6 +21,7 @@ fakes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fakes)
 
 model = fakes.model
+runc_conf = fakes.runc_conf
 SOURCE_ID = 'ab' * 32
 
 CAPTURED = {
@@ -39,8 +40,9 @@ CAPTURED = {
 
 
 @pytest.fixture(autouse=True)
-def no_docker_host(monkeypatch):
+def no_docker_host(monkeypatch, model, runc_conf):
     monkeypatch.delenv('DOCKER_HOST', raising=False)
+    model.runc_conf_path = runc_conf
 
 
 def make_bundle(root, captured=None):
@@ -50,6 +52,7 @@ def make_bundle(root, captured=None):
     (bundle / 'volumes').mkdir()
     (bundle / 'criu' / 'pages-1.img').write_bytes(b'\x01' * 8192)
     (bundle / 'criu' / 'core-1.img').write_bytes(b'core')
+    (bundle / 'criu' / 'descriptors.json').write_text('["/dev/null", "pipe:[1]", "pipe:[2]"]')
     layer = root / 'src-layer'
     (layer / 'state').mkdir(parents=True)
     (layer / 'state' / 'counter.log').write_text('1\n2\n3\n')
@@ -71,6 +74,10 @@ def run(engine, fail=False, **args):
     args.setdefault('docker_host', engine.url)
     args.setdefault('migration_id', 'm-1')
     return fakes.run_module(restore, args, fail=fail)
+
+
+def runc_conf_path(engine):
+    return engine.runc_conf_path
 
 
 def ours(engine, name='it-web'):
@@ -100,14 +107,63 @@ def test_started_restores_from_the_checkpoint(model, bundle):
     assert model.volumes['it-web-vol']['Labels']['mtd.migration.id'] == 'm-1'
     assert result['bytes_verified'] == total
     assert set(result['timings']) == {'verify', 'create', 'pull', 'layer', 'volumes', 'place', 'restore', 'health'}
-    assert result['place_method'] == 'rename'
-    # the images went where the engine looks for them, and were deleted with the bundle after the start
+    # the engine got only runc's descriptors.json; CRIU was told where the images are through runc.conf,
+    # which existed only during the start
+    assert result['place_method'] == 'direct'
+    assert result['image_delivery'] == {'used': 'direct', 'reason': 'image_delivery=auto'}
+    [(conf, cp_files)] = model.seen_at_start
+    assert cp_files == ['descriptors.json']
+    assert conf.splitlines()[0] == '# mtd.containers: temporary CRIU options for the engine\'s runc'
+    assert conf.splitlines()[2:] == ['images-dir %s/criu-images' % bundle, 'work-dir %s/criu-work' % bundle]
+    assert not os.path.exists(runc_conf_path(model))
     assert not os.path.exists(_migration.checkpoint_dir(model.info['DockerRootDir'], c['Id'], 'm-1'))
     assert not os.path.exists(bundle)
     assert model.execs and list(model.execs.values())[0]['Cmd'] == ['cat', '/state/counter.log']
     assert [x for x in model.state_changes() if not x.startswith('POST /exec/')] == [
         'POST /volumes/create', 'POST /containers/create', 'POST /containers/%s/start' % c['Id'],
         'POST /containers/%s/exec' % c['Id']]
+
+
+def test_started_with_image_delivery_engine(model, bundle):
+    result = run(model, bundle=bundle, image_delivery='engine', keep_bundle=True)
+    assert result['place_method'] == 'rename'
+    assert result['image_delivery'] == {'used': 'engine', 'reason': 'image_delivery=engine'}
+    [(conf, cp_files)] = model.seen_at_start
+    assert conf is None
+    assert cp_files == ['core-1.img', 'descriptors.json', 'pages-1.img']
+
+
+def test_auto_leaves_the_hosts_own_runc_conf_alone(model, bundle, runc_conf):
+    os.makedirs(os.path.dirname(runc_conf))
+    with open(runc_conf, 'w') as handle:
+        handle.write('tcp-established\n')
+    result = run(model, bundle=bundle)
+    assert result['image_delivery'] == {'used': 'engine',
+                                        'reason': 'image_delivery=auto and the host has its own %s' % runc_conf}
+    assert model.seen_at_start == [('tcp-established\n', ['core-1.img', 'descriptors.json', 'pages-1.img'])]
+    assert open(runc_conf).read() == 'tcp-established\n'
+
+
+def test_direct_refuses_the_hosts_own_runc_conf_and_changes_nothing(model, bundle, runc_conf):
+    os.makedirs(os.path.dirname(runc_conf))
+    with open(runc_conf, 'w') as handle:
+        handle.write('tcp-established\n')
+    result = run(model, fail=True, bundle=bundle, image_delivery='direct')
+    assert result['msg'] == ('image_delivery=direct needs %s, which this host keeps for its own CRIU options; '
+                             'use image_delivery=engine or auto.' % runc_conf)
+    assert model.state_changes() == [] and os.path.isfile(os.path.join(bundle, 'manifest.json'))
+    assert open(runc_conf).read() == 'tcp-established\n'
+
+
+def test_a_leftover_runc_conf_of_ours_is_replaced(model, bundle, runc_conf):
+    os.makedirs(os.path.dirname(runc_conf))
+    with open(runc_conf, 'w') as handle:
+        handle.write("# mtd.containers: temporary CRIU options for the engine's runc\nimages-dir /gone\n")
+    result = run(model, bundle=bundle)
+    assert result['image_delivery']['used'] == 'direct'
+    [(conf, dummy)] = model.seen_at_start
+    assert 'images-dir %s/criu-images' % bundle in conf and '/gone' not in conf
+    assert not os.path.exists(runc_conf)
 
 
 def test_started_keep_bundle_then_idempotent(model, bundle):
@@ -277,7 +333,9 @@ def test_criu_failure_on_start(model, bundle):
     cid = model.container('it-web')['Id']
     assert result['msg'] == ('Starting it-web from its checkpoint failed: POST /containers/%s/start failed with 500 '
                              'Internal Server Error: failed to restore: criu failed: type RESTORE errno 0' % cid)
-    assert 'criu_log' in result and 'restore' in result['timings']
+    assert result['criu_log'] == '(00.01) Error (criu/cr-restore.c:1) restore failed in the fake'
+    assert 'restore' in result['timings']
+    assert not os.path.exists(model.runc_conf_path)
 
 
 def test_health_command_never_passes(model, bundle):
