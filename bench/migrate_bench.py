@@ -62,6 +62,7 @@ IMAGE = '127.0.0.1:5000/mtd/debian-python:bookworm'
 SHM = '/dev/shm'
 SECTION = '## Live migration'
 PATHS = ('floor', 'docker', 'ansible', 'ours')
+OURS_VARS = []   # --ours-var
 TITLES = {
     'floor': '(a) raw CRIU floor',
     'docker': "(b) Docker's own path",
@@ -658,8 +659,10 @@ def run_ours(mb, src, dst, timeout):
         cleanup.add('stop the log follower', lambda proc: proc.poll() is None and proc.kill(), follower)
         report = os.path.join(work, 'report.json')
         t_start = time.time()
+        extra = [arg for var in OURS_VARS for arg in ('-e', var)]
         proc = run([ANSIBLE_PLAYBOOK, '-i', INVENTORY, playbook, '-e', 'mtd_container=%s' % name,
-                    '-e', 'mtd_source=%s' % src.host, '-e', 'mtd_target=%s' % dst.host, '-e', 'mtd_report=%s' % report],
+                    '-e', 'mtd_source=%s' % src.host, '-e', 'mtd_target=%s' % dst.host, '-e', 'mtd_report=%s' % report]
+                   + extra,
                    timeout=timeout, check=False, cwd=ROOT, env={'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg')})
         t_end = time.time()
         record = {}
@@ -1051,7 +1054,10 @@ def main(argv=None):
     parser.add_argument('--results', default=os.path.join(ROOT, 'bench', 'RESULTS.md'))
     parser.add_argument('--no-results', action='store_true', help='do not write RESULTS.md')
     parser.add_argument('--json', help='also write the raw results to this file')
+    parser.add_argument('--ours-var', action='append', default=[], metavar='KEY=VALUE',
+                        help='extra variable for (d), e.g. migrate_transfer_compression=zstd (repeatable)')
     args = parser.parse_args(argv)
+    OURS_VARS[:] = args.ours_var
 
     if os.geteuid() != 0:
         parser.error('run as root (CRIU, the lab engines)')

@@ -841,3 +841,25 @@ def parse_proc_cgroup(text):
         for controller in controllers:
             result[controller] = parts[2]
     return result
+
+
+def memory_usage_of_pid(pid, layout=None, proc='/proc'):
+    """Bytes the memory cgroup of process ``pid`` charges now (v1 memory.usage_in_bytes, v2
+    memory.current), or None when it cannot be read."""
+    try:
+        layout = layout or Layout.from_host()
+        with open(os.path.join(proc, str(pid), 'cgroup')) as handle:
+            paths = parse_proc_cgroup(handle.read())
+    except (CgroupError, IOError, OSError):
+        return None
+    if layout.version == 1 and 'memory' in layout.v1_mounts and 'memory' in paths:
+        path = os.path.join(layout.v1_mounts['memory'], paths['memory'].lstrip('/'), 'memory.usage_in_bytes')
+    elif layout.unified and '' in paths:
+        path = os.path.join(layout.unified, paths[''].lstrip('/'), 'memory.current')
+    else:
+        return None
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return None

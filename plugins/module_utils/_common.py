@@ -165,3 +165,26 @@ def to_epoch(value):
     if math.isnan(epoch) or math.isinf(epoch):
         raise ValueError('timestamp %r is not a finite number' % (value,))
     return epoch
+
+
+def acquire_lock(path, timeout, poll=0.05):
+    """Open ``path`` (created if missing) and take an exclusive flock on it, waiting up to ``timeout``
+    seconds. Returns the open file (closing it releases the lock) or None when the wait ran out.
+
+    The lock is released by the kernel when the holder exits, however it exits.
+    """
+    import fcntl
+    import os
+    import time
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    handle = open(path, 'a')
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except (IOError, OSError):
+            if time.time() >= deadline:
+                handle.close()
+                return None
+            time.sleep(poll)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
+
 # Where CRIU is usually installed, besides PATH (a source build installs to /usr/local/sbin).
 CRIU_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
 CRIU_ENV = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
@@ -229,22 +231,11 @@ class RuncCriuOptions:
         return text is not None and not runc_conf_is_ours(text)
 
     def __enter__(self):
-        import fcntl
-        import time
         text = render_runc_conf(self.options, self.owner) if self.options else None
-        os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
-        self._lock = open(self.lock_path, 'a')
-        deadline = time.time() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except (IOError, OSError):
-                if time.time() >= deadline:
-                    self._release()
-                    raise CriuError('Another checkpoint or restore held %s for more than %s s.'
-                                    % (self.lock_path, self.timeout))
-                time.sleep(0.05)
+        self._lock = acquire_lock(self.lock_path, self.timeout)
+        if self._lock is None:
+            raise CriuError('Another checkpoint or restore held %s for more than %s s.'
+                            % (self.lock_path, self.timeout))
         try:
             current = _read(self.path)
             if current is not None and runc_conf_is_ours(current):

@@ -38,6 +38,7 @@ import time
 MAGIC = b'MTDX2\n'
 NONCE_SIZE = 32
 FRAME = 1024 * 1024
+STAMP = 'received.json'   # written by the receiver into a bundle that arrived intact
 COMPRESSORS = {
     'zstd': (['zstd', '-1', '-q', '-T0', '-c'], ['zstd', '-d', '-q', '-c']),
     'gzip': (['gzip', '-1', '-c'], ['gzip', '-d', '-c']),
@@ -80,6 +81,65 @@ def available_compression(preferred):
         if cmd is None or shutil.which(cmd[0]):
             return name
     return 'none'
+
+
+PROBE_CHUNK = 256 * 1024
+PROBE_CHUNKS = 4
+WORTHWHILE_RATIO = 0.9   # compress only when a sample shrinks to at most 90 %
+
+
+def compression_worthwhile(samples, level=1):
+    """Whether compressing data like ``samples`` (a list of bytes) is worth its CPU time.
+
+    Pure function: deflates the samples at ``level`` and compares the sizes with WORTHWHILE_RATIO.
+    Returns (worthwhile, ratio); no samples -> (True, None).
+    """
+    import zlib
+    raw = sum(len(x) for x in samples)
+    if not raw:
+        return True, None
+    packed = sum(len(zlib.compress(x, level)) for x in samples)
+    ratio = round(float(packed) / raw, 3)
+    return ratio <= WORTHWHILE_RATIO, ratio
+
+
+def _largest_file(path):
+    best, best_size = None, -1
+    for root, dummy, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                size = os.lstat(full).st_size
+            except OSError:
+                continue
+            if size > best_size and os.path.isfile(full) and not os.path.islink(full):
+                best, best_size = full, size
+    return best, best_size
+
+
+def choose_compression(path, preferred):
+    """The compression for sending the bundle ``path``, and why.
+
+    ``auto`` samples the bundle's largest file (for a checkpoint: the memory pages) at a few offsets:
+    data that does not shrink (random bytes, already compressed data) is sent as it is, where
+    compressing would only cost CPU time inside the freeze; otherwise the best available compressor.
+    Any other value is taken as it is (falling back to what exists on this host).
+    Returns (name, details dict).
+    """
+    if preferred and preferred != 'auto':
+        name = available_compression(preferred)
+        return name, {'requested': preferred, 'used': name}
+    largest, size = _largest_file(path)
+    samples = []
+    if largest and size >= PROBE_CHUNK:   # below that, compressing or not makes no difference
+        with open(largest, 'rb') as handle:
+            for i in range(PROBE_CHUNKS):
+                handle.seek(max(0, (size - PROBE_CHUNK) * i // max(1, PROBE_CHUNKS - 1)))
+                samples.append(handle.read(PROBE_CHUNK))
+    worthwhile, ratio = compression_worthwhile(samples)
+    name = available_compression('auto') if worthwhile else 'none'
+    return name, {'requested': 'auto', 'used': name, 'probe_ratio': ratio,
+                  'probe_file': os.path.relpath(largest, path) if largest else None}
 
 
 def _pipeline(first_cmd, second_cmd, stdin=None, stdout=None):
@@ -267,10 +327,41 @@ def _receive_one(conn, key, dest):
     _finish(procs, 'unpacking the bundle')
     if broken is not None:
         raise TransferError('unpacking stopped early: %s' % broken)
+    stats = {'bytes_received': received, 'seconds': round(time.time() - t0, 4), 'compression': compression,
+             'bytes_raw': header.get('bytes'), 'files': header.get('files')}
+    write_stamp(staging, dict(stats, integrity='hmac-sha256', received_at=round(time.time(), 4)))
     # the bundle appears at ``dest`` complete or not at all
     os.rename(staging, dest)
-    return {'bytes_received': received, 'seconds': round(time.time() - t0, 4), 'compression': compression,
-            'bytes_raw': header.get('bytes'), 'files': header.get('files')}
+    return stats
+
+
+def write_stamp(bundle, stamp):
+    """Record in ``bundle`` that it arrived through a stream that passed its integrity check.
+
+    Whatever the stream itself put at that name (a file, a directory, a symbolic link) is removed first,
+    and the stamp is created with O_EXCL|O_NOFOLLOW: only the receiver writes it.
+    """
+    path = os.path.join(bundle, STAMP)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    with os.fdopen(fd, 'w') as handle:
+        json.dump(stamp, handle, sort_keys=True)
+
+
+def read_stamp(bundle):
+    """The receiver's stamp of ``bundle`` (see write_stamp), or None."""
+    path = os.path.join(bundle, STAMP)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as handle:
+            stamp = json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) and stamp.get('integrity') == 'hmac-sha256' else None
 
 
 def receive(dest, address, port, token, timeout=300.0, auth_failures=5):

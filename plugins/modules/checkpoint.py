@@ -112,7 +112,11 @@ options:
         type: str
         required: true
       compression:
-        description: Compression of the stream; V(auto) takes zstd when present, else gzip.
+        description:
+          - Compression of the stream. V(auto) deflates a few samples of the bundle's largest file (the
+            memory pages) and sends data that does not shrink to 90 % as it is, since compressing it
+            would only add CPU time while the container is frozen; otherwise it takes zstd when present,
+            else gzip.
         type: str
         choices: [auto, zstd, gzip, none]
         default: auto
@@ -178,6 +182,21 @@ bytes:
   returned: when O(state=present)
   type: dict
   sample: {"criu": 268500000, "rootfs": 10240, "volumes": 20480, "total": 268530720}
+memory_bytes:
+  description:
+    - What the container's memory cgroup charges (about the size of the CRIU pages to expect), measured
+      before the freeze; V(null) when it cannot be read. M(mtd.containers.restore) takes it as
+      O(mtd.containers.restore#module:expected_bytes).
+  returned: when O(state=present)
+  type: int
+  sample: 270532608
+frozen_at:
+  description:
+    - Epoch seconds (this host's clock) at which the engine had frozen the container; V(null) when it
+      was frozen already.
+  returned: when O(state=present) and a checkpoint was made
+  type: float
+  sample: 1795866647.9
 timings:
   description: Seconds spent per phase.
   returned: when O(state=present)
@@ -198,7 +217,8 @@ transfer:
   description: Statistics of the transfer when O(send) was given (see M(mtd.containers.checkpoint_transfer)).
   returned: when O(send) is given
   type: dict
-  sample: {"bytes_raw": 268530720, "bytes_sent": 1203456, "compression": "zstd", "seconds": 0.5, "throughput_mb_s": 512.3}
+  sample: {"bytes_raw": 268530720, "bytes_sent": 1203456, "compression": "zstd", "seconds": 0.5, "throughput_mb_s": 512.3,
+           "compression_choice": {"requested": "auto", "used": "zstd", "probe_ratio": 0.004, "probe_file": "criu/pages-1.img"}}
 method:
   description: How the dump was made (V(runc)).
   returned: when O(state=present)
@@ -223,9 +243,10 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
     restrict_tree, run, tail, tar_create, write_manifest,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._cgroup import memory_usage_of_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import Criu, CriuError, RuncCriuOptions, find_criu
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, available_compression, send as send_bundle,
+    TransferError, choose_compression, send as send_bundle,
 )
 
 SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
@@ -325,6 +346,8 @@ class Checkpointer:
         self.result['method'] = 'runc'
         self.result['changed'] = True
         self.result['config'] = captured
+        pid = (inspect.get('State') or {}).get('Pid')
+        self.result['memory_bytes'] = memory_usage_of_pid(pid) if pid else None
         if self.module.check_mode:
             self.result['container'] = {'id': cid, 'name': captured['name'],
                                         'image_digest_ref': captured['image_digest_ref'], 'state': 'running'}
@@ -345,6 +368,7 @@ class Checkpointer:
                 remove_tree(bundle)
                 self.fail('Cannot freeze %s: %s' % (captured['name'], exc))
         timings['freeze'] = round(time.time() - t, 4)
+        self.result['frozen_at'] = None if paused else round(time.time(), 4)
 
         try:
             t = time.time()
@@ -395,7 +419,7 @@ class Checkpointer:
         opts = self.p['send']
         if len(opts['token']) < 16:
             self.fail('send.token must be at least 16 characters long.')
-        compression = available_compression(opts['compression'])
+        compression, choice = choose_compression(bundle, opts['compression'])
         try:
             self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                   compression=compression,
@@ -403,6 +427,7 @@ class Checkpointer:
                                                   io_timeout=self.p['timeout'])
         except TransferError as exc:
             self.fail('Sending the checkpoint failed: %s.' % exc)
+        self.result['transfer']['compression_choice'] = choice
 
     def find_criu(self):
         try:

@@ -64,8 +64,9 @@ options:
     required: true
   compression:
     description:
-      - Compression of the stream, chosen by the sender. V(auto) takes V(zstd) when the C(zstd) binary
-        is present, else V(gzip).
+      - Compression of the stream, chosen by the sender. V(auto) deflates a few samples of the bundle's
+        largest file and sends data that does not shrink to 90 % as it is; otherwise it takes V(zstd)
+        when the C(zstd) binary is present, else V(gzip).
     type: str
     choices: [auto, zstd, gzip, none]
     default: auto
@@ -133,6 +134,11 @@ compression:
   returned: success
   type: str
   sample: zstd
+compression_choice:
+  description: How the sender chose the compression (with V(auto), the deflate ratio of its samples).
+  returned: when O(mode=send)
+  type: dict
+  sample: {"requested": "auto", "used": "none", "probe_ratio": 1.0, "probe_file": "criu/pages-1.img"}
 bytes_raw:
   description: Bytes of the bundle's files.
   returned: success
@@ -170,7 +176,7 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, available_compression, receive, send,
+    TransferError, choose_compression, receive, send,
 )
 
 
@@ -200,11 +206,12 @@ def main():
     if p['mode'] == 'send':
         if not os.path.isdir(p['path']) or not os.path.isfile(os.path.join(p['path'], 'manifest.json')):
             module.fail_json(msg='%s is not a checkpoint bundle (no manifest.json).' % p['path'], **result)
-        compression = available_compression(p['compression'])
+        compression, choice = choose_compression(p['path'], p['compression'])
         if p['compression'] not in ('auto', compression):
             module.fail_json(msg='Compression %s was asked for but its binary is not installed on this host.'
                              % p['compression'], **result)
         result['compression'] = compression
+        result['compression_choice'] = choice
         if module.check_mode:
             result['changed'] = True
             module.exit_json(**result)

@@ -24,7 +24,11 @@ description:
     module avoids that.
   - O(state=absent) removes the standby container (only one this migration created, identified by its
     C(mtd.migration.id) label), the volumes it created and the bundle - the target's cleanup after a
-    failed migration.
+    failed migration. It first calls off a O(state=started) run of the same migration that still waits
+    for its bundle (a C(<bundle>.cancel) marker) and waits until that run has finished (each run holds
+    C(<bundle>.lock)), so that nothing of this migration starts on this host after it.
+  - O(state=started) can therefore be launched (asynchronously, with O(wait_for_bundle)) before the
+    source is frozen, and starts the container within a few milliseconds of the bundle's arrival.
   - The container carries the labels C(mtd.migration.id), C(mtd.migration.from) and
     C(mtd.migration.source_id).
 extends_documentation_fragment:
@@ -52,8 +56,13 @@ options:
     default: started
   bundle:
     description:
-      - The bundle directory received on this host. Required for O(state=started).
-      - Defaults to C(<data-root>/mtd-migrations/<migration_id>).
+      - The bundle directory received on this host.
+      - With O(state=prepared) it defaults to C(/dev/shm/mtd-incoming/<migration_id>) when C(/dev/shm) is
+        a tmpfs with room for O(expected_bytes) (times 1.25, plus 64 MB), else to
+        C(<data-root>/mtd-migrations/<migration_id>); RV(bundle) tells where, and the receiver and
+        O(state=started) should be given that path.
+      - With O(state=started) it defaults to whichever of the two exists; with O(state=absent) both are
+        cleaned.
     type: path
   config:
     description:
@@ -91,6 +100,24 @@ options:
     description: Keep the bundle and the engine's copy of the CRIU images after a successful start.
     type: bool
     default: false
+  expected_bytes:
+    description:
+      - Expected size of the bundle in bytes (RV(mtd.containers.checkpoint#module:memory_bytes) of the source
+        container is a good estimate). Used by O(state=prepared) to decide whether the bundle fits in
+        C(/dev/shm); V(0) (unknown) keeps it on disk.
+    type: int
+    default: 0
+  verify:
+    description:
+      - How the bundle is checked against its manifest before anything starts.
+      - V(sha256) hashes every file and compares it with the manifest.
+      - V(auto) does that too, unless the M(mtd.containers.checkpoint_transfer) receiver stamped the bundle
+        (C(received.json)) after the stream passed its end-to-end HMAC-SHA256 check: the content was then
+        checked on arrival, and only the presence and size of every file is checked again, which keeps a
+        second full hash pass out of the time the container is frozen.
+    type: str
+    choices: [auto, sha256]
+    default: auto
   image_delivery:
     description:
       - How CRIU gets the checkpoint's images when the container starts from its checkpoint.
@@ -156,13 +183,23 @@ bundle:
   returned: always
   type: str
   sample: /var/lib/docker/mtd-migrations/m-42
+bundle_location:
+  description: Whether O(state=prepared) put the bundle in tmpfs, and why.
+  returned: when O(state=prepared) chose the bundle directory
+  type: dict
+  sample: {"tmpfs": true, "reason": "/dev/shm has 11980 MB free, 400 MB are needed"}
 timings:
   description: Seconds per phase (pull, create, verify, layer, volumes, place, restore, health).
   returned: when O(state) is not V(absent)
   type: dict
   sample: {"verify": 0.2, "layer": 0.01, "volumes": 0.01, "place": 0.0, "restore": 0.4, "health": 0.1}
+verified:
+  description: What was checked against the manifest (see O(verify)).
+  returned: when O(state=started) and the bundle was checked
+  type: str
+  sample: sha256
 bytes_verified:
-  description: Bytes whose sha256 was checked.
+  description: Bytes checked against the manifest.
   returned: when O(state=started)
   type: int
   sample: 268530720
@@ -173,6 +210,11 @@ engine_copies_removed:
   returned: when O(state=started) and the container was started
   type: list
   elements: str
+resumed_at:
+  description: Epoch seconds (this host's clock) at which the engine reported the container started from its checkpoint.
+  returned: when O(state=started) started the container
+  type: float
+  sample: 1795866648.33
 image_delivery:
   description:
     - How the CRIU images reached CRIU (V(direct) or V(engine)), see O(image_delivery), and why.
@@ -195,10 +237,12 @@ from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
 from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, RuncCriuOptions
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import read_stamp
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
@@ -208,6 +252,11 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
 DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore
 CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU images (image_delivery=direct)
 CRIU_WORK_DIR = 'criu-work'           # CRIU's work directory and restore.log (image_delivery=direct)
+INCOMING_TMPFS = '/dev/shm/mtd-incoming'   # bundles received in memory
+TMPFS_MARGIN = 1.25                   # room asked for in /dev/shm: expected_bytes x this + TMPFS_RESERVE
+TMPFS_RESERVE = 64 * 1024 * 1024
+LOCK_WAIT = 10                        # s a restore waits for another restore of the same migration
+LOCK_WAIT_ABSENT = 120                # s (plus health_timeout) state=absent waits for a running restore
 
 RESTORE_LOG_GLOBS = [
     '/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{id}/**/restore.log',
@@ -227,8 +276,37 @@ class Restorer:
         self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
         self.experimental = bool(info.get('ExperimentalBuild'))
         self.migration_id = check_name(self.p['migration_id'], 'migration_id')
-        self.bundle = self.p['bundle'] or os.path.join(self.data_root, 'mtd-migrations', self.migration_id)
+        # Where a bundle of this migration can be: in memory (tmpfs) or below the engine's data root.
+        self.candidates = [os.path.join(INCOMING_TMPFS, self.migration_id),
+                           os.path.join(self.data_root, 'mtd-migrations', self.migration_id)]
+        if self.p['bundle']:
+            self.bundle = self.p['bundle']
+        elif self.p['state'] == 'prepared':
+            self.bundle = self.choose_bundle_dir()
+        else:
+            self.bundle = next((c for c in self.candidates if os.path.lexists(c)), self.candidates[-1])
         self.result['bundle'] = self.bundle
+        self._lock = None
+
+    def choose_bundle_dir(self):
+        """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
+
+        The bundle holds process memory: in tmpfs it never reaches a disk, and receiving it does not
+        make the kernel write hundreds of MB back to disk while the restore runs.
+        """
+        expected = self.p['expected_bytes']
+        free = tmpfs_free_bytes(os.path.dirname(INCOMING_TMPFS))
+        need = int(expected * TMPFS_MARGIN) + TMPFS_RESERVE if expected > 0 else None
+        if free is None:
+            where, reason = self.candidates[1], '/dev/shm is not a writable tmpfs'
+        elif need is None:
+            where, reason = self.candidates[1], 'expected_bytes is unknown, so the room in /dev/shm cannot be judged'
+        elif free < need:
+            where, reason = self.candidates[1], '/dev/shm has %d MB free, %d MB are needed' % (free >> 20, need >> 20)
+        else:
+            where, reason = self.candidates[0], '/dev/shm has %d MB free, %d MB are needed' % (free >> 20, need >> 20)
+        self.result['bundle_location'] = {'tmpfs': where == self.candidates[0], 'reason': reason}
+        return where
 
     def fail(self, msg, **kw):
         self.result.update(kw)
@@ -342,12 +420,34 @@ class Restorer:
             self.result['container'] = self.describe(inspect)
         self.result['timings'] = self.timings
 
+    # -- one restore per migration at a time, and a way to call a waiting one off ----------------
+
+    @property
+    def lock_path(self):
+        return self.bundle + '.lock'
+
+    @property
+    def cancel_path(self):
+        return self.bundle + '.cancel'
+
+    def check_cancelled(self):
+        if os.path.exists(self.cancel_path):
+            self.fail('The restore of migration %s was called off (%s exists: the migration is being rolled back); '
+                      'nothing was started.' % (self.migration_id, self.cancel_path))
+
     def run_started(self):
+        if not self.module.check_mode:
+            self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
+            if self._lock is None:
+                self.fail('Another restore of migration %s runs on this host (it holds %s).'
+                          % (self.migration_id, self.lock_path))
+        self.check_cancelled()
         if self.p['wait_for_bundle'] > 0:
             t = time.time()
             deadline = t + self.p['wait_for_bundle']
             while not os.path.exists(os.path.join(self.bundle, 'manifest.json')) and time.time() < deadline:
-                time.sleep(0.05)
+                self.check_cancelled()
+                time.sleep(0.02)
             self.phase('wait', t)
         try:
             manifest = read_manifest(self.bundle)
@@ -369,10 +469,13 @@ class Restorer:
                       % (name, self.migration_id, existing['State'].get('Status')))
 
         t = time.time()
+        stamp = read_stamp(self.bundle) if self.p['verify'] == 'auto' else None
         try:
-            self.result['bytes_verified'] = verify_manifest(self.bundle, manifest)
+            self.result['bytes_verified'] = verify_manifest(self.bundle, manifest, hashes=not stamp)
         except MigrationError as exc:
             self.fail(str(exc), **exc.details)
+        self.result['verified'] = ('sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
+                                   if stamp else 'sha256')
         self.phase('verify', t)
         try:
             delivery = self.choose_delivery()
@@ -414,6 +517,7 @@ class Restorer:
         except (MigrationError, OSError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
 
+        self.check_cancelled()
         t = time.time()
         marker_path = os.path.join(target, marker_file)
         marker = (marker_file, sha256_file(marker_path)) if os.path.isfile(marker_path) else None
@@ -433,6 +537,7 @@ class Restorer:
             self.remove_engine_copies(before, marker)
             self.fail('Starting %s from its checkpoint failed: %s' % (name, exc), criu_log=log)
         self.phase('restore', t)
+        self.result['resumed_at'] = round(time.time(), 4)
         self.remove_engine_copies(before, marker)
         t = time.time()
         self.wait_healthy(cid, name)
@@ -440,6 +545,7 @@ class Restorer:
         if not self.p['keep_bundle']:
             remove_tree(checkpoint_dir(self.data_root, cid, cp_name))
             remove_tree(self.bundle)
+        unlink_quietly(self.lock_path)
         self.result['container'] = self.describe(self.client.inspect_container(cid))
         self.result['timings'] = self.timings
 
@@ -514,6 +620,37 @@ class Restorer:
             time.sleep(0.2)
 
     def run_absent(self):
+        bundles = [self.p['bundle']] if self.p['bundle'] else self.candidates
+        if self.module.check_mode:
+            self.remove_what_this_migration_made(bundles)
+            return
+        # Call off a restore of this migration that may still wait for its bundle (launched before the
+        # freeze), and wait until it has finished whatever it was doing, so nothing starts after this.
+        t = time.time()
+        locks = []
+        wait = self.p['health_timeout'] + LOCK_WAIT_ABSENT
+        try:
+            for bundle in bundles:
+                os.makedirs(os.path.dirname(bundle), mode=0o700, exist_ok=True)
+                with open(bundle + '.cancel', 'a'):
+                    pass
+            for bundle in bundles:
+                lock = acquire_lock(bundle + '.lock', wait)
+                if lock is None:
+                    self.fail('A restore of migration %s still runs on this host after %s s (it holds %s.lock).'
+                              % (self.migration_id, wait, bundle))
+                locks.append((bundle, lock))
+            self.phase('wait_restore', t)
+            self.remove_what_this_migration_made(bundles)
+        finally:
+            for bundle, lock in locks:
+                unlink_quietly(bundle + '.lock')
+                lock.close()
+            for bundle in bundles:
+                unlink_quietly(bundle + '.cancel')
+        self.result['timings'] = self.timings
+
+    def remove_what_this_migration_made(self, bundles):
         removed = []
         name = self.p['name'] or (self.p['config'] or {}).get('name')
         candidates = []
@@ -535,12 +672,34 @@ class Restorer:
             removed.append('volume:' + vol['Name'])
             if not self.module.check_mode:
                 self.client.delete('/volumes/%s' % quote(vol['Name'], safe=''))
-        if os.path.lexists(self.bundle):
-            removed.append('bundle:' + self.bundle)
-            if not self.module.check_mode:
-                remove_tree(self.bundle)
+        for bundle in bundles:
+            for path in (bundle, bundle + '.part'):
+                if os.path.lexists(path):
+                    removed.append('bundle:' + path)
+                    if not self.module.check_mode:
+                        remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def tmpfs_free_bytes(path):
+    """Free bytes of ``path`` when it is a writable tmpfs mount point, else None."""
+    try:
+        with open('/proc/self/mounts') as handle:
+            is_tmpfs = any(line.split()[1:3] == [path, 'tmpfs'] for line in handle if len(line.split()) > 2)
+        if not is_tmpfs or not os.access(path, os.W_OK):
+            return None
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def engine_checkpoint_copies():
@@ -569,8 +728,11 @@ def main():
         keep_bundle=dict(type='bool', default=False),
         wait_for_bundle=dict(type='int', default=0),
         image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
+        verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
+        expected_bytes=dict(type='int', default=0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    worker = None
     try:
         worker = Restorer(module)
         state = module.params['state']
@@ -584,6 +746,10 @@ def main():
         module.fail_json(msg=str(exc))
     except DockerError as exc:
         module.fail_json(msg='Docker engine error: %s' % exc)
+    finally:
+        if worker is not None and worker._lock is not None:
+            worker._lock.close()   # the process exit would release it too
+            worker._lock = None
     module.exit_json(**worker.result)
 
 

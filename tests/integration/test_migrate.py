@@ -83,8 +83,9 @@ def leftover_checkpoints(rec):
     """Checkpoint data of this migration left on any host (bundles, engine checkpoint dirs)."""
     found = []
     hosts = ('lab-1', 'lab-2', 'lab-3', 'lab-4')
-    for root in ['/dev/shm/mtd-migrations'] + ['%s/%s/var-lib-docker/mtd-migrations' % (STATE, h) for h in hosts]:
-        for suffix in ('', '.part'):
+    for root in ['/dev/shm/mtd-migrations', '/dev/shm/mtd-incoming'] + [
+            '%s/%s/var-lib-docker/mtd-migrations' % (STATE, h) for h in hosts]:
+        for suffix in ('', '.part', '.lock', '.cancel'):
             if os.path.exists(os.path.join(root, rec['id'] + suffix)):
                 found.append(os.path.join(root, rec['id'] + suffix))
     for cid in (rec.get('container_id'), rec.get('target_container_id')):
@@ -134,6 +135,7 @@ def test_migrate_keeps_state_and_converges(workload):
     assert not engine_copies() - copies_before, 'containerd kept a copy of the checkpoint in /tmp'
     # CRIU read the images straight from the bundle; runc's CRIU config existed only during the start
     assert rec['phases']['image_delivery'] == 'direct'
+    assert rec['phases']['bundle_on_tmpfs'] is True, 'the target received the checkpoint on disk'
     assert not glob.glob('%s/lab-*/etc-criu/runc.conf' % STATE)
     labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
     assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'

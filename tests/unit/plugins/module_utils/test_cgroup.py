@@ -490,3 +490,24 @@ def test_plan_for_a_level_that_does_not_exist_yet(v1):
         ('memory', 'memory.limit_in_bytes', str(64 * MiB), 'memory'),
         ('memory', 'memory.memsw.limit_in_bytes', str(64 * MiB), 'memory_swap'),
         ('pids', 'pids.max', '8', 'pids')]
+
+
+@pytest.mark.parametrize('version', [1, 2])
+def test_memory_usage_of_pid(tmp_path, version):
+    proc = tmp_path / 'proc'
+    (proc / '42').mkdir(parents=True)
+    root = tmp_path / 'cg'
+    if version == 1:
+        layout = cg.Layout(1, {'memory': str(root / 'memory')})
+        (proc / '42' / 'cgroup').write_text('12:pids:/docker/abc\n5:memory:/docker/abc\n0::/\n')
+        target = root / 'memory' / 'docker' / 'abc' / 'memory.usage_in_bytes'
+    else:
+        layout = cg.Layout(2, {}, str(root))
+        (proc / '42' / 'cgroup').write_text('0::/system.slice/docker-abc.scope\n')
+        target = root / 'system.slice' / 'docker-abc.scope' / 'memory.current'
+    target.parent.mkdir(parents=True)
+    target.write_text('270532608\n')
+    assert cg.memory_usage_of_pid(42, layout, proc=str(proc)) == 270532608
+    assert cg.memory_usage_of_pid(43, layout, proc=str(proc)) is None   # no such process
+    target.write_text('garbage\n')
+    assert cg.memory_usage_of_pid(42, layout, proc=str(proc)) is None

@@ -48,11 +48,14 @@ def make_bundle(root, random_mb=3):
 
 
 def snapshot(path):
-    """{relative path: (mode, content)} of every entry below ``path`` (and its own mode)."""
+    """{relative path: (mode, content)} of every entry below ``path`` (and its own mode), without the
+    receiver's stamp (tested on its own)."""
     out = {'.': stat.S_IMODE(os.stat(str(path)).st_mode)}
     for root, dirs, files in os.walk(str(path)):
         for name in dirs + files:
             full = os.path.join(root, name)
+            if os.path.relpath(full, str(path)) == _transfer.STAMP:
+                continue
             st = os.lstat(full)
             content = open(full, 'rb').read() if stat.S_ISREG(st.st_mode) else None
             out[os.path.relpath(full, str(path))] = (stat.S_IMODE(st.st_mode), content)
@@ -191,6 +194,9 @@ def test_bundle_arrives_byte_identical(tmp_path, compression):
     assert stats['bytes_sent'] == received['bytes_received']
     assert stats['receiver']['ok'] is True and stats['receiver']['bytes_received'] == stats['bytes_sent']
     assert received['peer'] == '127.0.0.1'
+    stamp = _transfer.read_stamp(str(dest))
+    assert stamp['integrity'] == 'hmac-sha256' and stamp['bytes_received'] == stats['bytes_sent']
+    assert stat.S_IMODE(os.stat(os.path.join(str(dest), _transfer.STAMP)).st_mode) == 0o600
     if compression == 'none':
         # a tar of the files: more bytes than the files themselves
         assert stats['bytes_sent'] > raw
@@ -449,3 +455,63 @@ def test_start_background_keeps_result_and_error():
     thread, holder = _transfer.start_background(boom)
     thread.join(5)
     assert str(holder['error']) == 'boom' and 'result' not in holder
+
+
+# ---------------------------------------------------------------------------------------------------
+# The receiver's stamp and the compression probe
+
+def test_a_stamp_the_sender_put_into_the_stream_is_replaced(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    victim = tmp_path / 'victim'
+    victim.write_text('keep me')
+    os.symlink(str(victim), str(bundle / _transfer.STAMP))   # a sender trying to write through a link
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
+    assert 'result' in holder, holder
+    assert victim.read_text() == 'keep me'
+    assert not os.path.islink(os.path.join(str(dest), _transfer.STAMP))
+    assert _transfer.read_stamp(str(dest))['integrity'] == 'hmac-sha256'
+
+
+def test_read_stamp_accepts_only_a_receivers_file(tmp_path):
+    assert _transfer.read_stamp(str(tmp_path)) is None
+    (tmp_path / 'elsewhere').write_text('{"integrity": "hmac-sha256"}')
+    os.symlink(str(tmp_path / 'elsewhere'), str(tmp_path / _transfer.STAMP))
+    assert _transfer.read_stamp(str(tmp_path)) is None
+    os.unlink(str(tmp_path / _transfer.STAMP))
+    (tmp_path / _transfer.STAMP).write_text('{"integrity": "none"}')
+    assert _transfer.read_stamp(str(tmp_path)) is None
+    (tmp_path / _transfer.STAMP).write_text('not json')
+    assert _transfer.read_stamp(str(tmp_path)) is None
+    (tmp_path / _transfer.STAMP).write_text('{"integrity": "hmac-sha256", "bytes_received": 5}')
+    assert _transfer.read_stamp(str(tmp_path)) == {'integrity': 'hmac-sha256', 'bytes_received': 5}
+
+
+def test_compression_worthwhile():
+    # zeros shrink to almost nothing, random bytes do not shrink at all
+    assert _transfer.compression_worthwhile([b'\x00' * 65536]) == (True, 0.005)
+    worthwhile, ratio = _transfer.compression_worthwhile([os.urandom(65536)])
+    assert worthwhile is False and ratio > 0.99
+    # the 90 % line: half random, half zeros is worth it
+    worthwhile, ratio = _transfer.compression_worthwhile([os.urandom(32768) + b'\x00' * 32768])
+    assert worthwhile is True and 0.49 < ratio < 0.52
+    assert _transfer.compression_worthwhile([]) == (True, None)
+
+
+def test_choose_compression_samples_the_largest_file(tmp_path, monkeypatch):
+    bundle = make_bundle(tmp_path, random_mb=1)   # largest file: random pages
+    name, why = _transfer.choose_compression(str(bundle), 'auto')
+    assert name == 'none' and why['probe_file'] == 'criu/pages-1.img' and why['probe_ratio'] > 0.99
+    (bundle / 'criu' / 'pages-1.img').write_bytes(b'\x00' * (2 * 1024 * 1024))   # now compressible
+    name, why = _transfer.choose_compression(str(bundle), 'auto')
+    assert why == {'requested': 'auto', 'used': name, 'probe_ratio': 0.004, 'probe_file': 'criu/pages-1.img'}
+    assert name == _transfer.available_compression('auto')
+    # an explicit choice is taken as it is
+    assert _transfer.choose_compression(str(bundle), 'gzip') == ('gzip', {'requested': 'gzip', 'used': 'gzip'})
+    assert _transfer.choose_compression(str(bundle), 'none')[0] == 'none'
+    monkeypatch.setattr(_transfer.shutil, 'which', lambda name: None)
+    assert _transfer.choose_compression(str(bundle), 'auto')[0] == 'none'

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _migration
+from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import restore
 
 _spec = importlib.util.spec_from_file_location(
@@ -40,9 +40,12 @@ CAPTURED = {
 
 
 @pytest.fixture(autouse=True)
-def no_docker_host(monkeypatch, model, runc_conf):
+def no_docker_host(monkeypatch, model, runc_conf, tmp_path):
     monkeypatch.delenv('DOCKER_HOST', raising=False)
     model.runc_conf_path = runc_conf
+    # never the machine's /dev/shm
+    monkeypatch.setattr(restore, 'INCOMING_TMPFS', str(tmp_path / 'shm' / 'mtd-incoming'))
+    monkeypatch.setattr(restore, 'tmpfs_free_bytes', lambda path: None)
 
 
 def make_bundle(root, captured=None):
@@ -267,6 +270,34 @@ def test_corrupted_bundle(model, bundle):
     assert model.state_changes() == [] and model.container('it-web') is None
 
 
+def test_a_stamped_bundle_is_not_hashed_twice_unless_asked(model, bundle):
+    # the receiver stamps a bundle whose stream passed its HMAC check; auto then checks sizes only
+    _transfer.write_stamp(bundle, {'integrity': 'hmac-sha256', 'bytes_received': 1})
+    pages = os.path.join(bundle, 'criu', 'pages-1.img')
+    data = bytearray(open(pages, 'rb').read())
+    data[4000] ^= 0x10   # corrupted on this host's disk after the arrival (same size)
+    open(pages, 'wb').write(bytes(data))
+    result = run(model, fail=True, bundle=bundle, verify='sha256')
+    assert result['msg'].startswith('Checkpoint file criu/pages-1.img does not match its sha256')
+    assert model.state_changes() == []
+    result = run(model, bundle=bundle, keep_bundle=True)
+    assert result['verified'] == 'sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
+    assert result['bytes_verified'] == _migration.read_manifest(bundle)['bytes']
+
+
+def test_an_unstamped_bundle_is_hashed(model, bundle):
+    result = run(model, bundle=bundle)
+    assert result['verified'] == 'sha256'
+
+
+def test_stamped_bundle_missing_a_file(model, bundle):
+    _transfer.write_stamp(bundle, {'integrity': 'hmac-sha256'})
+    os.unlink(os.path.join(bundle, 'rootfs-diff.tar'))
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == 'Checkpoint file rootfs-diff.tar is missing.'
+    assert model.state_changes() == []
+
+
 def test_bundle_missing_a_file(model, bundle):
     os.unlink(os.path.join(bundle, 'volumes', 'it-web-vol.tar'))
     result = run(model, fail=True, bundle=bundle)
@@ -389,3 +420,86 @@ def test_absent_leaves_a_container_of_the_same_name_that_is_not_ours(model):
     result = run(model, state='absent', name='it-web')
     assert result['changed'] is False
     assert model.status(c['Id']) == 'running'
+
+
+# ---------------------------------------------------------------------------------------------------
+# A restore launched before the freeze, called off by a rollback
+
+def test_a_waiting_restore_is_called_off(model, tmp_path):
+    import threading
+    import time
+    bundle = str(tmp_path / 'mtd-migrations' / 'm-1')
+    os.makedirs(os.path.dirname(bundle))
+    timer = threading.Timer(0.3, lambda: open(bundle + '.cancel', 'w').close())
+    timer.start()
+    started = time.time()
+    result = run(model, fail=True, bundle=bundle, name='it-web', wait_for_bundle=20)
+    timer.join()
+    assert 0.25 < time.time() - started < 5
+    assert result['msg'] == ('The restore of migration m-1 was called off (%s.cancel exists: the migration is being '
+                             'rolled back); nothing was started.' % bundle)
+    assert model.state_changes() == []
+
+
+def test_absent_waits_for_a_running_restore_then_clears(model, bundle):
+    import fcntl
+    import threading
+    seen = {}
+    holder = open(bundle + '.lock', 'a')
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)   # a restore of m-1 is running
+
+    def finish_restore():
+        seen['cancel_marker'] = os.path.exists(bundle + '.cancel')
+        holder.close()
+
+    timer = threading.Timer(0.5, finish_restore)
+    timer.start()
+    result = run(model, state='absent', bundle=bundle)
+    timer.join()
+    assert seen == {'cancel_marker': True}
+    assert result['timings']['wait_restore'] >= 0.45
+    assert result['removed'] == ['bundle:' + bundle]
+    assert not os.path.exists(bundle + '.cancel') and not os.path.exists(bundle + '.lock')
+    # and a restore after the cleanup is not called off by a stale marker
+    assert run(model, fail=True, bundle=bundle)['msg'].startswith('Cannot read the checkpoint manifest')
+
+
+def test_a_second_restore_of_the_same_migration_waits_its_turn(model, bundle, monkeypatch):
+    import fcntl
+    monkeypatch.setattr(restore, 'LOCK_WAIT', 0.3)
+    with open(bundle + '.lock', 'a') as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == 'Another restore of migration m-1 runs on this host (it holds %s.lock).' % bundle
+    assert model.state_changes() == [] and os.path.isfile(os.path.join(bundle, 'manifest.json'))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where the bundle goes
+
+@pytest.mark.parametrize('free, expected, tmpfs, reason', [
+    (2 << 30, 256 << 20, True, '/dev/shm has 2048 MB free, 384 MB are needed'),
+    (300 << 20, 256 << 20, False, '/dev/shm has 300 MB free, 384 MB are needed'),
+    (2 << 30, 0, False, 'expected_bytes is unknown, so the room in /dev/shm cannot be judged'),
+    (None, 256 << 20, False, '/dev/shm is not a writable tmpfs'),
+])
+def test_prepared_puts_the_bundle_in_tmpfs_when_it_fits(model, monkeypatch, free, expected, tmpfs, reason):
+    monkeypatch.setattr(restore, 'tmpfs_free_bytes', lambda path: free)
+    result = run(model, state='prepared', config=CAPTURED, expected_bytes=expected)
+    assert result['bundle_location'] == {'tmpfs': tmpfs, 'reason': reason}
+    if tmpfs:
+        assert result['bundle'] == os.path.join(restore.INCOMING_TMPFS, 'm-1')
+    else:
+        assert result['bundle'] == os.path.join(model.info['DockerRootDir'], 'mtd-migrations', 'm-1')
+
+
+def test_started_and_absent_find_a_bundle_in_tmpfs(model, tmp_path):
+    incoming = os.path.join(restore.INCOMING_TMPFS, 'm-1')
+    os.makedirs(restore.INCOMING_TMPFS)
+    os.rename(make_bundle(tmp_path / 'x'), incoming)
+    os.makedirs(incoming + '.part')   # a half-received copy as well
+    result = run(model, name='it-web', keep_bundle=True)
+    assert result['bundle'] == incoming and result['container']['state'] == 'running'
+    cleaned = run(model, state='absent', name='it-web')
+    assert cleaned['removed'] == ['it-web', 'volume:it-web-vol', 'bundle:' + incoming, 'bundle:' + incoming + '.part']
+    assert os.listdir(restore.INCOMING_TMPFS) == []
