@@ -27,7 +27,7 @@ if [ -n "$PIP_VERSION" ]; then
 fi
 
 mkdir -p "$DEST"
-rsync -a --delete --exclude /.venv --exclude /.build --exclude /.git --exclude /.ansible --exclude /lab/inventory.yml \
+rsync -a --delete --delete-excluded --exclude /.venv --exclude /.build --exclude /.git --exclude /.ansible --exclude /lab/inventory.yml \
   --exclude /tests/output --exclude __pycache__ --exclude .pytest_cache "$ROOT/" "$DEST/"
 [ ! -s "$ROOT/tests/sanity/ignore-2.19.txt" ] || { echo "sanity: tests/sanity/ignore-2.19.txt must stay empty" >&2; exit 1; }
 cd "$DEST"

@@ -112,8 +112,8 @@ options:
       - How the bundle is checked against its manifest before anything starts.
       - V(sha256) hashes every file and compares it with the manifest.
       - V(auto) does that too, unless the M(mtd.containers.checkpoint_transfer) receiver stamped the bundle
-        (C(received.json)) after the stream passed its end-to-end HMAC-SHA256 check: the content was then
-        checked on arrival, and only the presence and size of every file is checked again, which keeps a
+        (C(received.json)) after the stream passed its end-to-end HMAC-SHA256 check. The content was then
+        checked on arrival, so only the presence and size of every file are checked again, which keeps a
         second full hash pass out of the time the container is frozen.
     type: str
     choices: [auto, sha256]
