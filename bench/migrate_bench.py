@@ -796,6 +796,12 @@ def markdown(info, results, runc_results, traced, hosts):
                'the whole `ansible-playbook` run. "counter" checks that the first line after the resume continues '
                'the last one before the freeze (state kept, nothing lost or repeated).')
     out.append('')
+    out.append('(d) runs with the role\'s defaults%s: the checkpoint in tmpfs on the source and, when it fits, on the '
+               'target; compression `auto`, which sends this workload\'s random pages uncompressed since they do not '
+               'shrink; the restore launched before the freeze, starting as soon as the bundle arrived, with CRIU '
+               'reading the images straight from the bundle (`image_delivery: direct`, see docs/migration.md).' % (
+                   (' plus ' + ', '.join('`%s`' % var for var in OURS_VARS)) if OURS_VARS else ''))
+    out.append('')
     out.append('| MB | path | downtime s | total s | downtime / floor | counter | checkpoint MB | phases, median s |')
     out.append('|---:|---|---:|---:|---:|---|---:|---|')
     floors = dict((r['mb'], r.get('downtime')) for r in results if r['path'] == 'floor')
@@ -816,8 +822,9 @@ def markdown(info, results, runc_results, traced, hosts):
     for mb in sorted(set(r['mb'] for r in results)):
         ours, floor, naive = by_key.get((mb, 'ours')), by_key.get((mb, 'floor')), by_key.get((mb, 'ansible'))
         if ours and floor and naive:
-            goals.append('%d MB: downtime %.1fx the floor, total of (c) / total of (d) = %.1fx' % (
-                mb, ours['downtime'] / floor['downtime'], naive['total'] / ours['total']))
+            fastest = min(floor.get('downtime_range') or [floor['downtime']])
+            goals.append('%d MB: downtime %.1fx the floor (%.1fx its fastest run), total of (c) / total of (d) = %.1fx' % (
+                mb, ours['downtime'] / floor['downtime'], ours['downtime'] / fastest, naive['total'] / ours['total']))
     if goals:
         out.append('')
         out.append('Issue 3\'s goals for (d) are downtime <= 1.5x the floor at 256 MB and a total >= 2x better than (c). '
