@@ -136,6 +136,7 @@ def test_migrate_keeps_state_and_converges(workload):
     # CRIU read the images straight from the bundle; runc's CRIU config existed only during the start
     assert rec['phases']['image_delivery'] == 'direct'
     assert rec['phases']['bundle_on_tmpfs'] is True, 'the target received the checkpoint on disk'
+    assert 0 < rec['phases']['restore']['restore_criu'] <= rec['phases']['restore']['restore']
     assert not glob.glob('%s/lab-*/etc-criu/runc.conf' % STATE)
     labels = json.loads(docker(target, 'inspect', '-f', '{{json .Config.Labels}}', name).stdout)
     assert labels['mtd.migration.id'] == rec['id'] and labels['mtd.migration.from'] == 'lab-1'
