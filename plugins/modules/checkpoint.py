@@ -124,6 +124,13 @@ options:
         description: Seconds to keep retrying the connection.
         type: int
         default: 60
+      keep:
+        description:
+          - Keep the bundle on this host after the receiver confirmed it. By default it is deleted right
+            then, while the target restores: the frozen container itself is the rollback, and the copy of
+            its memory only costs RAM (in tmpfs) exactly when the target needs RAM for the restore.
+        type: bool
+        default: false
 notes:
   - Only containers with network mode V(none) or V(host) are supported (no bridge endpoints), and
     only the overlay2 storage driver. Privileged containers are refused.
@@ -190,6 +197,11 @@ memory_bytes:
   returned: when O(state=present)
   type: int
   sample: 270532608
+bundle_removed:
+  description: The bundle was deleted after the receiver confirmed it (see O(send.keep)).
+  returned: when O(send) is given and O(send.keep=false)
+  type: bool
+  sample: true
 frozen_at:
   description:
     - Epoch seconds (this host's clock) at which the engine had frozen the container; V(null) when it
@@ -405,6 +417,9 @@ class Checkpointer:
             t = time.time()
             self.transfer(bundle)
             timings['send'] = round(time.time() - t, 4)
+            if not self.p['send']['keep']:
+                remove_tree(bundle)
+                self.result['bundle_removed'] = True
         if self.p['leave_running'] and not paused:
             t = time.time()
             self.resume(cid)
@@ -544,6 +559,7 @@ def main():
             token=dict(type='str', required=True, no_log=True),
             compression=dict(type='str', default='auto', choices=['auto', 'zstd', 'gzip', 'none']),
             connect_timeout=dict(type='int', default=60),
+            keep=dict(type='bool', default=False),
         )),
     )
     argument_spec['timeout'] = dict(type='int', default=300)

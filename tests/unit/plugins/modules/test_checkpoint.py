@@ -350,6 +350,21 @@ def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
     assert 'send' in result['timings']
     assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
     assert TOKEN not in repr(result)
+    # once the receiver confirmed it, the source's copy of the memory is gone (the frozen container is
+    # the rollback)
+    assert result['bundle_removed'] is True and not os.path.exists(scene['bundle'])
+
+
+def test_send_can_keep_the_bundle(scene, tmp_path):
+    port = free_port()
+    dest = str(tmp_path / 'received' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
+    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'keep': True})
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert 'bundle_removed' not in result
+    assert _migration.verify_manifest(scene['bundle'], _migration.read_manifest(scene['bundle'])) > 0
 
 
 def test_send_without_receiver_fails_and_leaves_the_container_frozen(scene):
