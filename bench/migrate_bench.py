@@ -87,6 +87,7 @@ while True:
     time.sleep(0.01)
 '''
 MARKER = b'mtd-bench-workload'
+INTERVAL = 0.01   # the workload's sleep between two lines
 COUNTER_RE = re.compile(r'^(\d+) (\d+\.\d+)$')
 CRIU_TS_RE = re.compile(r'^\((\d+\.\d+)\)')
 
@@ -158,7 +159,12 @@ def gap(before, after):
         check = 'LOST %d (%d->%d)' % (missing, last[0], first[0])
     else:
         check = 'REPEAT %d (%d->%d)' % (-missing, last[0], first[0])
-    return {'downtime': first[1] - last[1], 'last_before': list(last), 'first_after': list(first), 'counter': check}
+    # A line's timestamp is taken just before it is printed: when the freeze falls between the two, the first
+    # line after the resume carries a time from before the freeze, and the stall shows up before the next line.
+    downtime = first[1] - last[1]
+    if len(after) > 1 and after[1][0] == first[0] + 1:
+        downtime = max(downtime, after[1][1] - last[1] - INTERVAL)
+    return {'downtime': downtime, 'last_before': list(last), 'first_after': list(first), 'counter': check}
 
 
 def criu_log_seconds(path):

@@ -116,8 +116,11 @@ def capture_config(inspect, image_inspect):
                              % (inspect.get('Name', '').lstrip('/'), network_mode))
     digest_ref = image_reference_by_digest(config.get('Image'), (image_inspect or {}).get('RepoDigests'))
     mounts = []
+    # --mount type=tmpfs keeps its size and mode only in HostConfig.Mounts
+    tmpfs_options = dict((spec.get('Target'), spec.get('TmpfsOptions'))
+                         for spec in host_config.get('Mounts') or [] if spec.get('Type') == 'tmpfs')
     for m in inspect.get('Mounts') or []:
-        mounts.append({
+        entry = {
             'type': m.get('Type'),
             'name': m.get('Name'),
             'source': m.get('Source'),
@@ -125,7 +128,11 @@ def capture_config(inspect, image_inspect):
             'driver': m.get('Driver'),
             'rw': m.get('RW', True),
             'mode': m.get('Mode', ''),
-        })
+            'propagation': m.get('Propagation') or '',
+        }
+        if m.get('Type') == 'tmpfs' and tmpfs_options.get(m.get('Destination')):
+            entry['tmpfs_options'] = tmpfs_options[m.get('Destination')]
+        mounts.append(entry)
     return {
         'name': inspect.get('Name', '').lstrip('/'),
         'id': inspect.get('Id'),
@@ -147,6 +154,23 @@ def bind_mounts(captured):
     return [m for m in captured.get('mounts') or [] if m.get('type') == 'bind']
 
 
+def tmpfs_mounts(captured):
+    """``--mount type=tmpfs`` mounts (CRIU dumps their content and restores it into the same mounts)."""
+    return [m for m in captured.get('mounts') or [] if m.get('type') == 'tmpfs' and m.get('destination')]
+
+
+def bind_spec(mount):
+    """``source:destination[:options]`` of a captured bind mount, keeping ro, SELinux labels (z/Z),
+    consistency flags and the propagation mode (rprivate, Docker's default, is left out)."""
+    flags = [flag for flag in (mount.get('mode') or '').split(',') if flag and flag not in ('ro', 'rw')]
+    if not mount.get('rw', True):
+        flags.insert(0, 'ro')
+    propagation = mount.get('propagation') or ''
+    if propagation and propagation != 'rprivate' and propagation not in flags:
+        flags.append(propagation)
+    return '%s:%s%s' % (mount['source'], mount['destination'], (':' + ','.join(flags)) if flags else '')
+
+
 def create_body(captured, labels=None, image=None):
     """Engine API ``POST /containers/create`` body for the standby container."""
     body = dict(captured.get('config') or {})
@@ -160,9 +184,13 @@ def create_body(captured, labels=None, image=None):
         {'Type': 'volume', 'Source': m['name'], 'Target': m['destination'], 'ReadOnly': not m.get('rw', True)}
         for m in named_volumes(captured)
     ]
+    for m in tmpfs_mounts(captured):
+        spec = {'Type': 'tmpfs', 'Target': m['destination'], 'ReadOnly': not m.get('rw', True)}
+        if m.get('tmpfs_options'):
+            spec['TmpfsOptions'] = m['tmpfs_options']
+        host_config['Mounts'].append(spec)
     host_config.pop('Binds', None)
-    binds = ['%s:%s%s' % (m['source'], m['destination'], '' if m.get('rw', True) else ':ro')
-             for m in bind_mounts(captured)]
+    binds = [bind_spec(m) for m in bind_mounts(captured)]
     if binds:
         host_config['Binds'] = binds
     body['HostConfig'] = host_config

@@ -24,7 +24,7 @@ STATE = '/var/lib/mtd-lab'
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
 PROXY = str(ROOT / 'tests' / 'integration' / 'files' / 'fault_proxy.py')
 COUNTER = ('mkdir -p /state; i=0; while true; do i=$((i+1)); echo "$i"; echo "$i" >> /state/counter.log; '
-           'echo "$i" >> /vol/counter.log; sleep 0.1; done')
+           'echo "$i" >> /vol/counter.log; echo "$i" >> /scratch/counter.log; sleep 0.1; done')
 
 
 def docker(host, *args, check=True):
@@ -55,7 +55,8 @@ def assert_consecutive(values, what):
 def start_workload(host):
     name = 'it-mg-%06d' % random.randrange(10 ** 6)
     docker(host, 'run', '-d', '--name', name, '--network', 'none', '--cpus', '0.25', '--memory', '32m',
-           '--label', 'mtd.units=5', '-v', '%s-vol:/vol' % name, IMAGE, 'sh', '-c', COUNTER)
+           '--label', 'mtd.units=5', '-v', '%s-vol:/vol' % name,
+           '--mount', 'type=tmpfs,dst=/scratch,tmpfs-size=4m,tmpfs-mode=1770', IMAGE, 'sh', '-c', COUNTER)
     time.sleep(1.5)
     return name
 
@@ -127,6 +128,13 @@ def test_migrate_keeps_state_and_converges(workload):
     volume = counter_lines(target, name, '/vol/counter.log')
     assert_consecutive(layer, 'the writable-layer file')
     assert_consecutive(volume, 'the volume file')
+    # the --mount type=tmpfs mount: same options on the target, content carried by CRIU
+    scratch = counter_lines(target, name, '/scratch/counter.log')
+    assert_consecutive(scratch, 'the tmpfs file')
+    assert len(scratch) > len(before), 'the tmpfs counter did not go on'
+    mounts = json.loads(docker(target, 'inspect', '-f', '{{json .HostConfig.Mounts}}', name).stdout)
+    [scratch_mount] = [m for m in mounts if m.get('Target') == '/scratch']
+    assert scratch_mount['Type'] == 'tmpfs' and scratch_mount['TmpfsOptions'] == {'SizeBytes': 4194304, 'Mode': 1016}
     assert len(layer) > len(before) and len(volume) > len(before), 'the counter did not go on'
     # the process went on from its memory: its output after the resume continues the file's numbers
     logs = [int(x) for x in docker(target, 'logs', name).stdout.split()]

@@ -121,11 +121,11 @@ def test_capture_config_keeps_what_recreates_the_container():
     assert captured['graph_driver'] == 'overlay2'
     assert captured['mounts'] == [
         {'type': 'volume', 'name': 'web-data', 'source': '/var/lib/docker/volumes/web-data/_data',
-         'destination': '/data', 'driver': 'local', 'rw': True, 'mode': 'z'},
+         'destination': '/data', 'driver': 'local', 'rw': True, 'mode': 'z', 'propagation': ''},
         {'type': 'bind', 'name': None, 'source': '/srv/conf', 'destination': '/etc/app', 'driver': None,
-         'rw': False, 'mode': 'ro'},
+         'rw': False, 'mode': 'ro', 'propagation': ''},
         {'type': 'bind', 'name': None, 'source': '/srv/logs', 'destination': '/logs', 'driver': None,
-         'rw': True, 'mode': ''},
+         'rw': True, 'mode': '', 'propagation': ''},
     ]
     assert captured['config'] == {
         'Hostname': CID[:12], 'Domainname': '', 'User': 'app', 'Env': ['PATH=/usr/bin:/bin', 'MODE=prod'],
@@ -195,6 +195,39 @@ def test_create_body():
     # the captured data is not modified
     assert captured['config']['Labels'] == {'mtd.units': '5', 'team': 'web'}
     assert 'Mounts' not in captured['host_config']
+
+
+def test_tmpfs_mounts_and_bind_options_survive():
+    # as Docker 20.10 shows `--mount type=tmpfs,dst=/scratch,tmpfs-size=8m,tmpfs-mode=1770` and
+    # `-v /tmp/bindsrc:/b:ro,rslave` (measured on the lab), plus an SELinux-labelled bind
+    data = inspect_data(Binds=['/tmp/bindsrc:/b:ro,rslave', '/srv/z:/z:Z'],
+                        Mounts=[{'Type': 'tmpfs', 'Target': '/scratch',
+                                 'TmpfsOptions': {'SizeBytes': 8388608, 'Mode': 1016}}])
+    data['Mounts'] = [
+        {'Type': 'bind', 'Source': '/tmp/bindsrc', 'Destination': '/b', 'Mode': 'ro,rslave', 'RW': False,
+         'Propagation': 'rslave'},
+        {'Type': 'tmpfs', 'Source': '', 'Destination': '/scratch', 'Mode': '', 'RW': True, 'Propagation': ''},
+        {'Type': 'bind', 'Source': '/srv/z', 'Destination': '/z', 'Mode': 'Z', 'RW': True,
+         'Propagation': 'rprivate'},
+    ]
+    captured = mig.capture_config(data, IMAGE)
+    assert 'Mounts' not in captured['host_config']
+    assert json.loads(json.dumps(captured)) == captured
+    hc = mig.create_body(captured)['HostConfig']
+    assert hc['Binds'] == ['/tmp/bindsrc:/b:ro,rslave', '/srv/z:/z:Z']
+    assert hc['Mounts'] == [{'Type': 'tmpfs', 'Target': '/scratch', 'ReadOnly': False,
+                             'TmpfsOptions': {'SizeBytes': 8388608, 'Mode': 1016}}]
+
+
+@pytest.mark.parametrize('mount, spec', [
+    ({'source': '/a', 'destination': '/b', 'rw': True, 'mode': '', 'propagation': 'rprivate'}, '/a:/b'),
+    ({'source': '/a', 'destination': '/b', 'rw': False, 'mode': '', 'propagation': ''}, '/a:/b:ro'),
+    ({'source': '/a', 'destination': '/b', 'rw': True, 'mode': 'rw', 'propagation': 'rshared'}, '/a:/b:rshared'),
+    ({'source': '/a', 'destination': '/b', 'rw': False, 'mode': 'z,ro', 'propagation': 'slave'}, '/a:/b:ro,z,slave'),
+    ({'source': '/a', 'destination': '/b', 'rw': True, 'mode': 'cached'}, '/a:/b:cached'),
+])
+def test_bind_spec(mount, spec):
+    assert mig.bind_spec(mount) == spec
 
 
 def test_create_body_labels_override_and_image_fallbacks():
