@@ -249,10 +249,13 @@ def write_manifest(bundle, captured, extra=None):
     }
     manifest.update(extra or {})
     path = os.path.join(bundle, MANIFEST)
-    fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # written beside the bundle, then renamed in: whoever lists the bundle meanwhile (a transfer that
+    # streams the other files while this runs) sees no manifest or the whole one
+    tmp = os.path.join(os.path.dirname(os.path.abspath(bundle)), '.%s.%s.tmp' % (os.path.basename(bundle), MANIFEST))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
-    os.rename(path + '.tmp', path)
+    os.rename(tmp, path)
     return manifest
 
 

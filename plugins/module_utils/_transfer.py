@@ -170,8 +170,34 @@ def _finish(procs, what):
         raise TransferError('%s failed: %s' % (what, '; '.join(errors)))
 
 
-def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0):
-    """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError."""
+def _feed_names(path, sink, late):
+    """Write the bundle's entries (NUL-terminated, directories first) to tar's ``-T -`` list; the
+    ``late`` file (relative name, wait callable) goes last, once ``wait()`` returned."""
+    late_name = late[0] if late else None
+    try:
+        for root, dirs, names in os.walk(path):
+            dirs.sort()
+            rel_root = os.path.relpath(root, path)
+            prefix = './' if rel_root == '.' else './' + rel_root + '/'
+            sink.write((prefix.rstrip('/') or '.').encode('utf-8') + b'\0')
+            for name in sorted(names):
+                if rel_root == '.' and name == late_name:
+                    continue
+                sink.write((prefix + name).encode('utf-8') + b'\0')
+        if late:
+            late[1]()
+            sink.write(('./' + late_name).encode('utf-8') + b'\0')
+    finally:
+        sink.close()
+
+
+def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0, late=None):
+    """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
+
+    ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
+    written (the manifest, hashed while the rest streams). It is sent last, after ``wait()`` returned;
+    an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
+    """
     if not os.path.isdir(path):
         raise TransferError('the bundle %s does not exist' % path)
     key = token.encode('utf-8')
@@ -201,15 +227,31 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
         if not auth.get('ok'):
             raise TransferError('the receiver rejected the transfer: %s' % auth.get('error'))
         raw_bytes = 0
-        files = 0
+        files = 1 if late else 0
         for root, dummy, names in os.walk(path):
             for name in names:
+                if late and root == path and name == late[0]:
+                    continue
                 files += 1
                 raw_bytes += os.path.getsize(os.path.join(root, name))
+        # (the late file's size is not known yet: it is added to the returned bytes_raw only)
         _send_json(sock, {'compression': compression, 'bytes': raw_bytes, 'files': files})
         mac = hmac.new(key, nonce, hashlib.sha256)
-        tar_cmd = ['tar', '--numeric-owner', '-C', path, '-cf', '-', '.']
-        procs = _pipeline(tar_cmd, COMPRESSORS[compression][0])
+        tar_cmd = ['tar', '--numeric-owner', '-C', path, '--no-recursion', '--null', '-T', '-', '-cf', '-']
+        procs = _pipeline(tar_cmd, COMPRESSORS[compression][0], stdin=subprocess.PIPE)
+        feeder_error = []
+
+        def feed():
+            try:
+                _feed_names(path, procs[0].stdin, late)
+            except BaseException as exc:  # pylint: disable=broad-except
+                feeder_error.append(exc)
+                for proc in procs:
+                    proc.kill()
+
+        feeder = threading.Thread(target=feed)
+        feeder.daemon = True
+        feeder.start()
         out = procs[-1].stdout
         sent = 0
         t1 = time.time()
@@ -220,7 +262,12 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
             mac.update(chunk)
             sock.sendall(struct.pack('>I', len(chunk)) + chunk)
             sent += len(chunk)
+        feeder.join()
+        if feeder_error:
+            raise TransferError('the bundle could not be completed: %s' % feeder_error[0])
         _finish(procs, 'packing the bundle')
+        if late:
+            raw_bytes += os.path.getsize(os.path.join(path, late[0]))
         sock.sendall(struct.pack('>I', 0) + mac.digest())
         verdict = _recv_json(sock)
         elapsed = time.time() - t1

@@ -276,6 +276,34 @@ def default_dest(data_root):
     return os.path.join(data_root, 'mtd-migrations')
 
 
+class ManifestJob:
+    """write_manifest() in a thread (hashlib releases the GIL), so the manifest is hashed while the
+    rest of the bundle streams to the target; ``wait()`` returns once it is written, or raises."""
+
+    def __init__(self, bundle, captured, extra):
+        import threading
+        self.manifest = None
+        self.error = None
+        self.seconds = None
+        self._thread = threading.Thread(target=self._run, args=(bundle, captured, extra))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, bundle, captured, extra):
+        started = time.time()
+        try:
+            self.manifest = write_manifest(bundle, captured, extra=extra)
+        except (MigrationError, OSError) as exc:
+            self.error = exc
+        self.seconds = round(time.time() - started, 4)
+
+    def wait(self):
+        self._thread.join()
+        if self.error is not None:
+            raise MigrationError('Writing the checkpoint manifest failed: %s' % self.error)
+        return self.manifest
+
+
 class Checkpointer:
     def __init__(self, module):
         self.module = module
@@ -400,10 +428,14 @@ class Checkpointer:
                 tar_create(vol['source'], os.path.join(bundle, VOLUMES_DIR, vol['name'] + '.tar'))
             timings['volumes'] = round(time.time() - t, 4)
             restrict_tree(bundle)
-            t = time.time()
-            manifest = write_manifest(bundle, captured, extra={'method': 'runc', 'checkpoint': name,
-                                                               'precopy': self.result['precopy']})
-            timings['manifest'] = round(time.time() - t, 4)
+            extra = {'method': 'runc', 'checkpoint': name, 'precopy': self.result['precopy']}
+            if self.p['send']:
+                # hashed while the other files stream; sent last (see transfer())
+                manifest_job = ManifestJob(bundle, captured, extra)
+            else:
+                t = time.time()
+                manifest = write_manifest(bundle, captured, extra=extra)
+                timings['manifest'] = round(time.time() - t, 4)
         except (MigrationError, OSError) as exc:
             # Leave the container as it was found: resume it if this module froze it.
             if not paused:
@@ -415,8 +447,10 @@ class Checkpointer:
 
         if self.p['send']:
             t = time.time()
-            self.transfer(bundle)
+            self.transfer(bundle, late=(MANIFEST, manifest_job.wait))
             timings['send'] = round(time.time() - t, 4)
+            manifest = manifest_job.manifest
+            timings['manifest'] = manifest_job.seconds
             if not self.p['send']['keep']:
                 remove_tree(bundle)
                 self.result['bundle_removed'] = True
@@ -430,7 +464,7 @@ class Checkpointer:
         self.result.update(self.summary(manifest, after, method='runc'))
         self.result['timings'] = timings
 
-    def transfer(self, bundle):
+    def transfer(self, bundle, late=None):
         opts = self.p['send']
         if len(opts['token']) < 16:
             self.fail('send.token must be at least 16 characters long.')
@@ -439,7 +473,7 @@ class Checkpointer:
             self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                   compression=compression,
                                                   connect_timeout=opts['connect_timeout'],
-                                                  io_timeout=self.p['timeout'])
+                                                  io_timeout=self.p['timeout'], late=late)
         except TransferError as exc:
             self.fail('Sending the checkpoint failed: %s.' % exc)
         self.result['transfer']['compression_choice'] = choice

@@ -515,3 +515,50 @@ def test_choose_compression_samples_the_largest_file(tmp_path, monkeypatch):
     assert _transfer.choose_compression(str(bundle), 'none')[0] == 'none'
     monkeypatch.setattr(_transfer.shutil, 'which', lambda name: None)
     assert _transfer.choose_compression(str(bundle), 'auto')[0] == 'none'
+
+
+# ---------------------------------------------------------------------------------------------------
+# A file still being written while the rest streams (the manifest)
+
+def test_a_late_file_is_sent_last_once_written(tmp_path):
+    bundle = make_bundle(tmp_path)
+    os.unlink(str(bundle / 'manifest.json'))
+    order = []
+
+    def wait():
+        order.append('wait')
+        time.sleep(0.3)
+        (bundle / 'manifest.json').write_text('{"format": 1, "late": true}')
+
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    stats = _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10,
+                           late=('manifest.json', wait))
+    join(thread)
+    assert 'result' in holder, holder.get('error')
+    assert order == ['wait']
+    assert snapshot(dest) == snapshot(bundle)
+    assert (dest / 'manifest.json').read_text() == '{"format": 1, "late": true}'
+    assert stats['files'] == 5 and stats['bytes_raw'] == sum(
+        os.path.getsize(os.path.join(r, n)) for r, d, ns in os.walk(str(bundle)) for n in ns)
+
+
+def test_a_late_file_that_fails_aborts_the_transfer(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    os.unlink(str(bundle / 'manifest.json'))
+
+    def wait():
+        raise ValueError('the disk is full')
+
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port, timeout=10)
+    with pytest.raises(_transfer.TransferError) as err:
+        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10,
+                       late=('manifest.json', wait))
+    join(thread)
+    assert str(err.value) == 'the bundle could not be completed: the disk is full'
+    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
