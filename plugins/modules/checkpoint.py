@@ -127,7 +127,7 @@ options:
       keep:
         description:
           - Keep the bundle on this host after the receiver confirmed it. By default it is deleted right
-            then, while the target restores: the frozen container itself is the rollback, and the copy of
+            then, while the target restores. The frozen container itself is the rollback, and the copy of
             its memory only costs RAM (in tmpfs) exactly when the target needs RAM for the restore.
         type: bool
         default: false

@@ -222,7 +222,7 @@ image_delivery:
     - How the CRIU images reached CRIU (V(direct) or V(engine)), see O(image_delivery), and why.
   returned: when O(state=started) and a start from the checkpoint was attempted
   type: dict
-  sample: {"used": "direct", "reason": "image_delivery=auto and no /etc/criu/runc.conf of the host's own"}
+  sample: {"used": "direct", "reason": "image_delivery=auto"}
 criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
