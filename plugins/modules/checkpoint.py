@@ -518,7 +518,7 @@ class Checkpointer:
             with RuncCriuOptions(owner='mtd.containers.checkpoint (pid %d)' % os.getpid(),
                                  timeout=self.p['timeout']):
                 rc, out, err = run(cmd, timeout=self.p['timeout'])
-        except CriuError as exc:
+        except (CriuError, OSError) as exc:
             raise MigrationError('CRIU could not dump the container: %s' % exc)
         if rc != 0:
             raise MigrationError('CRIU could not dump the container (runc checkpoint rc=%d): %s'

@@ -439,7 +439,10 @@ class Restorer:
 
     def run_started(self):
         if not self.module.check_mode:
-            self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
+            try:
+                self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
+            except OSError as exc:
+                self.fail('Cannot take the lock %s: %s' % (self.lock_path, exc))
             if self._lock is None:
                 self.fail('Another restore of migration %s runs on this host (it holds %s).'
                           % (self.migration_id, self.lock_path))
@@ -528,7 +531,7 @@ class Restorer:
             with RuncCriuOptions(runc_options, owner='mtd.containers.restore %s (pid %d)'
                                  % (self.migration_id, os.getpid())):
                 self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
-        except (DockerError, CriuError) as exc:
+        except (DockerError, CriuError, OSError) as exc:
             self.phase('restore', t)
             log = ''
             patterns = [os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log')] + [
@@ -635,9 +638,18 @@ class Restorer:
         t = time.time()
         locks = []
         wait = self.p['health_timeout'] + LOCK_WAIT_ABSENT
+        usable = []
+        for bundle in bundles:
+            try:
+                os.makedirs(os.path.dirname(bundle), mode=0o700, exist_ok=True)
+                usable.append(bundle)
+            except OSError as exc:
+                if self.p['bundle']:
+                    self.fail('Cannot use the bundle directory %s: %s' % (os.path.dirname(bundle), exc))
+                # a default place that cannot even exist here holds nothing of this migration
+        bundles = usable
         try:
             for bundle in bundles:
-                os.makedirs(os.path.dirname(bundle), mode=0o700, exist_ok=True)
                 with open(bundle + '.cancel', 'a'):
                     pass
             for bundle in bundles:
@@ -768,6 +780,8 @@ def main():
         module.fail_json(msg=str(exc))
     except DockerError as exc:
         module.fail_json(msg='Docker engine error: %s' % exc)
+    except OSError as exc:
+        module.fail_json(msg='%s failed on this host: %s' % (module.params['state'], exc))
     finally:
         if worker is not None and worker._lock is not None:
             worker._lock.close()   # the process exit would release it too

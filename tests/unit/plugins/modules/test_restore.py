@@ -511,3 +511,13 @@ def test_criu_log_seconds(tmp_path):
                    'not a timed line\n(02.875309) pie: 1: `- returned 1076600832\n')
     assert restore.criu_log_seconds(str(log)) == 2.875309
     assert restore.criu_log_seconds(str(tmp_path / 'missing.log')) is None
+
+
+def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('')
+    monkeypatch.setattr(restore, 'INCOMING_TMPFS', str(blocker / 'mtd-incoming'))
+    result = run(model, state='absent', name='it-web')
+    assert result['changed'] is False and result['removed'] == []
+    result = run(model, fail=True, state='absent', bundle=str(blocker / 'm-1'))
+    assert result['msg'].startswith('Cannot use the bundle directory %s: ' % blocker)
