@@ -18,17 +18,10 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _transfer
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import TransferError
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 TOKEN = 'unit-test-token-0123456789'
 HAVE_ZSTD = shutil.which('zstd') is not None
-
-
-def free_port():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def make_bundle(root, random_mb=3):

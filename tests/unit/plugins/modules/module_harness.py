@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 
 from unittest import mock
 
@@ -92,3 +93,12 @@ def run_module(main, args, expect_failure=False, warnings=None, default_changed=
         with pytest.raises(expected) as info:
             main()
     return info.value.args[0]
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port

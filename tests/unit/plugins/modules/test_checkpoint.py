@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import stat
 
 import pytest
@@ -17,11 +15,9 @@ from ansible.module_utils import basic
 
 from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
-_spec = importlib.util.spec_from_file_location(
-    'mtd_migration_fakes_cp', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
-fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fakes)
 
 model = fakes.model
 runc_conf = fakes.runc_conf
@@ -327,14 +323,6 @@ def test_unreadable_layer_resumes(scene):
     assert result['msg'] == 'The writable layer of it-web (/nonexistent/diff) is not readable on this host.'
     assert scene['model'].status('it-web') == 'running'
     assert not os.path.exists(scene['bundle'])
-
-
-def free_port():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import threading
@@ -16,21 +15,11 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint_transfer
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
-_spec = importlib.util.spec_from_file_location(
-    'mtd_migration_fakes_ct', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
-fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fakes)
 
 TOKEN = 'transfer-unit-token-0123456'
-
-
-def free_port():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 @pytest.fixture

@@ -7,18 +7,14 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import restore
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 
-_spec = importlib.util.spec_from_file_location(
-    'mtd_migration_fakes_rs', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migration_fakes.py'))
-fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fakes)
 
 model = fakes.model
 runc_conf = fakes.runc_conf

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,6 +14,7 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.modules import target_host
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 
 def run_module(args, expect_failure=False):
@@ -65,15 +65,6 @@ class Receiver:
 
     def bodies(self):
         return [json.loads(request['body'].decode('utf-8')) for request in self.requests]
-
-
-def free_port():
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 # ---------------------------------------------------------------- data
