@@ -52,6 +52,22 @@ def output_tail(text, lines=TAIL_LINES):
     return '\n'.join(kept[-lines:])
 
 
+def log_seconds(path):
+    """The timestamp of the last timed line of a CRIU log ("(00.621177) ..."): CRIU's own duration."""
+    last = None
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith('(') and ')' in line:
+                    try:
+                        last = float(line[1:line.index(')')])
+                    except ValueError:
+                        continue
+    except (IOError, OSError):
+        return None
+    return last
+
+
 class CriuResult:
     """rc, stdout and stderr of one criu command."""
 

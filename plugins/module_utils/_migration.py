@@ -413,3 +413,16 @@ def tar_extract(tar_file, dest_dir, xattrs=False):
     rc, out, err = run(cmd)
     if rc != 0:
         raise MigrationError('Extracting %s into %s failed: %s' % (tar_file, dest_dir, tail(err or out, 5)))
+
+
+def tmpfs_free_bytes(path):
+    """Free bytes of ``path`` when it is a writable tmpfs mount point, else None."""
+    try:
+        with open('/proc/self/mounts') as handle:
+            is_tmpfs = any(line.split()[1:3] == [path, 'tmpfs'] for line in handle if len(line.split()) > 2)
+        if not is_tmpfs or not os.access(path, os.W_OK):
+            return None
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize

@@ -253,7 +253,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     CRIU_DIR, MANIFEST, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, capture_config, check_name,
     find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
-    restrict_tree, run, tail, tar_create, write_manifest,
+    restrict_tree, run, tail, tar_create, tmpfs_free_bytes, write_manifest,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import memory_usage_of_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import Criu, CriuError, RuncCriuOptions, find_criu
@@ -265,14 +265,8 @@ SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bi
 
 
 def default_dest(data_root):
-    try:
-        with open('/proc/self/mounts') as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[1] == '/dev/shm' and parts[2] == 'tmpfs' and os.access('/dev/shm', os.W_OK):
-                    return '/dev/shm/mtd-migrations'
-    except OSError:
-        pass
+    if tmpfs_free_bytes('/dev/shm') is not None:
+        return '/dev/shm/mtd-migrations'
     return os.path.join(data_root, 'mtd-migrations')
 
 

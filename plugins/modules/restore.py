@@ -240,7 +240,7 @@ from urllib.parse import quote
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
-from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, RuncCriuOptions
+from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, RuncCriuOptions, log_seconds
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
@@ -248,7 +248,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._transfer import re
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
-    sha256_file, tar_extract, verify_manifest,
+    sha256_file, tar_extract, tmpfs_free_bytes, verify_manifest,
 )
 
 DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore
@@ -544,7 +544,7 @@ class Restorer:
         self.phase('restore', t)
         self.result['resumed_at'] = round(time.time(), 4)
         if delivery['used'] == 'direct':
-            criu_seconds = criu_log_seconds(os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log'))
+            criu_seconds = log_seconds(os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log'))
             if criu_seconds is not None:
                 self.timings['restore_criu'] = criu_seconds
         self.remove_engine_copies(before, marker)
@@ -561,10 +561,11 @@ class Restorer:
     def choose_delivery(self):
         """direct or engine (see the image_delivery option), with the reason."""
         wanted = self.p['image_delivery']
+        runc_conf = RuncCriuOptions()
         if wanted == 'engine':
             choice = {'used': 'engine', 'reason': 'image_delivery=engine'}
-        elif RuncCriuOptions().foreign():
-            conf = RuncCriuOptions().path
+        elif runc_conf.foreign():
+            conf = runc_conf.path
             if wanted == 'direct':
                 raise MigrationError('image_delivery=direct needs %s, which this host keeps for its own CRIU '
                                      'options; use image_delivery=engine or auto.' % conf)
@@ -698,35 +699,6 @@ class Restorer:
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
-
-
-def tmpfs_free_bytes(path):
-    """Free bytes of ``path`` when it is a writable tmpfs mount point, else None."""
-    try:
-        with open('/proc/self/mounts') as handle:
-            is_tmpfs = any(line.split()[1:3] == [path, 'tmpfs'] for line in handle if len(line.split()) > 2)
-        if not is_tmpfs or not os.access(path, os.W_OK):
-            return None
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def criu_log_seconds(path):
-    """The timestamp of the last timed line of a CRIU log ("(00.621177) ..."): CRIU's own duration."""
-    last = None
-    try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith('(') and ')' in line:
-                    try:
-                        last = float(line[1:line.index(')')])
-                    except ValueError:
-                        continue
-    except (IOError, OSError):
-        return None
-    return last
 
 
 def unlink_quietly(path):

@@ -22,6 +22,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuResult,
     RuncCriuOptions,
     find_criu,
+    log_seconds,
     output_tail,
     render_runc_conf,
     runc_conf_is_ours,
@@ -318,3 +319,11 @@ def test_the_lock_serialises_holders(conf_paths):
         assert not os.path.exists(path)
     with RuncCriuOptions({'images-dir': '/b/l'}, 'test', path=path, lock_path=lock, timeout=0.2) as held:
         assert held.written
+
+
+def test_criu_log_seconds(tmp_path):
+    log = tmp_path / 'restore.log'
+    log.write_text('(00.000060) Would overwrite RPC settings\n(00.164786) pie: 1: Preadv 0x41f000:4096\n'
+                   'not a timed line\n(02.875309) pie: 1: `- returned 1076600832\n')
+    assert log_seconds(str(log)) == 2.875309
+    assert log_seconds(str(tmp_path / 'missing.log')) is None

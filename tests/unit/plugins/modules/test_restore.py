@@ -501,14 +501,6 @@ def test_started_and_absent_find_a_bundle_in_tmpfs(model, tmp_path):
     assert os.listdir(restore.INCOMING_TMPFS) == []
 
 
-def test_criu_log_seconds(tmp_path):
-    log = tmp_path / 'restore.log'
-    log.write_text('(00.000060) Would overwrite RPC settings\n(00.164786) pie: 1: Preadv 0x41f000:4096\n'
-                   'not a timed line\n(02.875309) pie: 1: `- returned 1076600832\n')
-    assert restore.criu_log_seconds(str(log)) == 2.875309
-    assert restore.criu_log_seconds(str(tmp_path / 'missing.log')) is None
-
-
 def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
     blocker = tmp_path / 'not-a-dir'
     blocker.write_text('')
