@@ -191,15 +191,25 @@ def _feed_names(path, sink, late):
         sink.close()
 
 
-def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0, late=None):
-    """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
+class Channel:
+    """An authenticated connection to a receiver, opened before there is anything to send."""
 
-    ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
-    written (the manifest, hashed while the rest streams). It is sent last, after ``wait()`` returned;
-    an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
+    def __init__(self, sock, key, nonce, connect_seconds):
+        self.sock = sock
+        self.key = key
+        self.nonce = nonce
+        self.connect_seconds = connect_seconds
+
+    def close(self):
+        self.sock.close()
+
+
+def connect(address, port, token, connect_timeout=60.0, io_timeout=300.0):
+    """Connect to a receiver and prove the token; returns a Channel. Raises TransferError.
+
+    Opening the channel first tells whether the receiver is there (and takes this sender) before the
+    caller does anything it would have to undo, such as freezing a container.
     """
-    if not os.path.isdir(path):
-        raise TransferError('the bundle %s does not exist' % path)
     key = token.encode('utf-8')
     deadline = time.time() + connect_timeout
     sock = None
@@ -211,12 +221,10 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
             break
         except OSError as exc:
             last_error = exc
-            time.sleep(0.2)
+            time.sleep(0.05)
     if sock is None:
         raise TransferError('no receiver answered on %s:%s within %s s (%s)' % (address, port, connect_timeout, last_error))
-    t_connect = time.time() - t0
     sock.settimeout(io_timeout)
-    procs = []
     try:
         hello = _recv_exact(sock, len(MAGIC) + NONCE_SIZE)
         if not hello.startswith(MAGIC):
@@ -226,6 +234,34 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
         auth = _recv_json(sock)
         if not auth.get('ok'):
             raise TransferError('the receiver rejected the transfer: %s' % auth.get('error'))
+    except (OSError, socket.timeout) as exc:
+        sock.close()
+        raise TransferError('the receiver on %s:%s broke off the handshake: %s' % (address, port, exc))
+    except TransferError:
+        sock.close()
+        raise
+    return Channel(sock, key, nonce, round(time.time() - t0, 4))
+
+
+def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0, late=None,
+         channel=None):
+    """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
+
+    ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
+    written (the manifest, hashed while the rest streams). It is sent last, after ``wait()`` returned;
+    an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
+    ``channel`` is a Channel from connect() (it is closed here); without one, send() connects itself.
+    """
+    if not os.path.isdir(path):
+        if channel is not None:
+            channel.close()
+        raise TransferError('the bundle %s does not exist' % path)
+    if channel is None:
+        channel = connect(address, port, token, connect_timeout, io_timeout)
+    sock, key, nonce, t_connect = channel.sock, channel.key, channel.nonce, channel.connect_seconds
+    sock.settimeout(io_timeout)
+    procs = []
+    try:
         raw_bytes = 0
         files = 1 if late else 0
         for root, dummy, names in os.walk(path):
@@ -411,10 +447,25 @@ def read_stamp(bundle):
     return stamp if isinstance(stamp, dict) and stamp.get('integrity') == 'hmac-sha256' else None
 
 
-def receive(dest, address, port, token, timeout=300.0, auth_failures=5):
+def probe_listen(address, port):
+    """Raise TransferError when address:port cannot be listened on (check mode of the receivers)."""
+    family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((address, port))
+    except OSError as exc:
+        raise TransferError('cannot listen on %s:%s: %s' % (address, port, exc))
+    finally:
+        probe.close()
+
+
+def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelled=None):
     """Listen on address:port until one sender delivered a bundle into ``dest`` (or the deadline).
 
-    Returns stats; raises TransferError. ``dest`` is removed when the transfer fails.
+    Returns stats; raises TransferError. ``dest`` is removed when the transfer fails. ``cancelled`` is an
+    optional callable, asked about 5 times a second while no sender is connected: a true answer (the
+    reason) ends the wait with a TransferError.
     """
     key = token.encode('utf-8')
     deadline = time.time() + timeout
@@ -431,10 +482,13 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5):
     failures = 0
     try:
         while True:
+            reason = cancelled() if cancelled else None
+            if reason:
+                raise TransferError('the wait for the checkpoint was called off: %s' % reason)
             left = deadline - time.time()
             if left <= 0:
                 raise TransferError('no sender delivered a bundle within %s s' % timeout)
-            server.settimeout(left)
+            server.settimeout(min(left, 0.2) if cancelled else left)
             try:
                 conn, peer = server.accept()
             except socket.timeout:

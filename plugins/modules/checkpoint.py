@@ -258,7 +258,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import memory_usage_of_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import Criu, CriuError, RuncCriuOptions, find_criu
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, choose_compression, send as send_bundle,
+    TransferError, choose_compression, connect, send as send_bundle,
 )
 
 SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
@@ -318,6 +318,8 @@ class Checkpointer:
             self.fail('Cannot inspect container %r: %s' % (self.p['container'], exc))
 
     def run_present(self):
+        if self.p['send'] and len(self.p['send']['token']) < 16:
+            self.fail('send.token must be at least 16 characters long.')
         info = self.client.info()
         data_root = info.get('DockerRootDir') or '/var/lib/docker'
         if not info.get('ExperimentalBuild'):
@@ -389,16 +391,24 @@ class Checkpointer:
 
         timings = {}
         t_all = time.time()
+        channel = None
+        if self.p['send']:
+            # the receiver must be there, and take us, before anything is frozen
+            t = time.time()
+            channel = self.open_channel()
+            timings['connect'] = round(time.time() - t, 4)
         try:
             remove_tree(bundle)
             make_private_dir(bundle)
         except OSError as exc:
+            self.close_channel(channel)
             self.fail('Cannot create the checkpoint directory %s: %s' % (bundle, exc))
         t = time.time()
         if not paused:
             try:
                 self.client.post('/containers/%s/pause' % cid)
             except DockerError as exc:
+                self.close_channel(channel)
                 remove_tree(bundle)
                 self.fail('Cannot freeze %s: %s' % (captured['name'], exc))
         timings['freeze'] = round(time.time() - t, 4)
@@ -432,6 +442,7 @@ class Checkpointer:
                 timings['manifest'] = round(time.time() - t, 4)
         except (MigrationError, OSError) as exc:
             # Leave the container as it was found: resume it if this module froze it.
+            self.close_channel(channel)
             if not paused:
                 self.resume(cid)
             log = read_tail(os.path.join(bundle, 'work', 'dump.log'))
@@ -441,7 +452,7 @@ class Checkpointer:
 
         if self.p['send']:
             t = time.time()
-            self.transfer(bundle, late=(MANIFEST, manifest_job.wait))
+            self.transfer(bundle, channel, late=(MANIFEST, manifest_job.wait))
             timings['send'] = round(time.time() - t, 4)
             manifest = manifest_job.manifest
             timings['manifest'] = manifest_job.seconds
@@ -458,16 +469,27 @@ class Checkpointer:
         self.result.update(self.summary(manifest, after, method='runc'))
         self.result['timings'] = timings
 
-    def transfer(self, bundle, late=None):
+    def open_channel(self):
         opts = self.p['send']
-        if len(opts['token']) < 16:
-            self.fail('send.token must be at least 16 characters long.')
+        try:
+            return connect(opts['address'], opts['port'], opts['token'],
+                           connect_timeout=opts['connect_timeout'], io_timeout=self.p['timeout'])
+        except TransferError as exc:
+            self.fail('No checkpoint was made, the container was not frozen: %s.' % exc)
+
+    @staticmethod
+    def close_channel(channel):
+        if channel is not None:
+            channel.close()
+
+    def transfer(self, bundle, channel, late=None):
+        opts = self.p['send']
         compression, choice = choose_compression(bundle, opts['compression'])
         try:
             self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                   compression=compression,
                                                   connect_timeout=opts['connect_timeout'],
-                                                  io_timeout=self.p['timeout'], late=late)
+                                                  io_timeout=self.p['timeout'], late=late, channel=channel)
         except TransferError as exc:
             self.fail('Sending the checkpoint failed: %s.' % exc)
         self.result['transfer']['compression_choice'] = choice

@@ -171,12 +171,11 @@ receiver:
 """
 
 import os
-import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, choose_compression, receive, send,
+    TransferError, choose_compression, probe_listen, receive, send,
 )
 
 
@@ -227,13 +226,9 @@ def main():
     # receive
     if module.check_mode:
         try:
-            family = socket.AF_INET6 if ':' in p['address'] else socket.AF_INET
-            probe = socket.socket(family, socket.SOCK_STREAM)
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((p['address'], p['port']))
-            probe.close()
-        except OSError as exc:
-            module.fail_json(msg='Cannot listen on %s:%s: %s.' % (p['address'], p['port'], exc), **result)
+            probe_listen(p['address'], p['port'])
+        except TransferError as exc:
+            module.fail_json(msg='%s.' % str(exc).capitalize(), **result)
         result['changed'] = True
         module.exit_json(**result)
     try:

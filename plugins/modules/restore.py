@@ -27,8 +27,10 @@ description:
     failed migration. It first calls off a O(state=started) run of the same migration that still waits
     for its bundle (a C(<bundle>.cancel) marker) and waits until that run has finished (each run holds
     C(<bundle>.lock)), so that nothing of this migration starts on this host after it.
-  - O(state=started) can therefore be launched (asynchronously, with O(wait_for_bundle)) before the
-    source is frozen, and starts the container within a few milliseconds of the bundle's arrival.
+  - O(state=started) can therefore be launched (asynchronously, with O(receive) or O(wait_for_bundle))
+    before the source is frozen, and starts the container within a few milliseconds of the bundle's
+    arrival. With O(receive) it is the bundle's receiver itself (the protocol of
+    M(mtd.containers.checkpoint_transfer)), so one asynchronous task on the target does both.
   - The container carries the labels C(mtd.migration.id), C(mtd.migration.from) and
     C(mtd.migration.source_id).
 extends_documentation_fragment:
@@ -136,8 +138,35 @@ options:
     description:
       - Seconds to wait for the bundle to appear (a M(mtd.containers.checkpoint_transfer) receiver
         renames it into place only once it arrived complete and checked). V(0) does not wait.
+      - Not used with O(receive).
     type: int
     default: 0
+  receive:
+    description:
+      - With O(state=started), receive the bundle here first, from M(mtd.containers.checkpoint) with
+        O(mtd.containers.checkpoint#module:send) or M(mtd.containers.checkpoint_transfer) O(mtd.containers.checkpoint_transfer#module:mode=send).
+        The stream is authenticated with the token and checked end to end (HMAC-SHA256); the bundle
+        appears at O(bundle) complete and stamped, or not at all.
+      - A O(state=absent) run of the same migration calls the wait off (within a fifth of a second).
+      - In check mode only whether the address can be listened on is checked.
+    type: dict
+    suboptions:
+      address:
+        description: Address to listen on (an address of this host that the source host reaches).
+        type: str
+        required: true
+      port:
+        description: TCP port to listen on.
+        type: int
+        required: true
+      token:
+        description: The transfer's shared secret, at least 16 characters (the same on the sender).
+        type: str
+        required: true
+      timeout:
+        description: Seconds to wait for a sender and its whole stream.
+        type: int
+        default: 600
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
@@ -190,7 +219,7 @@ bundle_location:
   sample: {"tmpfs": true, "reason": "/dev/shm has 11980 MB free, 400 MB are needed"}
 timings:
   description:
-    - Seconds per phase (pull, create, wait, verify, layer, volumes, place, restore, health).
+    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, place, restore, health).
     - C(restore_criu) is CRIU's own part of C(restore), from its restore.log (O(image_delivery=direct) only).
   returned: when O(state) is not V(absent)
   type: dict
@@ -212,6 +241,15 @@ engine_copies_removed:
   returned: when O(state=started) and the container was started
   type: list
   elements: str
+received:
+  description:
+    - With O(receive), the receiver's account of the stream.
+    - C(seconds) is the time from the first to the last byte; C(waited_seconds) the time spent
+      listening before the sender sent its data.
+  returned: when O(receive) was used and the bundle arrived
+  type: dict
+  sample: {"bytes_received": 268697600, "bytes_raw": 268697600, "compression": "none", "files": 38,
+           "seconds": 0.41, "waited_seconds": 2.3, "peer": "127.0.1.1"}
 resumed_at:
   description: Epoch seconds (this host's clock) at which the engine reported the container started from its checkpoint.
   returned: when O(state=started) started the container
@@ -244,7 +282,9 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuEr
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._transfer import read_stamp
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    TransferError, probe_listen, read_stamp, receive,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
@@ -278,6 +318,16 @@ class Restorer:
         self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
         self.experimental = bool(info.get('ExperimentalBuild'))
         self.migration_id = check_name(self.p['migration_id'], 'migration_id')
+        opts = self.p['receive']
+        if opts:
+            if len(opts['token']) < 16:
+                raise MigrationError('receive.token must be at least 16 characters long.')
+            if not 0 < opts['port'] < 65536:
+                raise MigrationError('receive.port must be between 1 and 65535, got %s.' % opts['port'])
+            if opts['timeout'] <= 0:
+                raise MigrationError('receive.timeout must be positive.')
+            if self.p['wait_for_bundle']:
+                raise MigrationError('receive and wait_for_bundle exclude each other (the receiver does the waiting).')
         # Where a bundle of this migration can be: in memory (tmpfs) or below the engine's data root.
         self.candidates = [os.path.join(INCOMING_TMPFS, self.migration_id),
                            os.path.join(self.data_root, 'mtd-migrations', self.migration_id)]
@@ -437,6 +487,33 @@ class Restorer:
             self.fail('The restore of migration %s was called off (%s exists: the migration is being rolled back); '
                       'nothing was started.' % (self.migration_id, self.cancel_path))
 
+    def cancel_reason(self):
+        return ('%s exists: the migration is being rolled back' % self.cancel_path
+                if os.path.exists(self.cancel_path) else None)
+
+    def receive_bundle(self):
+        """Receive the bundle into self.bundle; True when check mode ends the run here."""
+        opts = self.p['receive']
+        if self.module.check_mode:
+            try:
+                probe_listen(opts['address'], opts['port'])
+            except TransferError as exc:
+                self.fail('%s.' % str(exc).capitalize())
+            self.result['changed'] = True
+            return True
+        t = time.time()
+        try:
+            stats = receive(self.bundle, opts['address'], opts['port'], opts['token'], timeout=opts['timeout'],
+                            cancelled=self.cancel_reason)
+        except TransferError as exc:
+            self.phase('wait', t)
+            self.check_cancelled()
+            self.fail('Receiving the checkpoint failed: %s.' % exc)
+        self.result['received'] = stats
+        self.timings['wait'] = stats.get('waited_seconds')
+        self.timings['receive'] = stats.get('seconds')
+        return False
+
     def run_started(self):
         if not self.module.check_mode:
             try:
@@ -447,7 +524,10 @@ class Restorer:
                 self.fail('Another restore of migration %s runs on this host (it holds %s).'
                           % (self.migration_id, self.lock_path))
         self.check_cancelled()
-        if self.p['wait_for_bundle'] > 0:
+        if self.p['receive']:
+            if self.receive_bundle():
+                return
+        elif self.p['wait_for_bundle'] > 0:
             t = time.time()
             deadline = t + self.p['wait_for_bundle']
             while not os.path.exists(os.path.join(self.bundle, 'manifest.json')) and time.time() < deadline:
@@ -733,6 +813,12 @@ def main():
         )),
         keep_bundle=dict(type='bool', default=False),
         wait_for_bundle=dict(type='int', default=0),
+        receive=dict(type='dict', options=dict(
+            address=dict(type='str', required=True),
+            port=dict(type='int', required=True),
+            token=dict(type='str', required=True, no_log=True),
+            timeout=dict(type='int', default=600),
+        )),
         image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
         verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
         expected_bytes=dict(type='int', default=0),

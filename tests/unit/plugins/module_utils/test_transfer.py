@@ -555,3 +555,64 @@ def test_a_late_file_that_fails_aborts_the_transfer(tmp_path):
     join(thread)
     assert str(err.value) == 'the bundle could not be completed: the disk is full'
     assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+
+
+# ---------------------------------------------------------------------------------------------------
+# A channel opened before there is anything to send; a receiver that can be called off
+
+def test_a_channel_opened_first_carries_the_bundle_later(tmp_path):
+    bundle = make_bundle(tmp_path)
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    channel = _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=10)
+    assert channel.connect_seconds >= 0
+    time.sleep(0.3)   # e.g. the freeze and the dump happen here
+    stats = _transfer.send(str(bundle), None, None, TOKEN, compression='none', channel=channel)
+    join(thread)
+    assert 'error' not in holder, holder.get('error')
+    assert snapshot(dest) == snapshot(bundle)
+    assert stats['receiver']['ok'] is True and stats['connect_seconds'] == channel.connect_seconds
+    assert holder['result']['waited_seconds'] >= 0.25
+
+
+def test_a_channel_with_the_wrong_token_is_refused_at_once(tmp_path):
+    port = free_port()
+    thread, holder = start_receiver(tmp_path / 'm-1', port)
+    with pytest.raises(TransferError) as info:
+        _transfer.connect('127.0.0.1', port, 'x' * 24, connect_timeout=5)
+    assert 'did not prove the transfer token' in str(info.value)
+    channel = _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=5)   # the receiver still waits
+    channel.close()
+    join(thread)
+
+
+def test_a_channel_to_nobody(tmp_path):
+    port = free_port()
+    with pytest.raises(TransferError) as info:
+        _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=0.5)
+    assert str(info.value).startswith('no receiver answered on 127.0.0.1:%d within 0.5 s (' % port)
+
+
+def test_a_waiting_receiver_is_called_off(tmp_path):
+    dest = tmp_path / 'm-1'
+    t0 = time.time()
+    with pytest.raises(TransferError) as info:
+        _transfer.receive(str(dest), '127.0.0.1', free_port(), TOKEN, timeout=30,
+                          cancelled=lambda: 'rolled back' if time.time() - t0 > 0.5 else None)
+    assert 0.45 <= time.time() - t0 < 2
+    assert str(info.value) == 'the wait for the checkpoint was called off: rolled back'
+    assert not os.path.exists(str(dest))
+
+
+def test_probe_listen(tmp_path):
+    _transfer.probe_listen('127.0.0.1', free_port())
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    try:
+        with pytest.raises(TransferError, match='cannot listen on 127.0.0.1:%d: ' % busy.getsockname()[1]):
+            _transfer.probe_listen('127.0.0.1', busy.getsockname()[1])
+    finally:
+        busy.close()

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import threading
 
 import pytest
 
@@ -355,11 +357,43 @@ def test_send_can_keep_the_bundle(scene, tmp_path):
     assert _migration.verify_manifest(scene['bundle'], _migration.read_manifest(scene['bundle'])) > 0
 
 
-def test_send_without_receiver_fails_and_leaves_the_container_frozen(scene):
+def test_send_without_receiver_fails_before_the_freeze(scene):
     port = free_port()
     result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'connect_timeout': 1})
-    assert result['msg'].startswith('Sending the checkpoint failed: no receiver answered on 127.0.0.1:%d within 1 s'
-                                    % port)
+    assert result['msg'].startswith('No checkpoint was made, the container was not frozen: no receiver answered on '
+                                    '127.0.0.1:%d within 1 s' % port)
+    # the channel is opened before the freeze: nothing happened to the container, nothing was written
+    assert scene['model'].status('it-web') == 'running'
+    assert not os.path.exists(scene['bundle'])
+
+
+def _receiver_that_drops_after_the_handshake(port):
+    """Accept one sender, let it authenticate, then close: a transfer channel cut after the freeze."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(('127.0.0.1', port))
+    server.listen(1)
+
+    def serve():
+        conn, dummy = server.accept()
+        nonce = os.urandom(_transfer.NONCE_SIZE)
+        conn.sendall(_transfer.MAGIC + nonce)
+        _transfer._recv_exact(conn, 32)
+        _transfer._send_json(conn, {'ok': True})
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_send_cut_after_the_freeze_fails_and_leaves_the_container_frozen(scene):
+    port = free_port()
+    thread = _receiver_that_drops_after_the_handshake(port)
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'connect_timeout': 5})
+    thread.join(10)
+    assert result['msg'].startswith('Sending the checkpoint failed: '), result['msg']
     # documented: the container stays frozen for the caller's rollback (container_state running)
     assert scene['model'].status('it-web') == 'paused'
 

@@ -509,3 +509,114 @@ def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
     assert result['changed'] is False and result['removed'] == []
     result = run(model, fail=True, state='absent', bundle=str(blocker / 'm-1'))
     assert result['msg'].startswith('Cannot use the bundle directory %s: ' % blocker)
+
+
+# ---------------------------------------------------------------------------------------------------
+# receive: the restore is the bundle's receiver (one asynchronous task on the target)
+
+TOKEN = 'r' * 24
+
+
+def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
+    """The source's side: connect (retrying until the restore listens) and stream the bundle."""
+    import threading
+    import time
+    holder = {}
+
+    def sender():
+        time.sleep(delay)
+        try:
+            holder['result'] = _transfer.send(source_bundle, '127.0.0.1', port, token, compression='none',
+                                              connect_timeout=10)
+        except _transfer.TransferError as exc:
+            holder['error'] = exc
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    return thread, holder
+
+
+def test_started_receives_the_bundle_then_restores(model, bundle, tmp_path):
+    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
+    port = free_port()
+    target = str(tmp_path / 'incoming' / 'm-1')
+    os.makedirs(os.path.dirname(target))
+    thread, holder = _send_later(bundle, port)
+    result = run(model, bundle=target, source_host='lab-1',
+                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 20})
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert holder['result']['receiver']['ok'] is True
+    assert result['changed'] is True and result['container']['state'] == 'running'
+    assert model.started_from_checkpoint == [('it-web', 'm-1')]
+    # it arrived through the checked stream: sizes only, no second hash pass
+    assert result['verified'].startswith('sizes')
+    assert result['received']['bytes_raw'] == holder['result']['bytes_raw']
+    assert result['received']['peer'] == '127.0.0.1'
+    assert result['timings']['wait'] >= 0.2 and result['timings']['receive'] >= 0
+    assert TOKEN not in repr(result)
+    assert not os.path.exists(target)
+
+
+def test_a_receiving_restore_is_called_off(model, tmp_path):
+    import threading
+    import time
+    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
+    target = str(tmp_path / 'incoming' / 'm-1')
+    os.makedirs(os.path.dirname(target))
+    timer = threading.Timer(0.3, lambda: open(target + '.cancel', 'w').close())
+    timer.start()
+    started = time.time()
+    result = run(model, fail=True, bundle=target, name='it-web',
+                 receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN})
+    timer.join()
+    assert 0.25 < time.time() - started < 3
+    assert result['msg'] == ('The restore of migration m-1 was called off (%s.cancel exists: the migration is being '
+                             'rolled back); nothing was started.' % target)
+    assert model.state_changes() == []
+
+
+def test_a_wrong_token_is_refused_and_nothing_starts(model, bundle, tmp_path):
+    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
+    port = free_port()
+    target = str(tmp_path / 'incoming' / 'm-1')
+    os.makedirs(os.path.dirname(target))
+    thread, holder = _send_later(bundle, port, token='w' * 24)
+    result = run(model, fail=True, bundle=target,
+                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 3})
+    thread.join(20)
+    assert 'did not prove the transfer token' in str(holder.get('error'))
+    assert result['msg'] == 'Receiving the checkpoint failed: no sender delivered a bundle within 3 s.'
+    assert not os.path.exists(target) and model.state_changes() == []
+
+
+def test_receive_in_check_mode_only_probes_the_port(model, tmp_path):
+    import socket
+    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
+    target = str(tmp_path / 'incoming' / 'm-1')
+    result = run(model, bundle=target, _ansible_check_mode=True,
+                 receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN})
+    assert result['changed'] is True and model.state_changes() == []
+    busy = socket.socket()
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        result = run(model, fail=True, bundle=target, _ansible_check_mode=True,
+                     receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN})
+    finally:
+        busy.close()
+    assert result['msg'].startswith('Cannot listen on 127.0.0.1:%d: ' % port)
+
+
+@pytest.mark.parametrize('receive_args, extra, message', [
+    ({'token': 'short'}, {}, 'receive.token must be at least 16 characters long.'),
+    ({'port': 70000}, {}, 'receive.port must be between 1 and 65535, got 70000.'),
+    ({'timeout': 0}, {}, 'receive.timeout must be positive.'),
+    ({}, {'wait_for_bundle': 5}, 'receive and wait_for_bundle exclude each other (the receiver does the waiting).'),
+])
+def test_receive_bad_input(model, tmp_path, receive_args, extra, message):
+    opts = dict({'address': '127.0.0.1', 'port': 4000, 'token': TOKEN}, **receive_args)
+    result = run(model, fail=True, bundle=str(tmp_path / 'm-1'), receive=opts, **extra)
+    assert result['msg'] == message
+    assert model.state_changes() == []
