@@ -7,18 +7,24 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
+import socket
+import threading
+import time
 
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
+from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 
 model = fakes.model
 runc_conf = fakes.runc_conf
 SOURCE_ID = 'ab' * 32
+TOKEN = 'r' * 24
 
 CAPTURED = {
     'name': 'it-web',
@@ -421,25 +427,24 @@ def test_absent_leaves_a_container_of_the_same_name_that_is_not_ours(model):
 # ---------------------------------------------------------------------------------------------------
 # A restore launched before the freeze, called off by a rollback
 
-def test_a_waiting_restore_is_called_off(model, tmp_path):
-    import threading
-    import time
+@pytest.mark.parametrize('waiting', ['wait_for_bundle', 'receive'])
+def test_a_waiting_restore_is_called_off(model, tmp_path, waiting):
     bundle = str(tmp_path / 'mtd-migrations' / 'm-1')
     os.makedirs(os.path.dirname(bundle))
+    how = ({'wait_for_bundle': 20} if waiting == 'wait_for_bundle'
+           else {'receive': {'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN}})
     timer = threading.Timer(0.3, lambda: open(bundle + '.cancel', 'w').close())
     timer.start()
     started = time.time()
-    result = run(model, fail=True, bundle=bundle, name='it-web', wait_for_bundle=20)
+    result = run(model, fail=True, bundle=bundle, name='it-web', **how)
     timer.join()
-    assert 0.25 < time.time() - started < 5
+    assert 0.25 < time.time() - started < 3
     assert result['msg'] == ('The restore of migration m-1 was called off (%s.cancel exists: the migration is being '
                              'rolled back); nothing was started.' % bundle)
     assert model.state_changes() == []
 
 
 def test_absent_waits_for_a_running_restore_then_clears(model, bundle):
-    import fcntl
-    import threading
     seen = {}
     holder = open(bundle + '.lock', 'a')
     fcntl.flock(holder.fileno(), fcntl.LOCK_EX)   # a restore of m-1 is running
@@ -461,7 +466,6 @@ def test_absent_waits_for_a_running_restore_then_clears(model, bundle):
 
 
 def test_a_second_restore_of_the_same_migration_waits_its_turn(model, bundle, monkeypatch):
-    import fcntl
     monkeypatch.setattr(restore, 'LOCK_WAIT', 0.3)
     with open(bundle + '.lock', 'a') as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
@@ -514,13 +518,10 @@ def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 # receive: the restore is the bundle's receiver (one asynchronous task on the target)
 
-TOKEN = 'r' * 24
 
 
 def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
     """The source's side: connect (retrying until the restore listens) and stream the bundle."""
-    import threading
-    import time
     holder = {}
 
     def sender():
@@ -537,7 +538,6 @@ def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
 
 
 def test_started_receives_the_bundle_then_restores(model, bundle, tmp_path):
-    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
     port = free_port()
     target = str(tmp_path / 'incoming' / 'm-1')
     os.makedirs(os.path.dirname(target))
@@ -558,26 +558,7 @@ def test_started_receives_the_bundle_then_restores(model, bundle, tmp_path):
     assert not os.path.exists(target)
 
 
-def test_a_receiving_restore_is_called_off(model, tmp_path):
-    import threading
-    import time
-    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
-    target = str(tmp_path / 'incoming' / 'm-1')
-    os.makedirs(os.path.dirname(target))
-    timer = threading.Timer(0.3, lambda: open(target + '.cancel', 'w').close())
-    timer.start()
-    started = time.time()
-    result = run(model, fail=True, bundle=target, name='it-web',
-                 receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN})
-    timer.join()
-    assert 0.25 < time.time() - started < 3
-    assert result['msg'] == ('The restore of migration m-1 was called off (%s.cancel exists: the migration is being '
-                             'rolled back); nothing was started.' % target)
-    assert model.state_changes() == []
-
-
 def test_a_wrong_token_is_refused_and_nothing_starts(model, bundle, tmp_path):
-    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
     port = free_port()
     target = str(tmp_path / 'incoming' / 'm-1')
     os.makedirs(os.path.dirname(target))
@@ -591,8 +572,6 @@ def test_a_wrong_token_is_refused_and_nothing_starts(model, bundle, tmp_path):
 
 
 def test_receive_in_check_mode_only_probes_the_port(model, tmp_path):
-    import socket
-    from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
     target = str(tmp_path / 'incoming' / 'm-1')
     result = run(model, bundle=target, _ansible_check_mode=True,
                  receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN})
