@@ -518,8 +518,6 @@ def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 # receive: the restore is the bundle's receiver (one asynchronous task on the target)
 
-
-
 def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
     """The source's side: connect (retrying until the restore listens) and stream the bundle."""
     holder = {}
