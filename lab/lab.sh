@@ -271,6 +271,24 @@ write_inventory() {
   mv "$inv.tmp" "$inv"
 }
 
+# CRIU's lazy-pages page server (post-copy) grows a pipe to 3354624 bytes; root on these machines lacks
+# CAP_SYS_RESOURCE, so fs.pipe-max-size (1 MiB by default) must allow it. The old value is put back on down.
+raise_pipe_max_size() {
+  local now
+  now=$(cat /proc/sys/fs/pipe-max-size)
+  if [ "$now" -lt 4194304 ]; then
+    [ -f "$STATE/pipe-max-size.orig" ] || echo "$now" >"$STATE/pipe-max-size.orig"
+    echo 4194304 >/proc/sys/fs/pipe-max-size
+  fi
+}
+
+restore_pipe_max_size() {
+  if [ -f "$STATE/pipe-max-size.orig" ]; then
+    cat "$STATE/pipe-max-size.orig" >/proc/sys/fs/pipe-max-size
+    rm -f "$STATE/pipe-max-size.orig"
+  fi
+}
+
 cmd_up() {
   [ "$(id -u)" = 0 ] || die "run as root"
   command -v dockerd >/dev/null || die "dockerd missing: run 'make setup'"
@@ -280,6 +298,7 @@ cmd_up() {
   cp "$STATE/ssh/id_ed25519.pub" "$STATE/ssh/authorized_keys"
   chmod 0600 "$STATE/ssh/authorized_keys"
   ensure_host_mountpoints
+  raise_pipe_max_size
   registry_up
   : >"$STATE/ssh/known_hosts.tmp"
   local name addr osfile cpus mem units first=""
@@ -302,6 +321,7 @@ cmd_down() {
       [ -d "$STATE/$name" ] && stop_host "$name"
     done < <(hosts)
     registry_down
+    restore_pipe_max_size
     if [ -f "$STATE/created-dirs" ]; then
       local d
       while read -r d; do rmdir "$d" 2>/dev/null || true; done <"$STATE/created-dirs"

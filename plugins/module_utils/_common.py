@@ -188,3 +188,25 @@ def acquire_lock(path, timeout, poll=0.05):
                 handle.close()
                 return None
             time.sleep(poll)
+
+
+def read_pid(path):
+    """The process id written in ``path``, or None."""
+    import os
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def group_alive(pgid):
+    """Whether any process of process group ``pgid`` is still there."""
+    import os
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

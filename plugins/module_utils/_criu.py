@@ -289,3 +289,108 @@ class RuncCriuOptions:
             self.written = False
             self._release()
         return False
+
+
+# -- post-copy (lazy pages) ------------------------------------------------------------------------
+#
+# The source's CRIU dumps everything but the memory that can be fetched later, then serves those pages
+# from the frozen tasks to the target's "criu lazy-pages" daemon, which hands them to the restored tasks
+# on demand (userfaultfd) and copies the rest in the background. The channel is mutual TLS with one
+# self-signed certificate per side, each side trusting exactly the other's certificate.
+
+LAZY_PIPE_BYTES = 3354624   # F_SETPIPE_SZ that CRIU's lazy page server asks for (page-pipe.c, 819 pages)
+PIPE_MAX_SIZE = '/proc/sys/fs/pipe-max-size'
+CAP_SYS_RESOURCE = 24
+
+
+def lazy_pages_blocker(pipe_max_path=PIPE_MAX_SIZE, status_path='/proc/self/status'):
+    """Why CRIU's lazy page server would fail on this host, or None.
+
+    Without CAP_SYS_RESOURCE, CRIU cannot grow its page pipe beyond fs.pipe-max-size; it ignores that
+    error and later fails the transfer with a short tee() (and a stale errno in its log).
+    """
+    status = _read(status_path) or ''
+    match = re.search(r'^CapEff:\s*([0-9a-fA-F]+)', status, re.MULTILINE)
+    if match and int(match.group(1), 16) & (1 << CAP_SYS_RESOURCE):
+        return None
+    try:
+        limit = int((_read(pipe_max_path) or '').strip())
+    except ValueError:
+        return 'fs.pipe-max-size cannot be read (%s)' % pipe_max_path
+    if limit < LAZY_PIPE_BYTES:
+        return ('fs.pipe-max-size is %d and this process lacks CAP_SYS_RESOURCE; CRIU\'s lazy page server needs '
+                'pipes of %d bytes (set fs.pipe-max-size to 4194304)' % (limit, LAZY_PIPE_BYTES))
+    return None
+
+
+def make_tls_identity(directory, name, run_command, openssl='openssl'):
+    """A fresh private key and self-signed certificate in ``directory`` (0700); returns (cert, key).
+
+    ``run_command(argv)`` returns (rc, stdout, stderr). The key never leaves this host; the peer gets the
+    certificate and pins it (it is the only CA the peer trusts for this migration).
+    """
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+    os.chmod(directory, 0o700)
+    key = os.path.join(directory, 'key.pem')
+    cert = os.path.join(directory, 'cert.pem')
+    rc, out, err = run_command([openssl, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                                '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=%s' % name])
+    if rc != 0 or not os.path.isfile(cert):
+        raise CriuError('openssl could not make the TLS certificate for %s: %s' % (name, output_tail(err or out, 3)))
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def lazy_tls_options(peer_cert, cert, key):
+    """CRIU options for mutual TLS where the only trusted peer is ``peer_cert`` (pinned, so the name in
+    it is not checked)."""
+    return {'tls': True, 'tls-no-cn-verify': True, 'tls-cacert': peer_cert, 'tls-cert': cert, 'tls-key': key}
+
+
+def option_args(options):
+    """Command-line form of CRIU options (name -> value, True for a flag)."""
+    args = []
+    for key in sorted(options):
+        value = options[key]
+        if value is True:
+            args.append('--' + key)
+        elif value not in (None, False):
+            args.extend(['--' + key, str(value)])
+    return args
+
+
+def spawn_until_ready(argv_for_fd, timeout, log_path, detach=False):
+    """Start a CRIU (or runc) command that reports readiness on a status fd; returns (proc, state).
+
+    ``argv_for_fd(fd)`` builds the command line given the fd number. state is 'ready' (a byte arrived),
+    'exited' (the process ended without being ready) or 'timeout' (it still runs; the caller decides).
+    With ``detach`` the process gets its own session and outlives the caller.
+    """
+    import select
+    import subprocess
+    import time
+    read_end, write_end = os.pipe()
+    try:
+        with open(log_path, 'ab') as log:
+            proc = subprocess.Popen(argv_for_fd(write_end), pass_fds=(write_end,), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
+                                    env=dict(os.environ, **CRIU_ENV))
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    os.close(write_end)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return proc, 'timeout'
+            readable, dummy, dummy2 = select.select([read_end], [], [], min(left, 0.5))
+            if readable:
+                return proc, ('ready' if os.read(read_end, 1) else 'exited')
+            if proc.poll() is not None:
+                return proc, 'exited'
+    finally:
+        os.close(read_end)

@@ -33,6 +33,8 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import output
 MANIFEST = 'manifest.json'
 CRIU_DIR = 'criu'
 ROOTFS_DIFF = 'rootfs-diff.tar'
+LAZY_CERT = 'lazy-source-cert.pem'   # the source's page-server certificate, in a post-copy bundle
+LAZY_DIR_SUFFIX = '.lazy'            # beside a source bundle: the lazy dump's log, PID and TLS files
 VOLUMES_DIR = 'volumes'
 BUNDLE_FORMAT = 1
 

@@ -131,7 +131,42 @@ options:
             its memory only costs RAM (in tmpfs) exactly when the target needs RAM for the restore.
         type: bool
         default: false
+  lazy_pages:
+    description:
+      - Post-copy. The dump leaves out the memory that can be fetched later; CRIU then serves those pages
+        from the frozen container to the target's C(criu lazy-pages) daemon (started by
+        M(mtd.containers.restore)), which gives them to the restored process on demand and copies the
+        rest in the background. The bundle that is sent holds only the other images (a few MB), so the
+        freeze no longer grows with the container's memory.
+      - Needs O(send). The page channel is mutual TLS; each side has a fresh self-signed certificate and
+        trusts only the other's (this module makes the source's and puts it into the bundle).
+      - The page server outlives this task (it runs until the target fetched every page). The container
+        stays frozen throughout and afterwards, so resuming it stays a valid rollback until it is
+        removed. O(state=absent) ends a page server that still waits (freezing the container's cgroup
+        first, so that it stays frozen) and removes its files.
+      - Fails before anything is frozen when this host cannot run CRIU's lazy page server (see notes).
+    type: dict
+    suboptions:
+      address:
+        description: Address of this host on which the page server listens (the target connects to it).
+        type: str
+        required: true
+      port:
+        description: TCP port of the page server.
+        type: int
+        required: true
+      peer_cert:
+        description: The target's certificate (PEM), RV(mtd.containers.restore#module:lazy_cert) of its O(state=prepared) run.
+        type: str
+        required: true
+      ready_timeout:
+        description: Seconds the dump may take until the page server is ready.
+        type: int
+        default: 60
 notes:
+  - O(lazy_pages) needs C(fs.pipe-max-size) of at least 3354624 bytes (or CAP_SYS_RESOURCE, which some
+    virtual machines and containers lack). CRIU's page server grows a pipe to that size, ignores the
+    failure, and would only fail when the target asks for pages.
   - Only containers with network mode V(none) or V(host) are supported (no bridge endpoints), and
     only the overlay2 storage driver. Privileged containers are refused.
   - The image must have a registry digest (C(RepoDigests)) so that the target can pull the exact
@@ -202,6 +237,13 @@ bundle_removed:
   returned: when O(send) is given and O(send.keep=false)
   type: bool
   sample: true
+lazy_pages:
+  description:
+    - With O(lazy_pages), the page server that still runs after this task (PID of the runc checkpoint that
+      leads its process group, address, port) and the directory with its log and TLS files.
+  returned: when O(lazy_pages) was used and the page server is ready
+  type: dict
+  sample: {"pid": 43121, "address": "127.0.1.1", "port": 47113, "dir": "/dev/shm/mtd-migrations/m-42.lazy"}
 frozen_at:
   description:
     - Epoch seconds (this host's clock) at which the engine had frozen the container; V(null) when it
@@ -236,6 +278,13 @@ method:
   returned: when O(state=present)
   type: str
   sample: runc
+page_server:
+  description:
+    - With O(state=absent), what became of a lazy dump's page server; V(finished) (it had ended),
+      V(stopped) (it still waited and was ended, the container kept frozen) or V(null) (there was none).
+  returned: when O(state=absent) found a lazy dump's directory
+  type: str
+  sample: finished
 criu_log:
   description: Tail of CRIU's dump.log when the dump failed.
   returned: on failure
@@ -243,6 +292,8 @@ criu_log:
 """
 
 import os
+import shutil
+import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -251,12 +302,18 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR, MANIFEST, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, capture_config, check_name,
+    CRIU_DIR, LAZY_CERT, LAZY_DIR_SUFFIX, MANIFEST, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, capture_config, check_name,
     find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
     restrict_tree, run, tail, tar_create, tmpfs_free_bytes, write_manifest,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._cgroup import memory_usage_of_pid
-from ansible_collections.mtd.containers.plugins.module_utils._criu import Criu, CriuError, RuncCriuOptions, find_criu
+from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
+    CgroupError, freeze_cgroup_of_pid, memory_usage_of_pid,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._common import group_alive, read_pid
+from ansible_collections.mtd.containers.plugins.module_utils._criu import (
+    Criu, CriuError, RuncCriuOptions, find_criu, lazy_pages_blocker, lazy_tls_options, make_tls_identity,
+    spawn_until_ready,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     TransferError, choose_compression, connect, send as send_bundle,
 )
@@ -320,6 +377,19 @@ class Checkpointer:
     def run_present(self):
         if self.p['send'] and len(self.p['send']['token']) < 16:
             self.fail('send.token must be at least 16 characters long.')
+        lazy = self.p['lazy_pages']
+        if lazy:
+            if not self.p['send']:
+                self.fail('lazy_pages needs send: the target must get the rest of the checkpoint in the same task.')
+            if self.p['leave_running']:
+                self.fail('lazy_pages and leave_running exclude each other (the pages are served from the frozen container).')
+            if not 0 < lazy['port'] < 65536:
+                self.fail('lazy_pages.port must be between 1 and 65535, got %s.' % lazy['port'])
+            if '-----BEGIN CERTIFICATE-----' not in lazy['peer_cert']:
+                self.fail('lazy_pages.peer_cert is not a PEM certificate.')
+            blocker = lazy_pages_blocker()
+            if blocker:
+                self.fail('This host cannot serve lazy pages: %s.' % blocker)
         info = self.client.info()
         data_root = info.get('DockerRootDir') or '/var/lib/docker'
         if not info.get('ExperimentalBuild'):
@@ -400,8 +470,10 @@ class Checkpointer:
         try:
             remove_tree(bundle)
             make_private_dir(bundle)
-        except OSError as exc:
+            lazy_dir = self.prepare_lazy(bundle, captured['name']) if lazy else None
+        except (OSError, CriuError) as exc:
             self.close_channel(channel)
+            remove_tree(bundle)
             self.fail('Cannot create the checkpoint directory %s: %s' % (bundle, exc))
         t = time.time()
         if not paused:
@@ -416,7 +488,10 @@ class Checkpointer:
 
         try:
             t = time.time()
-            self.dump(runc, runc_root, criu.path, cid, bundle)
+            if lazy:
+                self.dump_lazy(runc, runc_root, criu.path, cid, bundle, lazy_dir, inspect)
+            else:
+                self.dump(runc, runc_root, criu.path, cid, bundle)
             timings['dump'] = round(time.time() - t, 4)
             t = time.time()
             upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
@@ -433,6 +508,8 @@ class Checkpointer:
             timings['volumes'] = round(time.time() - t, 4)
             restrict_tree(bundle)
             extra = {'method': 'runc', 'checkpoint': name, 'precopy': self.result['precopy']}
+            if lazy:
+                extra['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'source_cert': LAZY_CERT}
             if self.p['send']:
                 # hashed while the other files stream; sent last (see transfer())
                 manifest_job = ManifestJob(bundle, captured, extra)
@@ -441,11 +518,15 @@ class Checkpointer:
                 manifest = write_manifest(bundle, captured, extra=extra)
                 timings['manifest'] = round(time.time() - t, 4)
         except (MigrationError, OSError) as exc:
-            # Leave the container as it was found: resume it if this module froze it.
+            # Leave the container as it was found: resume it if this module froze it (a page server
+            # that may hold its tasks is ended first, the container kept frozen meanwhile).
             self.close_channel(channel)
+            log = read_tail(os.path.join(lazy_dir or bundle, 'work', 'dump.log'))
+            if lazy_dir:
+                self.end_page_server(lazy_dir, inspect)
+                remove_tree(lazy_dir)
             if not paused:
                 self.resume(cid)
-            log = read_tail(os.path.join(bundle, 'work', 'dump.log'))
             remove_tree(bundle)
             details = getattr(exc, 'details', {})
             self.fail(str(exc), criu_log=log or details.get('criu_log', ''))
@@ -545,6 +626,85 @@ class Checkpointer:
             os.rename(log, os.path.join(bundle, 'dump.log'))
         remove_tree(work)
 
+    # -- post-copy ---------------------------------------------------------------------------------
+
+    def prepare_lazy(self, bundle, name):
+        """The source's TLS identity and the target's pinned certificate, beside the bundle (which is
+        deleted after the send, while the page server still runs)."""
+        lazy_dir = bundle + LAZY_DIR_SUFFIX
+        remove_tree(lazy_dir)
+        make_private_dir(lazy_dir)
+        make_tls_identity(os.path.join(lazy_dir, 'tls'), 'mtd-source-' + name,
+                          self.module.run_command)
+        peer = os.path.join(lazy_dir, 'tls', 'peer.pem')
+        with open(peer, 'w') as handle:
+            handle.write(self.p['lazy_pages']['peer_cert'])
+        make_private_dir(os.path.join(lazy_dir, 'work'))
+        return lazy_dir
+
+    def dump_lazy(self, runc, runc_root, criu_path, cid, bundle, lazy_dir, inspect):
+        """runc checkpoint --lazy-pages: returns once the page server is ready; it keeps running."""
+        opts = self.p['lazy_pages']
+        images = os.path.join(bundle, CRIU_DIR)
+        work = os.path.join(lazy_dir, 'work')
+        make_private_dir(images)
+        tls = os.path.join(lazy_dir, 'tls')
+        # runc keeps only the port of --page-server in lazy mode; "address" in runc.conf binds the page
+        # server to the given address instead of every interface.
+        options = dict(lazy_tls_options(os.path.join(tls, 'peer.pem'), os.path.join(tls, 'cert.pem'),
+                                        os.path.join(tls, 'key.pem')), address=opts['address'])
+
+        def argv(fd):
+            return [runc, '--root', runc_root, '--criu', criu_path, 'checkpoint', '--image-path', images,
+                    '--work-path', work, '--leave-running', '--lazy-pages',
+                    '--page-server', '%s:%d' % (opts['address'], opts['port']), '--status-fd', str(fd), cid]
+        try:
+            with RuncCriuOptions(options, owner='mtd.containers.checkpoint (pid %d)' % os.getpid(),
+                                 timeout=self.p['timeout']):
+                proc, state = spawn_until_ready(argv, opts['ready_timeout'], os.path.join(lazy_dir, 'runc.log'),
+                                                detach=True)
+                with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
+                    handle.write('%d\n' % proc.pid)
+        except (CriuError, OSError) as exc:
+            raise MigrationError('CRIU could not start the lazy dump: %s' % exc)
+        if state != 'ready':
+            rc = proc.poll()
+            raise MigrationError('CRIU\'s lazy dump did not get ready (%s%s): %s' % (
+                'runc exited with rc %s' % rc if state == 'exited' else 'no answer within %s s' % opts['ready_timeout'],
+                '' if rc is None else '', tail(read_tail(os.path.join(lazy_dir, 'runc.log')), 5)),
+                criu_log=read_tail(os.path.join(work, 'dump.log')))
+        shutil.copy2(os.path.join(tls, 'cert.pem'), os.path.join(bundle, LAZY_CERT))
+        self.result['lazy_pages'] = {'pid': proc.pid, 'address': opts['address'], 'port': opts['port'],
+                                     'dir': lazy_dir}
+
+    def end_page_server(self, lazy_dir, inspect):
+        """End a lazy dump that still runs. Returns 'finished' (it had ended), 'stopped' or None (none).
+
+        CRIU holds the container's tasks with ptrace and has thawed the freezer, so killing it would let
+        the container run while the engine still calls it paused. The freezer cgroup is frozen again
+        first; the tasks then stay frozen when CRIU lets go of them.
+        """
+        pid = read_pid(os.path.join(lazy_dir, 'runc.pid'))
+        if pid is None:
+            return None
+        if not group_alive(pid):
+            return 'finished'
+        task = (inspect.get('State') or {}).get('Pid')
+        if task:
+            try:
+                freeze_cgroup_of_pid(task)
+            except CgroupError as exc:
+                self.module.warn('Could not re-freeze container %s before ending its page server: %s'
+                                 % (inspect.get('Id', '?')[:12], exc))
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        deadline = time.time() + 10
+        while group_alive(pid) and time.time() < deadline:
+            time.sleep(0.05)
+        return 'stopped'
+
     def resume(self, cid):
         try:
             self.client.post('/containers/%s/unpause' % cid)
@@ -586,10 +746,21 @@ class Checkpointer:
         check_name(name, 'Checkpoint name')
         bundle = os.path.join(self.p['dest'] or default_dest(data_root), name)
         self.result['bundle'] = bundle
+        lazy_dir = bundle + LAZY_DIR_SUFFIX
+        for path in (bundle, lazy_dir):
+            if os.path.lexists(path):
+                self.result['changed'] = True
+        if self.module.check_mode:
+            return
+        if os.path.isdir(lazy_dir):
+            try:
+                inspect = self.client.inspect_container(self.p['container'])
+            except DockerError:
+                inspect = {}
+            self.result['page_server'] = self.end_page_server(lazy_dir, inspect)
+            remove_tree(lazy_dir)
         if os.path.lexists(bundle):
-            self.result['changed'] = True
-            if not self.module.check_mode:
-                remove_tree(bundle)
+            remove_tree(bundle)
 
 
 def main():
@@ -610,6 +781,12 @@ def main():
             compression=dict(type='str', default='auto', choices=['auto', 'zstd', 'gzip', 'none']),
             connect_timeout=dict(type='int', default=60),
             keep=dict(type='bool', default=False),
+        )),
+        lazy_pages=dict(type='dict', options=dict(
+            address=dict(type='str', required=True),
+            port=dict(type='int', required=True),
+            peer_cert=dict(type='str', required=True),
+            ready_timeout=dict(type='int', default=60),
         )),
     )
     argument_spec['timeout'] = dict(type='int', default=300)

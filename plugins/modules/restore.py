@@ -141,6 +141,26 @@ options:
       - Not used with O(receive).
     type: int
     default: 0
+  lazy_pages:
+    description:
+      - Post-copy (see M(mtd.containers.checkpoint) O(mtd.containers.checkpoint#module:lazy_pages)).
+      - With O(state=prepared), V(true) makes this host's TLS identity for the page channel (a fresh key
+        that never leaves this host) and returns its certificate as RV(lazy_cert), which the source pins.
+      - With O(state=started) it is not needed; a bundle made with lazy pages is recognised by its
+        manifest. Before the start, a C(criu lazy-pages) daemon connects to the source's page server (mutual TLS,
+        pinned certificates); the container resumes at once and gets the rest of its memory on demand
+        and in the background. The run ends when every page has arrived (C(lazy_fetch) in
+        RV(timings)); if the daemon fails, the restored container cannot continue and the module fails,
+        so that the caller resumes the source, which stays frozen until it is removed. What the
+        restored container wrote in that time is lost.
+      - Needs O(image_delivery) V(direct) or V(auto) (CRIU's options reach the engine's runc through
+        C(/etc/criu/runc.conf)).
+    type: bool
+    default: false
+  lazy_timeout:
+    description: Seconds the restored container may take to get all of its memory from the source (post-copy).
+    type: int
+    default: 300
   receive:
     description:
       - With O(state=started), receive the bundle here first, from M(mtd.containers.checkpoint) with
@@ -219,7 +239,8 @@ bundle_location:
   sample: {"tmpfs": true, "reason": "/dev/shm has 11980 MB free, 400 MB are needed"}
 timings:
   description:
-    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, place, restore, health).
+    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, place, lazy_daemon, restore,
+      lazy_fetch, health).
     - C(restore_criu) is CRIU's own part of C(restore), from its restore.log (O(image_delivery=direct) only).
   returned: when O(state) is not V(absent)
   type: dict
@@ -241,6 +262,15 @@ engine_copies_removed:
   returned: when O(state=started) and the container was started
   type: list
   elements: str
+lazy_cert:
+  description: This host's certificate for the post-copy page channel (PEM), for the source to pin.
+  returned: when O(state=prepared) and O(lazy_pages=true), not in check mode
+  type: str
+lazy_pages:
+  description: With a post-copy bundle, the page server it fetched from and how it went.
+  returned: when O(state=started) restored a bundle made with lazy pages
+  type: dict
+  sample: {"address": "127.0.1.1", "port": 47113, "rc": 0}
 received:
   description:
     - With O(receive), the receiver's account of the stream.
@@ -272,13 +302,17 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import time
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
-from ansible_collections.mtd.containers.plugins.module_utils._criu import CriuError, RuncCriuOptions, log_seconds
+from ansible_collections.mtd.containers.plugins.module_utils._criu import (
+    CriuError, RuncCriuOptions, find_criu, lazy_tls_options, log_seconds, make_tls_identity, option_args,
+    spawn_until_ready,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError, client_from_module, docker_argument_spec,
 )
@@ -286,7 +320,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     TransferError, probe_listen, read_stamp, receive,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR, LABEL_ID, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
+    CRIU_DIR, LABEL_ID, LAZY_CERT, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
     create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
     sha256_file, tar_extract, tmpfs_free_bytes, verify_manifest,
 )
@@ -295,6 +329,7 @@ DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, 
 CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU images (image_delivery=direct)
 CRIU_WORK_DIR = 'criu-work'           # CRIU's work directory and restore.log (image_delivery=direct)
 INCOMING_TMPFS = '/dev/shm/mtd-incoming'   # bundles received in memory
+TLS_DIR_SUFFIX = '.tls'                    # beside the bundle: this host's key for the post-copy page channel
 TMPFS_MARGIN = 1.25                   # room asked for in /dev/shm: expected_bytes x this + TMPFS_RESERVE
 TMPFS_RESERVE = 64 * 1024 * 1024
 LOCK_WAIT = 10                        # s a restore waits for another restore of the same migration
@@ -339,6 +374,7 @@ class Restorer:
             self.bundle = next((c for c in self.candidates if os.path.lexists(c)), self.candidates[-1])
         self.result['bundle'] = self.bundle
         self._lock = None
+        self._criu = None
 
     def choose_bundle_dir(self):
         """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
@@ -470,7 +506,23 @@ class Restorer:
         self.result['changed'] = changed
         if inspect:
             self.result['container'] = self.describe(inspect)
+        if self.p['lazy_pages'] and not self.module.check_mode:
+            self.result['lazy_cert'] = self.lazy_identity()
+            self.result['changed'] = True
         self.result['timings'] = self.timings
+
+    def lazy_identity(self):
+        """This host's key and certificate for the page channel, made once per migration."""
+        tls = self.bundle + TLS_DIR_SUFFIX
+        cert = os.path.join(tls, 'cert.pem')
+        try:
+            if not (os.path.isfile(cert) and os.path.isfile(os.path.join(tls, 'key.pem'))):
+                remove_tree(tls)
+                make_tls_identity(tls, 'mtd-target-' + self.migration_id, self.module.run_command)
+            with open(cert) as handle:
+                return handle.read()
+        except (CriuError, OSError) as exc:
+            self.fail('Cannot make the TLS identity for the page channel in %s: %s' % (tls, exc))
 
     # -- one restore per migration at a time, and a way to call a waiting one off ----------------
 
@@ -566,6 +618,9 @@ class Restorer:
             delivery = self.choose_delivery()
         except MigrationError as exc:
             self.fail(str(exc))
+        lazy = manifest.get('lazy_pages')
+        if lazy:
+            self.check_lazy(delivery)
         inspect, dummy = self.ensure_standby(captured)
         self.result['changed'] = True
         if self.module.check_mode:
@@ -603,6 +658,12 @@ class Restorer:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
 
         self.check_cancelled()
+        daemon = None
+        if lazy:
+            t = time.time()
+            daemon = self.start_lazy_daemon(lazy, images, runc_options['work-dir'])
+            runc_options['lazy-pages'] = True
+            self.phase('lazy_daemon', t)
         t = time.time()
         marker_path = os.path.join(target, marker_file)
         marker = (marker_file, sha256_file(marker_path)) if os.path.isfile(marker_path) else None
@@ -612,6 +673,8 @@ class Restorer:
                                  % (self.migration_id, os.getpid())):
                 self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
         except (DockerError, CriuError, OSError) as exc:
+            if daemon is not None:
+                stop_process(daemon)
             self.phase('restore', t)
             log = ''
             patterns = [os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log')] + [
@@ -628,15 +691,75 @@ class Restorer:
             if criu_seconds is not None:
                 self.timings['restore_criu'] = criu_seconds
         self.remove_engine_copies(before, marker)
+        if daemon is not None:
+            t = time.time()
+            self.finish_lazy(daemon, lazy, runc_options['work-dir'])
+            self.phase('lazy_fetch', t)
         t = time.time()
         self.wait_healthy(cid, name)
         self.phase('health', t)
         if not self.p['keep_bundle']:
             remove_tree(checkpoint_dir(self.data_root, cid, cp_name))
             remove_tree(self.bundle)
+        remove_tree(self.bundle + TLS_DIR_SUFFIX)
         unlink_quietly(self.lock_path)
         self.result['container'] = self.describe(self.client.inspect_container(cid))
         self.result['timings'] = self.timings
+
+    # -- post-copy ---------------------------------------------------------------------------------
+
+    def check_lazy(self, delivery):
+        """Before anything changes: what a post-copy start needs is there."""
+        if delivery['used'] != 'direct':
+            self.fail('A post-copy checkpoint needs image_delivery direct (CRIU gets its options through %s), '
+                      'but %s.' % (RuncCriuOptions().path, delivery['reason']))
+        tls = self.bundle + TLS_DIR_SUFFIX
+        for path in (os.path.join(self.bundle, LAZY_CERT), os.path.join(tls, 'cert.pem'), os.path.join(tls, 'key.pem')):
+            if not os.path.isfile(path):
+                self.fail('The post-copy restore needs %s (run state=prepared with lazy_pages=true first, and '
+                          'checkpoint with lazy_pages).' % path)
+        try:
+            self._criu = find_criu(self.module, None)
+        except CriuError as exc:
+            self.fail('CRIU was not found on this host: %s' % exc)
+        if not self._criu:
+            self.fail('CRIU was not found on this host; the post-copy restore needs its lazy-pages daemon.')
+
+    def start_lazy_daemon(self, lazy, images, work):
+        """criu lazy-pages, connected to the source's page server once the restore hands it the
+        userfaultfds; returns the running process."""
+        tls = self.bundle + TLS_DIR_SUFFIX
+        source_cert = os.path.join(self.bundle, LAZY_CERT)
+        criu = self._criu
+        options = lazy_tls_options(source_cert, os.path.join(tls, 'cert.pem'), os.path.join(tls, 'key.pem'))
+
+        def argv(fd):
+            return ([criu, 'lazy-pages', '--page-server', '--address', str(lazy['address']), '--port', str(lazy['port']),
+                     '-D', images, '-W', work, '-o', 'lazy-pages.log', '-v4', '--status-fd', str(fd)]
+                    + option_args(options))
+        try:
+            proc, state = spawn_until_ready(argv, 30, os.path.join(work, 'lazy-pages.out'))
+        except OSError as exc:
+            self.fail('Cannot start CRIU\'s lazy-pages daemon: %s' % exc)
+        if state != 'ready':
+            stop_process(proc)
+            self.fail('CRIU\'s lazy-pages daemon did not get ready (%s).' % state,
+                      criu_log=read_tail(os.path.join(work, 'lazy-pages.log')))
+        return proc
+
+    def finish_lazy(self, daemon, lazy, work):
+        """Wait until the daemon has copied every page; a failure means the restored copy is broken."""
+        try:
+            rc = daemon.wait(self.p['lazy_timeout'])
+        except subprocess.TimeoutExpired:
+            stop_process(daemon)
+            rc = None
+        self.result['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'rc': rc}
+        if rc != 0:
+            self.fail('The restored container did not get all of its memory from the source (criu lazy-pages %s); '
+                      'it cannot run on, so the migration must be rolled back (the source is still frozen).'
+                      % ('rc %s' % rc if rc is not None else 'still copying after %s s' % self.p['lazy_timeout']),
+                      criu_log=read_tail(os.path.join(work, 'lazy-pages.log')))
 
     def choose_delivery(self):
         """direct or engine (see the image_delivery option), with the reason."""
@@ -772,13 +895,19 @@ class Restorer:
             if not self.module.check_mode:
                 self.client.delete('/volumes/%s' % quote(vol['Name'], safe=''))
         for bundle in bundles:
-            for path in (bundle, bundle + '.part'):
+            for path in (bundle, bundle + '.part', bundle + TLS_DIR_SUFFIX):
                 if os.path.lexists(path):
                     removed.append('bundle:' + path)
                     if not self.module.check_mode:
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def stop_process(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 def unlink_quietly(path):
@@ -813,6 +942,8 @@ def main():
         )),
         keep_bundle=dict(type='bool', default=False),
         wait_for_bundle=dict(type='int', default=0),
+        lazy_pages=dict(type='bool', default=False),
+        lazy_timeout=dict(type='int', default=300),
         receive=dict(type='dict', options=dict(
             address=dict(type='str', required=True),
             port=dict(type='int', required=True),

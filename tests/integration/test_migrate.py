@@ -290,3 +290,169 @@ def test_bad_input_changes_nothing(workload, tmp_path):
         assert 'Traceback' not in out
     assert status('lab-1', name) == 'running'
     assert all(status(h, name) == 'absent' for h in ('lab-2', 'lab-3', 'lab-4'))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Post-copy (migrate_memory=lazy): a workload that holds memory and can prove it is intact
+
+PY_IMAGE = '127.0.0.1:5000/mtd/debian-python:bookworm'
+MEMORY_WORKLOAD = r'''
+import hashlib, os, signal, sys, time
+os.makedirs("/state", exist_ok=True)
+buf = bytearray(os.urandom(int(sys.argv[1]) << 20))
+def sha(*args):
+    with open("/state/sha.log", "a") as f:
+        f.write(hashlib.sha256(buf).hexdigest() + "\n")
+signal.signal(signal.SIGUSR1, sha)
+sha()
+i = 0
+while True:
+    i += 1
+    print(i, flush=True)
+    for path in ("/state/counter.log", "/vol/counter.log"):
+        with open(path, "a") as f:
+            f.write("%d\n" % i)
+    time.sleep(0.1)
+'''
+LAZY = ['-e', 'migrate_memory=lazy']
+
+
+def lazy_processes(rec):
+    """Page servers and lazy-pages daemons of this migration still running on the machine."""
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                cmdline = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+        except OSError:
+            continue
+        if rec['id'] in cmdline and ('lazy-pages' in cmdline or 'checkpoint' in cmdline or 'criu' in cmdline):
+            found.append(cmdline.strip())
+    return found
+
+
+def lazy_leftovers(rec):
+    return glob.glob('/dev/shm/mtd-*/%s.*' % rec['id']) + glob.glob(
+        '%s/lab-*/var-lib-docker/mtd-migrations/%s.*' % (STATE, rec['id']))
+
+
+def memory_sha(host, name):
+    """Ask the workload to hash its buffer again; the first and the last line of its log."""
+    docker(host, 'kill', '-s', 'USR1', name)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        lines = docker(host, 'exec', name, 'cat', '/state/sha.log').stdout.split()
+        if len(lines) >= 2:
+            return lines[0], lines[-1]
+        time.sleep(0.2)
+    raise AssertionError('the workload did not hash its memory again on %s' % host)
+
+
+@pytest.fixture
+def memory_workload(tmp_path):
+    require_lab()
+    name = 'it-lz-%06d' % random.randrange(10 ** 6)
+    docker('lab-1', 'run', '-d', '--name', name, '--network', 'none', '--memory', '512m', '--label', 'mtd.units=5',
+           '-v', '%s-vol:/vol' % name, PY_IMAGE, 'python3', '-c', MEMORY_WORKLOAD, '128')
+    deadline = time.time() + 60
+    while time.time() < deadline and len(docker('lab-1', 'logs', name).stdout.split()) < 5:
+        time.sleep(0.2)
+    yield name, str(tmp_path / 'record.json')
+    remove_everywhere(name)
+
+
+def test_lazy_migration_keeps_memory_and_files(memory_workload):
+    name, report = memory_workload
+    migrate(name, 'lab-1', target='lab-2', report=report, extra=LAZY)
+    rec = record(report)
+    assert rec['state'] == 'Succeeded', rec
+    assert rec['phases']['memory'] == 'lazy'
+    restore = rec['phases']['restore']
+    assert restore['lazy_fetch'] > 0 and restore['lazy_daemon'] > 0
+    # only the images that cannot be fetched later travelled in the bundle (128 MB of memory stayed behind)
+    assert rec['phases']['transfer']['bytes_raw'] < 32 * 1024 * 1024, rec['phases']['transfer']
+    assert status('lab-2', name) == 'running' and status('lab-1', name) == 'absent'
+    first, last = memory_sha('lab-2', name)
+    assert first == last, 'the 128 MB buffer changed in the move'
+    assert_consecutive(counter_lines('lab-2', name, '/state/counter.log'), 'the writable-layer file')
+    assert_consecutive(counter_lines('lab-2', name, '/vol/counter.log'), 'the volume file')
+    logs = [int(x) for x in docker('lab-2', 'logs', name).stdout.split()]
+    assert logs and logs[0] > 1 and logs == list(range(logs[0], logs[0] + len(logs))), logs[:5]
+    assert not leftover_checkpoints(rec) and not lazy_leftovers(rec)
+    assert not lazy_processes(rec)
+    assert not glob.glob('%s/lab-*/etc-criu/runc.conf' % STATE)
+
+
+def test_lazy_page_server_is_ended_when_the_target_never_fetches(memory_workload):
+    """The bundle is corrupted in transit: the target never starts its lazy-pages daemon, so the source's
+    page server waits for ever. The rollback ends it without letting the container run behind the
+    engine's back, then resumes it."""
+    name, report = memory_workload
+    proxy, extra = wait_for_port_and_start_proxy('corrupt', 3000)
+    try:
+        proc = migrate(name, 'lab-1', target='lab-3', report=report, extra=extra + LAZY, check=False)
+    finally:
+        proxy.kill()
+        proxy.wait()
+    assert proc.returncode != 0 and 'runs on lab-1' in proc.stdout
+    rec = record(report)
+    assert rec['state'] == 'Failed' and 'integrity' in rec['error'], rec
+    assert status('lab-1', name) == 'running' and status('lab-3', name) == 'absent'
+    first = counter_lines('lab-1', name, '/state/counter.log')
+    time.sleep(0.6)
+    later = counter_lines('lab-1', name, '/state/counter.log')
+    assert_consecutive(later, 'the source file after rollback')
+    assert len(later) > len(first)
+    assert memory_sha('lab-1', name)[0] == memory_sha('lab-1', name)[1]
+    assert not lazy_processes(rec) and not lazy_leftovers(rec) and not leftover_checkpoints(rec)
+
+
+def test_lazy_daemon_killed_mid_transfer_rolls_back_to_the_frozen_source(memory_workload):
+    """The target's lazy-pages daemon dies while the restored copy already runs: that copy cannot go on
+    (its missing pages will never come). The source stayed frozen with all of its memory and takes over."""
+    name, report = memory_workload
+    run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
+                            '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-3',
+                            '-e', 'mtd_report=%s' % report] + LAZY,
+                           cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg')))
+    killed = None
+    try:
+        deadline = time.time() + 180
+        mid = None
+        while mid is None and time.time() < deadline and run.poll() is None:
+            try:
+                mid = record(report)['id'].encode()
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        while killed is None and time.time() < deadline and run.poll() is None:
+            for pid in os.listdir('/proc'):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                        argv = handle.read().split(b'\0')
+                except OSError:
+                    continue
+                if b'lazy-pages' in argv and any(mid in a for a in argv) and status('lab-3', name) == 'running':
+                    os.kill(int(pid), signal.SIGKILL)   # the restored copy runs, its pages are still coming
+                    killed = pid
+                    break
+            time.sleep(0.01)
+        out, dummy = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    if killed is None:
+        pytest.fail('the lazy-pages daemon finished before it could be killed:\n' + out[-2000:])
+    assert run.returncode != 0, out[-3000:]
+    rec = record(report)
+    assert rec['state'] == 'Failed' and 'did not get all of its memory' in rec['error'], rec
+    assert status('lab-1', name) == 'running' and status('lab-3', name) == 'absent'
+    first, last = memory_sha('lab-1', name)
+    assert first == last, 'the source lost memory'
+    time.sleep(0.5)
+    assert_consecutive(counter_lines('lab-1', name, '/state/counter.log'), 'the source file after rollback')
+    assert not lazy_processes(rec) and not lazy_leftovers(rec) and not leftover_checkpoints(rec)

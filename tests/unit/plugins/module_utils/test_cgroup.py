@@ -511,3 +511,37 @@ def test_memory_usage_of_pid(tmp_path, version):
     assert cg.memory_usage_of_pid(43, layout, proc=str(proc)) is None   # no such process
     target.write_text('garbage\n')
     assert cg.memory_usage_of_pid(42, layout, proc=str(proc)) is None
+
+
+@pytest.mark.parametrize('version', [1, 2])
+def test_freeze_cgroup_of_pid(tmp_path, version):
+    proc = tmp_path / 'proc'
+    (proc / '42').mkdir(parents=True)
+    mountinfo = tmp_path / 'mountinfo'
+    if version == 1:
+        mountinfo.write_text('37 31 0:34 / %s/freezer rw,relatime - cgroup cgroup rw,freezer\n'
+                             '38 31 0:35 / %s/memory rw,relatime - cgroup cgroup rw,memory\n' % (tmp_path, tmp_path))
+        (proc / '42' / 'cgroup').write_text('9:freezer:/docker/abc\n5:memory:/docker/abc\n')
+        target = tmp_path / 'freezer' / 'docker' / 'abc' / 'freezer.state'
+        expected = 'FROZEN'
+    else:
+        mountinfo.write_text('30 25 0:26 / %s/unified rw,nosuid - cgroup2 cgroup2 rw\n' % tmp_path)
+        (proc / '42' / 'cgroup').write_text('0::/system.slice/docker-abc.scope\n')
+        target = tmp_path / 'unified' / 'system.slice' / 'docker-abc.scope' / 'cgroup.freeze'
+        expected = '1'
+    target.parent.mkdir(parents=True)
+    target.write_text('THAWED\n' if version == 1 else '0\n')
+    assert cg.freeze_cgroup_of_pid(42, proc=str(proc), mountinfo_path=str(mountinfo)) == str(target)
+    assert target.read_text() == expected
+    with pytest.raises(cg.CgroupError, match='Cannot find the cgroup of process 43'):
+        cg.freeze_cgroup_of_pid(43, proc=str(proc), mountinfo_path=str(mountinfo))
+
+
+def test_freeze_cgroup_of_pid_without_a_freezer(tmp_path):
+    proc = tmp_path / 'proc'
+    (proc / '42').mkdir(parents=True)
+    (proc / '42' / 'cgroup').write_text('5:memory:/docker/abc\n')
+    mountinfo = tmp_path / 'mountinfo'
+    mountinfo.write_text('38 31 0:35 / %s/memory rw,relatime - cgroup cgroup rw,memory\n' % tmp_path)
+    with pytest.raises(cg.CgroupError, match='Process 42 has no freezer cgroup on this host'):
+        cg.freeze_cgroup_of_pid(42, proc=str(proc), mountinfo_path=str(mountinfo))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 
 import pytest
 
@@ -21,11 +22,17 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     CriuResult,
     RuncCriuOptions,
+    LAZY_PIPE_BYTES,
     find_criu,
+    lazy_pages_blocker,
+    lazy_tls_options,
     log_seconds,
+    make_tls_identity,
+    option_args,
     output_tail,
     render_runc_conf,
     runc_conf_is_ours,
+    spawn_until_ready,
 )
 
 # argv after the binary -> (rc, stdout, stderr), as captured from /usr/local/sbin/criu 4.1.1.
@@ -327,3 +334,69 @@ def test_criu_log_seconds(tmp_path):
                    'not a timed line\n(02.875309) pie: 1: `- returned 1076600832\n')
     assert log_seconds(str(log)) == 2.875309
     assert log_seconds(str(tmp_path / 'missing.log')) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# post-copy helpers
+
+CAP_ALL_BUT_SYS_RESOURCE = '000001fffeffffff'   # this lab's root: bit 24 clear
+
+
+@pytest.mark.parametrize('cap, pipe_max, blocked', [
+    (CAP_ALL_BUT_SYS_RESOURCE, '1048576', 'fs.pipe-max-size is 1048576'),
+    (CAP_ALL_BUT_SYS_RESOURCE, str(LAZY_PIPE_BYTES - 1), 'fs.pipe-max-size is 3354623'),
+    (CAP_ALL_BUT_SYS_RESOURCE, str(LAZY_PIPE_BYTES), None),
+    (CAP_ALL_BUT_SYS_RESOURCE, '4194304', None),
+    ('000001ffffffffff', '1048576', None),          # with CAP_SYS_RESOURCE the limit does not apply
+    (CAP_ALL_BUT_SYS_RESOURCE, 'garbage', 'cannot be read'),
+])
+def test_lazy_pages_blocker(tmp_path, cap, pipe_max, blocked):
+    status = tmp_path / 'status'
+    status.write_text('Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t%s\n' % cap)
+    limit = tmp_path / 'pipe-max-size'
+    limit.write_text(pipe_max + '\n')
+    reason = lazy_pages_blocker(str(limit), str(status))
+    if blocked is None:
+        assert reason is None
+    else:
+        assert blocked in reason
+
+
+def test_option_args_and_tls_options():
+    options = lazy_tls_options('/x/peer.pem', '/x/cert.pem', '/x/key.pem')
+    assert option_args(dict(options, address='127.0.1.1', skip=False)) == [
+        '--address', '127.0.1.1', '--tls', '--tls-cacert', '/x/peer.pem', '--tls-cert', '/x/cert.pem',
+        '--tls-key', '/x/key.pem', '--tls-no-cn-verify']
+    # the same options are valid runc.conf lines
+    assert 'tls-cacert /x/peer.pem' in render_runc_conf(options, 'test').splitlines()
+
+
+def test_make_tls_identity_with_openssl(tmp_path, ansible_module):
+    cert, key = make_tls_identity(str(tmp_path / 'tls'), 'mtd-target-m-1', ansible_module.run_command)
+    assert open(cert).read().startswith('-----BEGIN CERTIFICATE-----')
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(str(tmp_path / 'tls')).st_mode) == 0o700
+    rc, out, err = ansible_module.run_command(['openssl', 'x509', '-in', cert, '-noout', '-subject'])
+    assert rc == 0 and 'mtd-target-m-1' in out
+
+
+def test_make_tls_identity_reports_openssl_failure(tmp_path):
+    with pytest.raises(CriuError, match='openssl could not make the TLS certificate for x: bad'):
+        make_tls_identity(str(tmp_path / 'tls'), 'x', lambda argv: (1, '', 'bad\n'))
+
+
+@pytest.mark.parametrize('script, state', [
+    ('os.write(FD, b"\\0"); time.sleep(5)', 'ready'),
+    ('sys.exit(3)', 'exited'),
+    ('time.sleep(5)', 'timeout'),
+])
+def test_spawn_until_ready(tmp_path, script, state):
+    log = str(tmp_path / 'out.log')
+    proc, got = spawn_until_ready(
+        lambda fd: [sys.executable, '-c', 'import os, sys, time; ' + script.replace('FD', str(fd))], 1.0, log)
+    try:
+        assert got == state
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -423,3 +423,70 @@ def test_absent_of_a_removed_container_needs_the_name(scene):
     result = run(scene, fail=True, state='absent', container='it-gone', name=None)
     assert result['msg'] == "Give name: the container 'it-gone' is gone, so the default name cannot be derived."
     assert run(scene, state='absent', container='it-gone')['changed'] is False
+
+
+# ---------------------------------------------------------------------------------------------------
+# lazy_pages (post-copy): input checks before anything happens, and the end of a waiting page server
+
+PEER_CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+
+
+@pytest.mark.parametrize('extra, message', [
+    ({'send': None}, 'lazy_pages needs send: the target must get the rest of the checkpoint in the same task.'),
+    ({'leave_running': True},
+     'lazy_pages and leave_running exclude each other (the pages are served from the frozen container).'),
+    ({'lazy_pages': {'address': '127.0.0.1', 'port': 0, 'peer_cert': PEER_CERT}},
+     'lazy_pages.port must be between 1 and 65535, got 0.'),
+    ({'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'peer_cert': 'not a cert'}},
+     'lazy_pages.peer_cert is not a PEM certificate.'),
+])
+def test_lazy_pages_bad_input_changes_nothing(scene, extra, message):
+    args = {'send': {'address': '127.0.0.1', 'port': 1, 'token': TOKEN},
+            'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT}}
+    args.update(extra)
+    result = run(scene, fail=True, **args)
+    assert result['msg'] == message
+    assert_untouched(scene)
+
+
+def test_lazy_pages_on_a_host_that_cannot_serve_them(scene, monkeypatch):
+    monkeypatch.setattr(checkpoint, 'lazy_pages_blocker', lambda: 'fs.pipe-max-size is 1048576 and ...')
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': 1, 'token': TOKEN},
+                 lazy_pages={'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT})
+    assert result['msg'] == 'This host cannot serve lazy pages: fs.pipe-max-size is 1048576 and ....'
+    assert_untouched(scene)
+
+
+def test_absent_ends_a_waiting_page_server_after_freezing_the_container(scene, monkeypatch):
+    import subprocess
+    lazy_dir = scene['bundle'] + '.lazy'
+    os.makedirs(lazy_dir)
+    # a page server that waits for ever, leading its own process group (as the detached runc does)
+    server = subprocess.Popen(['sleep', '600'], start_new_session=True)
+    reaper = threading.Thread(target=server.wait, daemon=True)   # init reaps the real, detached one
+    reaper.start()
+    with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
+        handle.write('%d\n' % server.pid)
+    scene['container']['State']['Pid'] = 4242
+    events = []
+    monkeypatch.setattr(checkpoint, 'freeze_cgroup_of_pid',
+                        lambda pid: events.append(('freeze', pid, server.poll())) or '/fake/freezer.state')
+    result = run(scene, state='absent')
+    reaper.join(10)
+    assert result['changed'] is True and result['page_server'] == 'stopped'
+    # the container's tasks were frozen while the page server still held them, then it was ended
+    assert events == [('freeze', 4242, None)]
+    assert server.returncode == -9
+    assert not os.path.exists(lazy_dir)
+    assert scene['model'].status('it-web') == 'running'   # absent never resumes or removes the container
+
+
+def test_absent_after_a_page_server_that_finished(scene):
+    lazy_dir = scene['bundle'] + '.lazy'
+    os.makedirs(lazy_dir)
+    with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
+        handle.write('999999999\n')
+    result = run(scene, state='absent')
+    assert result['changed'] is True and result['page_server'] == 'finished'
+    assert not os.path.exists(lazy_dir)
+    assert run(scene, state='absent')['changed'] is False

@@ -597,3 +597,45 @@ def test_receive_bad_input(model, tmp_path, receive_args, extra, message):
     result = run(model, fail=True, bundle=str(tmp_path / 'm-1'), receive=opts, **extra)
     assert result['msg'] == message
     assert model.state_changes() == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# lazy_pages (post-copy): the target's identity, and what a post-copy bundle needs
+
+def test_prepared_with_lazy_pages_makes_one_identity(model, tmp_path):
+    bundle = str(tmp_path / 'incoming' / 'm-1')
+    check = run(model, state='prepared', config=CAPTURED, bundle=bundle, lazy_pages=True, _ansible_check_mode=True)
+    assert 'lazy_cert' not in check and not os.path.exists(bundle + '.tls')
+    first = run(model, state='prepared', config=CAPTURED, bundle=bundle, lazy_pages=True)
+    assert first['lazy_cert'].startswith('-----BEGIN CERTIFICATE-----')
+    assert oct(os.stat(bundle + '.tls').st_mode & 0o777) == '0o700'
+    assert oct(os.stat(bundle + '.tls/key.pem').st_mode & 0o777) == '0o600'
+    # the same migration keeps its identity (the source may already pin it)
+    again = run(model, state='prepared', config=CAPTURED, bundle=bundle, lazy_pages=True)
+    assert again['lazy_cert'] == first['lazy_cert']
+    # and the cleanup removes it
+    run(model, state='absent', bundle=bundle, name='it-web')
+    assert not os.path.exists(bundle + '.tls')
+
+
+def _lazy_bundle(tmp_path):
+    bundle = make_bundle(tmp_path)
+    _migration.write_manifest(bundle, CAPTURED, extra={
+        'checkpoint': 'm-1', 'method': 'runc',
+        'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'source_cert': _migration.LAZY_CERT}})
+    return bundle
+
+
+def test_a_lazy_bundle_without_the_identities_is_refused_before_the_start(model, tmp_path):
+    bundle = _lazy_bundle(tmp_path)
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'].startswith('The post-copy restore needs %s/%s' % (bundle, _migration.LAZY_CERT))
+    assert model.started_from_checkpoint == [] and model.state_changes() == []
+
+
+def test_a_lazy_bundle_needs_direct_image_delivery(model, tmp_path):
+    bundle = _lazy_bundle(tmp_path)
+    result = run(model, fail=True, bundle=bundle, image_delivery='engine')
+    assert result['msg'] == ('A post-copy checkpoint needs image_delivery direct (CRIU gets its options through '
+                             '%s), but image_delivery=engine.' % runc_conf_path(model))
+    assert model.started_from_checkpoint == [] and model.state_changes() == []
