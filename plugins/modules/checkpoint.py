@@ -668,10 +668,10 @@ class Checkpointer:
         except (CriuError, OSError) as exc:
             raise MigrationError('CRIU could not start the lazy dump: %s' % exc)
         if state != 'ready':
-            rc = proc.poll()
-            raise MigrationError('CRIU\'s lazy dump did not get ready (%s%s): %s' % (
-                'runc exited with rc %s' % rc if state == 'exited' else 'no answer within %s s' % opts['ready_timeout'],
-                '' if rc is None else '', tail(read_tail(os.path.join(lazy_dir, 'runc.log')), 5)),
+            why = ('runc exited with rc %s' % proc.wait() if state == 'exited'
+                   else 'no answer within %s s' % opts['ready_timeout'])
+            raise MigrationError('CRIU\'s lazy dump did not get ready (%s): %s' % (
+                why, tail(read_tail(os.path.join(lazy_dir, 'runc.log')), 5)),
                 criu_log=read_tail(os.path.join(work, 'dump.log')))
         shutil.copy2(os.path.join(tls, 'cert.pem'), os.path.join(bundle, LAZY_CERT))
         self.result['lazy_pages'] = {'pid': proc.pid, 'address': opts['address'], 'port': opts['port'],

@@ -266,6 +266,10 @@ lazy_cert:
   description: This host's certificate for the post-copy page channel (PEM), for the source to pin.
   returned: when O(state=prepared) and O(lazy_pages=true), not in check mode
   type: str
+lazy_daemon_ended:
+  description: With O(state=absent), whether a post-copy restore's lazy-pages daemon of this migration was still running and was ended.
+  returned: when O(state=absent), not in check mode
+  type: bool
 lazy_pages:
   description: With a post-copy bundle, the page server it fetched from and how it went.
   returned: when O(state=started) restored a bundle made with lazy pages
@@ -302,13 +306,14 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
+from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock, read_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError, RuncCriuOptions, find_criu, lazy_tls_options, log_seconds, make_tls_identity, option_args,
     spawn_until_ready,
@@ -330,6 +335,7 @@ CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU image
 CRIU_WORK_DIR = 'criu-work'           # CRIU's work directory and restore.log (image_delivery=direct)
 INCOMING_TMPFS = '/dev/shm/mtd-incoming'   # bundles received in memory
 TLS_DIR_SUFFIX = '.tls'                    # beside the bundle: this host's key for the post-copy page channel
+LAZY_PID = 'lazy-pages.pid'                # in it: the running lazy-pages daemon
 TMPFS_MARGIN = 1.25                   # room asked for in /dev/shm: expected_bytes x this + TMPFS_RESERVE
 TMPFS_RESERVE = 64 * 1024 * 1024
 LOCK_WAIT = 10                        # s a restore waits for another restore of the same migration
@@ -739,6 +745,9 @@ class Restorer:
                     + option_args(options))
         try:
             proc, state = spawn_until_ready(argv, 30, os.path.join(work, 'lazy-pages.out'))
+            # a rollback (state=absent) ends it instead of waiting until the transfer gives up
+            with open(os.path.join(tls, LAZY_PID), 'w') as handle:
+                handle.write('%d\n' % proc.pid)
         except OSError as exc:
             self.fail('Cannot start CRIU\'s lazy-pages daemon: %s' % exc)
         if state != 'ready':
@@ -856,6 +865,9 @@ class Restorer:
             for bundle in bundles:
                 with open(bundle + '.cancel', 'a'):
                     pass
+                # a post-copy restore whose copy is being removed need not get the rest of its memory
+                self.result['lazy_daemon_ended'] = end_lazy_daemon(bundle + TLS_DIR_SUFFIX) or \
+                    self.result.get('lazy_daemon_ended', False)
             for bundle in bundles:
                 lock = acquire_lock(bundle + '.lock', wait)
                 if lock is None:
@@ -902,6 +914,25 @@ class Restorer:
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def end_lazy_daemon(tls_dir):
+    """Kill the lazy-pages daemon recorded in tls_dir if it still runs; True when one was ended."""
+    pid = read_pid(os.path.join(tls_dir, LAZY_PID))
+    if pid is None:
+        return False
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            argv = handle.read().split(b'\0')
+    except (IOError, OSError):
+        return False
+    if b'lazy-pages' not in argv:
+        return False   # the number was reused by another process
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True
 
 
 def stop_process(proc):

@@ -490,3 +490,22 @@ def test_absent_after_a_page_server_that_finished(scene):
     assert result['changed'] is True and result['page_server'] == 'finished'
     assert not os.path.exists(lazy_dir)
     assert run(scene, state='absent')['changed'] is False
+
+
+def test_a_lazy_dump_that_never_gets_ready_resumes_the_container(scene, monkeypatch):
+    """The fake runc writes its images and exits without ever reporting a ready page server."""
+    monkeypatch.setattr(checkpoint, 'lazy_pages_blocker', lambda: None)
+    monkeypatch.setenv('RUNC_ARGS', scene['runc_args'])
+    port = free_port()
+    thread, holder = _transfer.start_background(_transfer.receive, str(scene['bundle']) + '-recv', '127.0.0.1', port,
+                                                TOKEN, 20.0)
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN},
+                 lazy_pages={'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT, 'ready_timeout': 5})
+    thread.join(20)
+    assert result['msg'].startswith("CRIU's lazy dump did not get ready (runc exited with rc 0)"), result['msg']
+    # the fake runc saw the post-copy options
+    runc_args = open(scene['runc_args']).read()
+    assert '--lazy-pages' in runc_args and '--page-server 127.0.0.1:4000' in runc_args and '--status-fd' in runc_args
+    # frozen, then resumed; nothing of the attempt is left
+    assert scene['model'].status('it-web') == 'running'
+    assert not os.path.exists(scene['bundle']) and not os.path.exists(scene['bundle'] + '.lazy')

@@ -639,3 +639,29 @@ def test_a_lazy_bundle_needs_direct_image_delivery(model, tmp_path):
     assert result['msg'] == ('A post-copy checkpoint needs image_delivery direct (CRIU gets its options through '
                              '%s), but image_delivery=engine.' % runc_conf_path(model))
     assert model.started_from_checkpoint == [] and model.state_changes() == []
+
+
+def test_absent_ends_a_lazy_daemon_instead_of_waiting_for_its_transfer(model, tmp_path):
+    import subprocess
+    import sys
+    bundle = str(tmp_path / 'incoming' / 'm-1')
+    os.makedirs(bundle + '.tls')
+    daemon = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', 'lazy-pages'])
+    other = subprocess.Popen(['sleep', '600'])       # a reused number must not be killed
+    try:
+        with open(os.path.join(bundle + '.tls', restore.LAZY_PID), 'w') as handle:
+            handle.write('%d\n' % daemon.pid)
+        result = run(model, state='absent', bundle=bundle, name='it-web')
+        assert result['lazy_daemon_ended'] is True
+        assert daemon.wait(10) == -9
+        assert not os.path.exists(bundle + '.tls')
+        assert restore.end_lazy_daemon(str(tmp_path / 'none.tls')) is False
+        os.makedirs(str(tmp_path / 'other.tls'))
+        with open(os.path.join(str(tmp_path / 'other.tls'), restore.LAZY_PID), 'w') as handle:
+            handle.write('%d\n' % other.pid)
+        assert restore.end_lazy_daemon(str(tmp_path / 'other.tls')) is False and other.poll() is None
+    finally:
+        for proc in (daemon, other):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
