@@ -449,6 +449,9 @@ class Checkpointer:
             self.fail('The runc state of container %s was not found; set runc_root to the engine\'s runc '
                       'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
         self.result['precopy'] = self.precopy_status(criu)
+        if lazy:
+            self.result['precopy']['reason'] = self.result['precopy']['reason'].replace(
+                'stop-and-copy was used', 'post-copy (lazy pages) was used instead')
         self.result['method'] = 'runc'
         self.result['changed'] = True
         self.result['config'] = captured
@@ -489,7 +492,7 @@ class Checkpointer:
         try:
             t = time.time()
             if lazy:
-                self.dump_lazy(runc, runc_root, criu.path, cid, bundle, lazy_dir, inspect)
+                self.dump_lazy(runc, runc_root, criu.path, cid, bundle, lazy_dir)
             else:
                 self.dump(runc, runc_root, criu.path, cid, bundle)
             timings['dump'] = round(time.time() - t, 4)
@@ -642,7 +645,7 @@ class Checkpointer:
         make_private_dir(os.path.join(lazy_dir, 'work'))
         return lazy_dir
 
-    def dump_lazy(self, runc, runc_root, criu_path, cid, bundle, lazy_dir, inspect):
+    def dump_lazy(self, runc, runc_root, criu_path, cid, bundle, lazy_dir):
         """runc checkpoint --lazy-pages: returns once the page server is ready; it keeps running."""
         opts = self.p['lazy_pages']
         images = os.path.join(bundle, CRIU_DIR)
@@ -702,6 +705,10 @@ class Checkpointer:
             pass
         deadline = time.time() + 10
         while group_alive(pid) and time.time() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)   # runc is this process's child when the dump failed here
+            except ChildProcessError:
+                pass
             time.sleep(0.05)
         return 'stopped'
 
