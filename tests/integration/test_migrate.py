@@ -239,11 +239,12 @@ def test_target_engine_killed_before_restore(workload, tmp_path):
     assert_consecutive(counter_lines('lab-3', name, '/state/counter.log'), 'the file after the re-run')
 
 
-def test_controller_killed_then_rerun_converges(workload):
+@pytest.mark.parametrize('memory', ['copy', 'lazy'])
+def test_controller_killed_then_rerun_converges(workload, memory):
     name, report = workload
     run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
                             '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-2',
-                            '-e', 'mtd_report=%s' % report],
+                            '-e', 'mtd_report=%s' % report, '-e', 'migrate_memory=%s' % memory],
                            cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg')))
     deadline = time.time() + 120
@@ -265,13 +266,14 @@ def test_controller_killed_then_rerun_converges(workload):
     assert frozen, 'the controller was not killed while the source was frozen'
     copies = [h for h in ('lab-1', 'lab-2') if status(h, name) == 'running']
     assert len(copies) <= 1
-    migrate(name, 'lab-1', target='lab-2', report=report)
+    migrate(name, 'lab-1', target='lab-2', report=report, extra=['-e', 'migrate_memory=%s' % memory])
     rec = record(report)
     assert rec['state'] == 'Succeeded', rec
     running = [h for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4') if status(h, name) == 'running']
     assert running == ['lab-2'], running
     assert_consecutive(counter_lines('lab-2', name, '/state/counter.log'), 'the file after convergence')
     assert_consecutive(counter_lines('lab-2', name, '/vol/counter.log'), 'the volume after convergence')
+    assert not lazy_processes(rec) and not lazy_leftovers(rec) and not leftover_checkpoints(rec)
 
 
 def test_bad_input_changes_nothing(workload, tmp_path):
