@@ -50,6 +50,15 @@ class TransferError(Exception):
     pass
 
 
+def _no_delay(sock):
+    """Send small writes (the last frame, the trailer, the verdict) at once: with Nagle's algorithm a
+    small segment waits for the ACK of the previous one, which the peer may delay by 40 ms."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass   # not TCP (a test's socket pair)
+
+
 def _recv_exact(sock, size):
     buf = bytearray()
     while len(buf) < size:
@@ -225,6 +234,7 @@ def connect(address, port, token, connect_timeout=60.0, io_timeout=300.0):
     if sock is None:
         raise TransferError('no receiver answered on %s:%s within %s s (%s)' % (address, port, connect_timeout, last_error))
     sock.settimeout(io_timeout)
+    _no_delay(sock)
     try:
         hello = _recv_exact(sock, len(MAGIC) + NONCE_SIZE)
         if not hello.startswith(MAGIC):
@@ -494,6 +504,7 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelle
             except socket.timeout:
                 continue
             conn.settimeout(max(1.0, deadline - time.time()))
+            _no_delay(conn)
             try:
                 stats = _receive_one(conn, key, dest)
             except PermissionError as exc:
