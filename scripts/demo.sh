@@ -44,5 +44,23 @@ for m in report['migrations']:
     print('its counter file on %s holds 1..%d, %s' % (m['target'], values[-1],
           'every value once, in order: state intact' if consecutive else 'WITH GAPS OR REPEATS'))
 PYEOF
+
+# The moving target moves on: web-1 again, now with post-copy (its memory follows after the resume).
+now=$(python3 -c 'import json, sys; print([m["target"] for m in json.load(open(sys.argv[1]))["migrations"] if m["name"] == "web-1"][0])' "$OUT/defend.json")
+echo
+echo "=== post-copy: move web-1 on from $now (migrate_memory=lazy: it resumes at once, its memory follows)"
+ansible-playbook playbooks/migrate.yml -e mtd_container=web-1 -e mtd_source="$now" -e migrate_memory=lazy \
+  -e mtd_report="$OUT/web-1-lazy.json" -e '{"mtd_health_cmd": ["true"]}' | sed -n '/"msg": \[/,/^    \]/p'
+python3 - "$OUT/web-1-lazy.json" <<'PYEOF'
+import json, subprocess, sys
+m = json.load(open(sys.argv[1]))
+sock = 'unix:///var/lib/mtd-lab/%s/docker.sock' % m['target']
+values = [int(x) for x in subprocess.run(['/usr/bin/docker', '-H', sock, 'exec', 'web-1', 'cat', '/data/counter.log'],
+                                         capture_output=True, text=True, check=True).stdout.split()]
+print('web-1 now runs on %s: %s, frozen %.2f s; its counter file holds 1..%d, %s' % (
+    m['target'], m['state'], m['frozen_seconds'], values[-1],
+    'every value once, in order: state intact' if values == list(range(1, len(values) + 1)) else 'WITH GAPS OR REPEATS'))
+PYEOF
+
 echo
 echo "demo: reports in .build/demo/; the lab stays up (make lab-down removes it)"

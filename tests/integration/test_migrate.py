@@ -371,6 +371,7 @@ def test_lazy_migration_keeps_memory_and_files(memory_workload):
     rec = record(report)
     assert rec['state'] == 'Succeeded', rec
     assert rec['phases']['memory'] == 'lazy'
+    assert rec['precopy']['used'] is False and 'post-copy (lazy pages) was used' in rec['precopy']['reason']
     restore = rec['phases']['restore']
     assert restore['lazy_fetch'] > 0 and restore['lazy_daemon'] > 0
     # only the images that cannot be fetched later travelled in the bundle (128 MB of memory stayed behind)
