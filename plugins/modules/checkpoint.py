@@ -448,10 +448,7 @@ class Checkpointer:
         if not runc_root:
             self.fail('The runc state of container %s was not found; set runc_root to the engine\'s runc '
                       'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
-        self.result['precopy'] = self.precopy_status(criu)
-        if lazy:
-            self.result['precopy']['reason'] = self.result['precopy']['reason'].replace(
-                'stop-and-copy was used', 'post-copy (lazy pages) was used instead')
+        self.result['precopy'] = self.precopy_status(criu, lazy=bool(lazy))
         self.result['method'] = 'runc'
         self.result['changed'] = True
         self.result['config'] = captured
@@ -594,17 +591,19 @@ class Checkpointer:
             self.fail('"criu check" fails on this host, so no checkpoint can be made: %s' % out)
         return criu
 
-    def precopy_status(self, criu):
+    def precopy_status(self, criu, lazy=False):
         try:
             dirty = criu.feature('mem_dirty_track')
         except CriuError:
             dirty = False
         if dirty:
             return {'available': True, 'used': False,
-                    'reason': 'the kernel tracks dirty pages, but this module makes a single stop-and-copy dump'}
+                    'reason': 'the kernel tracks dirty pages, but this module makes a single %s dump'
+                              % ('post-copy (lazy pages)' if lazy else 'stop-and-copy')}
         return {'available': False, 'used': False,
                 'reason': 'the kernel does not track dirty pages (criu check --feature mem_dirty_track: '
-                          'Dirty tracking is OFF), so iterative pre-copy is impossible; stop-and-copy was used'}
+                          'Dirty tracking is OFF), so iterative pre-copy is impossible; %s'
+                          % ('post-copy (lazy pages) was used instead' if lazy else 'stop-and-copy was used')}
 
     def dump(self, runc, runc_root, criu_path, cid, bundle):
         images = os.path.join(bundle, CRIU_DIR)
