@@ -200,6 +200,16 @@ def read_pid(path):
         return None
 
 
+def process_argv(pid, proc='/proc'):
+    """The command line of process ``pid`` as a list of bytes, or None when there is no such process."""
+    import os
+    try:
+        with open(os.path.join(proc, str(pid), 'cmdline'), 'rb') as handle:
+            return handle.read().split(b'\0')
+    except (IOError, OSError):
+        return None
+
+
 def group_alive(pgid):
     """Whether any process of process group ``pgid`` is still there."""
     import os

@@ -309,7 +309,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
     CgroupError, freeze_cgroup_of_pid, memory_usage_of_pid,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._common import group_alive, read_pid
+from ansible_collections.mtd.containers.plugins.module_utils._common import group_alive, process_argv, read_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Criu, CriuError, RuncCriuOptions, find_criu, lazy_pages_blocker, lazy_tls_options, make_tls_identity,
     spawn_until_ready,
@@ -690,6 +690,11 @@ class Checkpointer:
         if pid is None:
             return None
         if not group_alive(pid):
+            return 'finished'
+        # runc leads the group; once it is gone, its CRIU child may still be there (a number stays in use
+        # while its group has members). A leader that is not runc's lazy checkpoint reused the number.
+        argv = process_argv(pid)
+        if argv is not None and b'--lazy-pages' not in argv:
             return 'finished'
         task = (inspect.get('State') or {}).get('Pid')
         if task:

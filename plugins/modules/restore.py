@@ -313,7 +313,7 @@ from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock, read_pid
+from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock, process_argv, read_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError, RuncCriuOptions, find_criu, lazy_tls_options, log_seconds, make_tls_identity, option_args,
     spawn_until_ready,
@@ -921,13 +921,9 @@ def end_lazy_daemon(tls_dir):
     pid = read_pid(os.path.join(tls_dir, LAZY_PID))
     if pid is None:
         return False
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            argv = handle.read().split(b'\0')
-    except (IOError, OSError):
-        return False
-    if b'lazy-pages' not in argv:
-        return False   # the number was reused by another process
+    argv = process_argv(pid)
+    if argv is None or b'lazy-pages' not in argv:
+        return False   # gone, or the number was reused by another process
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError:

@@ -11,7 +11,9 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
+    group_alive,
     parse_duration,
+    process_argv,
     to_epoch,
 )
 
@@ -112,3 +114,16 @@ def test_mtd_error_carries_message_and_details():
     assert exc.details == {'host': 'lab-1'}
     assert MtdError('plain').details == {}
     assert isinstance(exc, Exception)
+
+
+def test_process_argv_and_group_alive():
+    import subprocess
+    proc = subprocess.Popen(['sleep', '30', 'marker'], start_new_session=True)
+    try:
+        assert process_argv(proc.pid)[:3] == [b'sleep', b'30', b'marker']
+        assert group_alive(proc.pid) is True
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process_argv(proc.pid) is None
+    assert group_alive(proc.pid) is False

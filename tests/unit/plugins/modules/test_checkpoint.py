@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 import threading
 
 import pytest
@@ -462,7 +463,8 @@ def test_absent_ends_a_waiting_page_server_after_freezing_the_container(scene, m
     lazy_dir = scene['bundle'] + '.lazy'
     os.makedirs(lazy_dir)
     # a page server that waits for ever, leading its own process group (as the detached runc does)
-    server = subprocess.Popen(['sleep', '600'], start_new_session=True)
+    server = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', 'checkpoint', '--lazy-pages'],
+                              start_new_session=True)
     reaper = threading.Thread(target=server.wait, daemon=True)   # init reaps the real, detached one
     reaper.start()
     with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
@@ -479,6 +481,23 @@ def test_absent_ends_a_waiting_page_server_after_freezing_the_container(scene, m
     assert server.returncode == -9
     assert not os.path.exists(lazy_dir)
     assert scene['model'].status('it-web') == 'running'   # absent never resumes or removes the container
+
+
+def test_absent_leaves_a_process_that_reused_the_page_servers_number_alone(scene, monkeypatch):
+    import subprocess
+    lazy_dir = scene['bundle'] + '.lazy'
+    os.makedirs(lazy_dir)
+    other = subprocess.Popen(['sleep', '600'], start_new_session=True)
+    try:
+        with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
+            handle.write('%d\n' % other.pid)
+        monkeypatch.setattr(checkpoint, 'freeze_cgroup_of_pid', lambda pid: pytest.fail('froze the container'))
+        result = run(scene, state='absent')
+        assert result['page_server'] == 'finished' and other.poll() is None
+        assert not os.path.exists(lazy_dir)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_absent_after_a_page_server_that_finished(scene):
