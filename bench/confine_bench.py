@@ -100,7 +100,7 @@ def python_round(iterations, confined):
                 seccomp_lib.install_filter()
             getpid, stat = os.getpid, os.stat
             start = time.process_time()
-            for dummy in range(iterations):
+            for _dummy in range(iterations):
                 getpid()
                 stat('/')
             elapsed = time.process_time() - start

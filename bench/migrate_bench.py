@@ -52,7 +52,6 @@ import threading
 import time
 import uuid
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.environ.get('MTD_LAB_STATE', '/var/lib/mtd-lab')
 DOCKER = '/usr/bin/docker'
@@ -129,7 +128,7 @@ def run(argv, timeout=120, check=True, what=None, **kwargs):
 
 def dir_bytes(path):
     total = 0
-    for base, dummy, files in os.walk(path):
+    for base, _dummy, files in os.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(base, name)).st_size

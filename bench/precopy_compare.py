@@ -23,7 +23,6 @@ import sys
 
 from ansible_collections.mtd.containers.plugins.module_utils._precopy import simulate
 
-
 TOTAL = 65536               # 256 MiB of 4 KiB pages
 BANDWIDTH = 50000           # pages/s (about 200 MB/s)
 
@@ -90,7 +89,7 @@ def main(argv=None):
     print('Named traces: %d pages total, bandwidth %d pages/s; downtime = the final stop-and-copy.' % (TOTAL, BANDWIDTH))
     print()
     rows = []
-    for name, description, trace in TRACES:
+    for name, _description, trace in TRACES:
         for label, policy, options in POLICIES:
             result = simulate(trace, policy, options)
             rows.append([name if label == POLICIES[0][0] else '', label, result['rounds'], result['pages_copied'],
@@ -106,11 +105,11 @@ def main(argv=None):
     rows = []
     for family in ('noisy', 'growing', 'decaying', 'burst'):
         results = dict((label, []) for label, dummy, dummy2 in POLICIES)
-        for dummy in range(max(1, args.samples)):
+        for _dummy in range(max(1, args.samples)):
             trace = {'total_pages': TOTAL, 'bandwidth': BANDWIDTH, 'overhead': 0.02, 'rates': random_rates(family, rng)}
             for label, policy, options in POLICIES:
                 results[label].append(simulate(trace, policy, options))
-        for label, dummy, dummy2 in POLICIES:
+        for label, _dummy, _dummy2 in POLICIES:
             downtimes = sorted(result['downtime_pages'] for result in results[label])
             rows.append([family if label == POLICIES[0][0] else '', label,
                          '%.2f' % statistics.mean(result['rounds'] for result in results[label]),

@@ -182,7 +182,7 @@ def run(size_mb):
         big = os.path.join(app, 'big.bin')
         rng = random.Random(20261128)
         with open(big, 'wb') as handle:
-            for dummy in range(size_mb):
+            for _dummy in range(size_mb):
                 handle.write(rng.getrandbits(8 * 1048576).to_bytes(1048576, 'little'))
         os.utime(big, (0, 0))
         for version in ('v1', 'v2'):

@@ -19,7 +19,6 @@ import time
 
 from ansible_collections.mtd.containers.plugins.module_utils._placement import choose_target
 
-
 OSES = [
     {'id': 'debian', 'version_id': '12', 'kernel': '6.1.0-28-amd64'},
     {'id': 'ubuntu', 'version_id': '24.04', 'kernel': '6.8.0-45-generic'},
@@ -60,7 +59,7 @@ def main(argv=None):
         candidates = make_candidates(size, rng)
         timings = []
         result = None
-        for dummy in range(max(1, args.repeat)):
+        for _dummy in range(max(1, args.repeat)):
             started = time.perf_counter()
             result = choose_target(container, candidates, granularity='id', ranking_limit=20)
             timings.append((time.perf_counter() - started) * 1000.0)

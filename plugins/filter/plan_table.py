@@ -6,11 +6,9 @@
 from __future__ import annotations
 
 import json
-
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
-
 
 MISSING = '-'
 GAP = '  '

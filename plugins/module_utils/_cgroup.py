@@ -36,6 +36,11 @@ import re
 import signal
 import time
 
+try:
+    from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+except ImportError:  # the confine launcher's installed copy: _common.py sits beside this file
+    from _common import MtdError  # type: ignore[no-redef]
+
 MAX = 'max'
 MANAGED_CONTROLLERS = ('memory', 'cpu', 'pids')
 LIMIT_KEYS = ('memory', 'memory_swap', 'cpu_quota', 'cpu_period', 'cpu_weight', 'pids')
@@ -58,13 +63,8 @@ _SIZE_UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p
 _NAME_RE = re.compile(r'^[A-Za-z0-9_.@:+-]+$')
 
 
-class CgroupError(Exception):
+class CgroupError(MtdError):
     """A cgroup problem the user can act on; ``msg`` is one clear sentence."""
-
-    def __init__(self, msg, details=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details or {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +430,7 @@ class Cgroup:
                     raise CgroupError(
                         'The %s controller is not mounted as cgroup v1 on this host, so %s limits cannot be set; '
                         'mount it or leave those limits unset.' % (controller, controller),
-                        {'missing_controller': controller})
+                        missing_controller=controller)
             else:
                 available = self.v2_available(self.layout.unified)
                 if controller not in available:
@@ -439,12 +439,12 @@ class Cgroup:
                         'cannot be set; give it to cgroup v2 or leave those limits unset.'
                         % (controller, os.path.join(self.layout.unified, 'cgroup.controllers'),
                            ' '.join(available) or 'nothing', controller),
-                        {'missing_controller': controller})
+                        missing_controller=controller)
         if limits.get('memory_swap') is not None and limits.get('memory_swap') != limits.get('memory'):
             if not self._swap_file_supported():
                 raise CgroupError('memory_swap differs from memory, but this kernel has no swap accounting '
                                   '(%s is missing); boot with swapaccount=1 or set memory_swap equal to memory.'
-                                  % self._swap_file_name(), {'missing_file': self._swap_file_name()})
+                                  % self._swap_file_name(), missing_file=self._swap_file_name())
 
     def _swap_file_name(self):
         return 'memory.memsw.limit_in_bytes' if self.layout.version == 1 else 'memory.swap.max'
@@ -660,18 +660,18 @@ class Cgroup:
             return
         use = self.usage()
         tasks = use['pids']
-        for controller, name, value, key in writes:
+        for _controller, _name, value, key in writes:
             if key == 'pids' and value != 'max' and tasks is not None and int(value) < tasks:
                 raise CgroupError(
                     'The pids limit %s is below the current usage of cgroup %s (%s tasks); raise the limit or '
                     'stop some processes first.' % (value, '/' + self.path, tasks),
-                    {'limit': int(value), 'usage': tasks})
+                    limit=int(value), usage=tasks)
             if (self.layout.version == 2 and key == 'memory' and value != 'max' and use['memory'] is not None
                     and int(value) < use['memory']):
                 raise CgroupError(
                     'The memory limit %s is below the current usage of cgroup %s (%s); raise the limit or '
                     'reduce the usage first.' % (format_size(int(value)), '/' + self.path, format_size(use['memory'])),
-                    {'limit': int(value), 'usage': use['memory']})
+                    limit=int(value), usage=use['memory'])
 
     def _enable_v2_controllers(self, controllers):
         """Enable ``controllers`` in cgroup.subtree_control of every level above this one."""
@@ -692,7 +692,7 @@ class Cgroup:
                             'The %s controller is not available in %s (cgroup.controllers lists: %s); enable it '
                             'in the parent\'s cgroup.subtree_control or leave those limits unset.'
                             % (controller, current, ' '.join(available) or 'nothing'),
-                            {'missing_controller': controller})
+                            missing_controller=controller)
                 try:
                     self._write(control, ' '.join('+' + c for c in missing))
                 except (IOError, OSError) as exc:
@@ -758,7 +758,7 @@ class Cgroup:
         if exc.errno == errno.ENOENT:
             return CgroupError('The interface file %s does not exist; the kernel lacks this feature (for memsw, '
                                'boot with swapaccount=1) or the controller is not enabled here.' % path,
-                               {'missing_file': path})
+                               missing_file=path)
         if exc.errno == errno.EBUSY and key in ('memory', 'memory_swap'):
             use = self.usage().get('memory')
             return CgroupError(
@@ -766,7 +766,7 @@ class Cgroup:
                 'reclaim enough; raise the limit or reduce the usage first.'
                 % (format_size(int(value)) if value.isdigit() else value, '/' + self.path,
                    format_size(use) if use is not None else 'unknown'),
-                {'limit': value, 'usage': use})
+                limit=value, usage=use)
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return CgroupError('Cannot write %s to %s: %s; run as root on a writable cgroup filesystem.'
                                % (value, path, _errno_text(exc)))

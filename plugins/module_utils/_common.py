@@ -18,16 +18,41 @@ import re
 
 
 class MtdError(Exception):
-    """A problem with the input or the state that the user can fix; the message is one clear sentence.
+    """The root of every exception of this collection: one clear sentence the user can act on.
 
-    ``details`` is an optional dict with extra, JSON-serialisable data that a module may add to its
-    failure result.
+    ``msg`` is that sentence; ``details`` are extra, JSON-serialisable keys that the module runtime
+    (``_module.MtdModule.fail``) adds to the failure result. Subclasses name the layer that failed
+    (``DockerError``, ``CriuError`` ...) and may add attributes of their own (``status``), always also
+    in ``details`` so that one error path reports them.
     """
 
-    def __init__(self, msg, details=None):
+    # What the module runtime puts before ``msg`` in a failure ("Docker engine error: "), naming the layer.
+    prefix = ''
+
+    def __init__(self, msg, **details):
         super().__init__(msg)
         self.msg = msg
-        self.details = details or {}
+        self.details = details
+
+    def __str__(self):
+        return self.msg
+
+
+def split_image_reference(text):
+    """``(name, tag, digest)`` of ``[registry[:port]/]repository[:tag][@digest]``, without normalising.
+
+    The tag is what follows the last ``:`` after the last ``/`` (so a registry port is not a tag);
+    missing parts are None. ``127.0.0.1:5000/app:1@sha256:ab`` -> ``('127.0.0.1:5000/app', '1', 'sha256:ab')``.
+    For validation and Docker Hub normalisation use ``_registry.parse_reference``.
+    """
+    name, digest = (text or ''), None
+    if '@' in name:
+        name, digest = name.split('@', 1)
+    tag = None
+    slash, colon = name.rfind('/'), name.rfind(':')
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    return name, tag, digest
 
 
 _DURATION_UNITS = {
@@ -192,7 +217,6 @@ def acquire_lock(path, timeout, poll=0.05):
 
 def read_pid(path):
     """The process id written in ``path``, or None."""
-    import os
     try:
         with open(path) as handle:
             return int(handle.read().strip())

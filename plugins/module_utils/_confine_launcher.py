@@ -48,10 +48,12 @@ import sys
 if __package__:
     from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
     from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
+    from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 else:  # the installed copy: _cgroup.py and _seccomp.py sit beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     cgroup_lib = importlib.import_module('_cgroup')
     seccomp_lib = importlib.import_module('_seccomp')
+    MtdError = importlib.import_module('_common').MtdError
 
 LAUNCHER_NAME = 'mtd-confine'
 EXIT_LAUNCHER_FAILED = 125
@@ -76,8 +78,8 @@ _OPTION_FLAGS = {
 CGROUP_ROOT = '/sys/fs/cgroup'
 
 
-class LaunchError(Exception):
-    pass
+class LaunchError(MtdError):
+    """The launcher could not confine and exec the command (exit status 125)."""
 
 
 def _libc():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError, acquire_lock
 
 # Where CRIU is usually installed, besides PATH (a source build installs to /usr/local/sbin).
 CRIU_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
@@ -34,16 +34,12 @@ TAIL_LINES = 20
 _VERSION_RE = re.compile(r'^\s*Version:\s*(\S+)', re.MULTILINE)
 
 
-class CriuError(Exception):
+class CriuError(MtdError):
     """CRIU is missing or a command failed; ``result`` is the CriuResult when a command ran."""
 
-    def __init__(self, message, result=None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, msg, result=None, **details):
+        super().__init__(msg, **details)
         self.result = result
-
-    def __str__(self):
-        return self.message
 
 
 def output_tail(text, lines=TAIL_LINES):

@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import re
 import socket
-
 from http import client as http_client
 from urllib.parse import quote, urlencode, urlsplit
+
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 DEFAULT_TIMEOUT = 60
@@ -44,16 +45,14 @@ _API_VERSION_RE = re.compile(r'^v?(\d+)\.(\d+)$')
 _CHUNK_SIZE = 65536
 
 
-class DockerError(Exception):
+class DockerError(MtdError):
     """A failed Engine API call; ``status`` is the HTTP status, or None when no answer came."""
 
-    def __init__(self, message, status=None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    prefix = 'Docker engine error: '
 
-    def __str__(self):
-        return self.message
+    def __init__(self, msg, status=None, **details):
+        super().__init__(msg, **details)
+        self.status = status
 
 
 def _version_tuple(version):
@@ -533,14 +532,13 @@ def docker_argument_spec():
     )
 
 
-def client_from_module(module):
-    """A DockerClient from the module's connection options; bad option values fail the module.
+def client_from_params(params):
+    """A DockerClient from the connection options in ``params``; bad values raise MtdError.
 
     Nothing is sent to the engine here: the first call connects.
     """
-    params = module.params
     if params.get('timeout') is not None and params['timeout'] <= 0:
-        module.fail_json(msg='timeout must be a positive number of seconds, got %s.' % (params['timeout'],))
+        raise MtdError('timeout must be a positive number of seconds, got %s.' % (params['timeout'],))
     try:
         return DockerClient(
             docker_host=params.get('docker_host'),
@@ -548,4 +546,9 @@ def client_from_module(module):
             timeout=params.get('timeout'),
         )
     except ValueError as exc:
-        module.fail_json(msg='Invalid Docker connection option: %s.' % (exc,))
+        raise MtdError('Invalid Docker connection option: %s.' % (exc,))
+
+
+def client_from_module(module):
+    """``client_from_params(module.params)``."""
+    return client_from_params(module.params)

@@ -20,9 +20,10 @@ import re
 
 # One mountinfo parser for the collection (also used by the confine launcher, which is standalone).
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import parse_mountinfo
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
 
-class HostInfoError(ValueError):
+class HostInfoError(MtdError, ValueError):
     """Input that cannot be used; the message is one sentence the user can act on."""
 
 

@@ -28,6 +28,7 @@ import stat
 import subprocess
 import time
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._criu import output_tail
 
 MANIFEST = 'manifest.json'
@@ -62,16 +63,8 @@ CONFIG_KEYS = (
 )
 
 
-class MigrationError(Exception):
+class MigrationError(MtdError):
     """A migration step failed; ``details`` go into the module's failure result."""
-
-    def __init__(self, message, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def __str__(self):
-        return self.message
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,7 +303,7 @@ def make_private_dir(path):
 
 def restrict_tree(path):
     """Directories 0700, files 0600 below ``path``."""
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chmod(root, 0o700)
         for name in files:
             full = os.path.join(root, name)

@@ -19,7 +19,6 @@ import math
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
-
 GRANULARITIES = ('id', 'id_version', 'kernel')
 RESOURCES = ('cpus', 'memory_mb', 'units')
 DEFAULT_RANK_BY = ('units', 'memory_mb', 'cpus')
@@ -85,7 +84,7 @@ def describe_os_key(key):
 
 
 def _unwrap(facts):
-    for dummy in range(4):
+    for _dummy in range(4):
         if not isinstance(facts, dict) or any(key in facts for key in _FACT_KEYS):
             return facts
         for wrapper in _WRAPPERS:
@@ -308,7 +307,7 @@ def choose_target(container, candidates, granularity='id', resources=None, rank_
             best_first = sorted(fitting, key=lambda pair: pair[0])
         else:
             best_first = heapq.nsmallest(max(0, int(ranking_limit)), fitting, key=lambda pair: pair[0])
-        for rank, (dummy, host) in enumerate(best_first, start=1):
+        for rank, (_dummy, host) in enumerate(best_first, start=1):
             ranking.append({
                 'rank': rank,
                 'name': host['name'],
@@ -355,7 +354,7 @@ def _no_target_reason(hosts, rejected):
     if not hosts:
         return 'no candidate hosts were given'
     counts = {}
-    for reason, code in rejected.values():
+    for _reason, code in rejected.values():
         counts[code] = counts.get(code, 0) + 1
     parts = ['%d %s' % (counts[code], text) for code, text in _CODE_TEXT if counts.get(code)]
     return 'none of the %d candidate host%s fits (%s)' % (len(hosts), '' if len(hosts) == 1 else 's', ', '.join(parts))

@@ -72,7 +72,6 @@ import math
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
-
 WEIGHT_SCHEMES = ('exponential', 'linear', 'uniform')
 ESTIMATES = ('initial', 'last')
 

@@ -178,13 +178,13 @@ def check_prefix(image_manifest, image_config, base_manifest, base_config, base_
         if mine != theirs:
             raise MtdError('%s is not a prefix of the image: layer %d differs (image %s, base %s).'
                            % (base_name[0].upper() + base_name[1:], index + 1, short(mine), short(theirs)),
-                           details={'differing_layer': index + 1, 'image_layer': mine, 'base_layer': theirs})
+                           differing_layer=index + 1, image_layer=mine, base_layer=theirs)
     image_ids, base_ids = diff_ids(image_config), diff_ids(base_config)
     for index, (mine, theirs) in enumerate(zip(image_ids, base_ids)):
         if mine != theirs:
             raise MtdError('%s is not a prefix of the image: the diff_id of layer %d differs (image %s, base %s).'
                            % (base_name[0].upper() + base_name[1:], index + 1, short(mine), short(theirs)),
-                           details={'differing_layer': index + 1, 'image_diff_id': mine, 'base_diff_id': theirs})
+                           differing_layer=index + 1, image_diff_id=mine, base_diff_id=theirs)
     image_history, base_history = history(image_config), history(base_config)
     if len(base_history) > len(image_history):
         raise MtdError('%s is not a prefix of the image: it has %d history entries and the image only %d.'
@@ -198,7 +198,7 @@ def check_prefix(image_manifest, image_config, base_manifest, base_config, base_
             raise MtdError('%s is not a prefix of the image: history entry %d (%s) differs: image "%s", base "%s".'
                            % (base_name[0].upper() + base_name[1:], index + 1, where, _describe_entry(mine),
                               _describe_entry(theirs)),
-                           details={'differing_layer': layer, 'differing_history_entry': index + 1})
+                           differing_layer=layer, differing_history_entry=index + 1)
     if _non_empty(base_history) != len(base_layers) and base_history:
         raise MtdError('%s has inconsistent history.' % (base_name,))  # pragma: no cover (check_consistent)
     return {'layers': len(base_layers), 'history': len(base_history)}

@@ -35,9 +35,10 @@ import re
 import socket
 import ssl
 import time
-
 from http import client as http_client
 from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
 # -- media types ------------------------------------------------------------------------------
 
@@ -67,20 +68,16 @@ _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))
 _MAX_ERROR_BODY = 2000
 
 
-class RegistryError(Exception):
+class RegistryError(MtdError):
     """A failed registry operation; ``status`` is the HTTP status, or None when no answer came.
 
     ``code`` is the first error code of the registry's JSON error body (such as ``MANIFEST_UNKNOWN``).
     """
 
-    def __init__(self, message, status=None, code=None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, msg, status=None, code=None, **details):
+        super().__init__(msg, **details)
         self.status = status
         self.code = code
-
-    def __str__(self):
-        return self.message
 
 
 def sha256_digest(data):

@@ -24,7 +24,6 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import (
     to_epoch,
 )
 
-
 SORT_KEYS = ('uptime', 'name', 'started_at', 'given')
 LABEL_PREFIX = 'label:'
 

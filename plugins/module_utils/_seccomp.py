@@ -42,6 +42,11 @@ import json
 import os
 import struct
 
+try:
+    from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+except ImportError:  # the confine launcher's installed copy: _common.py sits beside this file
+    from _common import MtdError  # type: ignore[no-redef]
+
 EPERM = 1
 ENOSYS = 38
 
@@ -210,7 +215,7 @@ POLICY_NAME = 'mtd-confine'
 POLICY_VERSION = 1
 
 
-class SeccompError(Exception):
+class SeccompError(MtdError):
     """The filter cannot be built or installed here; the message is one clear sentence."""
 
     def __init__(self, msg):
@@ -467,7 +472,7 @@ def process_filter(machine=None):
         asm.label('not_' + abi)
     # An ABI this filter does not know: fail closed.
     asm.stmt(BPF_RET_K, SECCOMP_RET_KILL_PROCESS)
-    for abi, dummy in abis:
+    for abi, _dummy in abis:
         asm.label('abi_' + abi)
         asm.stmt(BPF_LD_W_ABS, SECCOMP_DATA_NR)
         if abi == 'x86_64':

@@ -35,6 +35,8 @@ import subprocess
 import threading
 import time
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+
 MAGIC = b'MTDX2\n'
 NONCE_SIZE = 32
 FRAME = 1024 * 1024
@@ -46,8 +48,8 @@ COMPRESSORS = {
 }
 
 
-class TransferError(Exception):
-    pass
+class TransferError(MtdError):
+    """The host-to-host stream failed; the message says at which end and why."""
 
 
 def _no_delay(sock):
@@ -114,7 +116,7 @@ def compression_worthwhile(samples, level=1):
 
 def _largest_file(path):
     best, best_size = None, -1
-    for root, dummy, files in os.walk(path):
+    for root, _dummy, files in os.walk(path):
         for name in files:
             full = os.path.join(root, name)
             try:
@@ -274,7 +276,7 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
     try:
         raw_bytes = 0
         files = 1 if late else 0
-        for root, dummy, names in os.walk(path):
+        for root, _dummy, names in os.walk(path):
             for name in names:
                 if late and root == path and name == late[0]:
                     continue
@@ -507,7 +509,7 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelle
             _no_delay(conn)
             try:
                 stats = _receive_one(conn, key, dest)
-            except PermissionError as exc:
+            except PermissionError:
                 failures += 1
                 conn.close()
                 if failures >= auth_failures:

@@ -298,24 +298,57 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError, client_from_module, docker_argument_spec,
-)
-from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR, LAZY_CERT, LAZY_DIR_SUFFIX, MANIFEST, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, capture_config, check_name,
-    find_runc_root, make_private_dir, named_volumes, read_manifest, read_tail, remove_tree,
-    restrict_tree, run, tail, tar_create, tmpfs_free_bytes, write_manifest,
-)
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
-    CgroupError, freeze_cgroup_of_pid, memory_usage_of_pid,
+    CgroupError,
+    freeze_cgroup_of_pid,
+    memory_usage_of_pid,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._common import group_alive, process_argv, read_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
-    Criu, CriuError, RuncCriuOptions, find_criu, lazy_pages_blocker, lazy_tls_options, make_tls_identity,
+    Criu,
+    CriuError,
+    RuncCriuOptions,
+    find_criu,
+    lazy_pages_blocker,
+    lazy_tls_options,
+    make_tls_identity,
     spawn_until_ready,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._docker import (
+    DockerError,
+    client_from_module,
+    docker_argument_spec,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    CRIU_DIR,
+    LAZY_CERT,
+    LAZY_DIR_SUFFIX,
+    MANIFEST,
+    ROOTFS_DIFF,
+    VOLUMES_DIR,
+    MigrationError,
+    capture_config,
+    check_name,
+    find_runc_root,
+    make_private_dir,
+    named_volumes,
+    read_manifest,
+    read_tail,
+    remove_tree,
+    restrict_tree,
+    run,
+    tail,
+    tar_create,
+    tmpfs_free_bytes,
+    write_manifest,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, choose_compression, connect, send as send_bundle,
+    TransferError,
+    choose_compression,
+    connect,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    send as send_bundle,
 )
 
 SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']

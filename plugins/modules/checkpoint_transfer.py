@@ -175,7 +175,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, choose_compression, probe_listen, receive, send,
+    TransferError,
+    choose_compression,
+    probe_listen,
+    receive,
+    send,
 )
 
 

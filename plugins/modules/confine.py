@@ -408,8 +408,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _common as common_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     CGROUPNS_MIN_API,
     CHANGE_ADDED,
@@ -433,6 +435,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
 
 LAUNCHER_FILES = (
     # (installed name, module_utils module, mode)
+    ('_common.py', common_lib, 0o644),
     ('_cgroup.py', cgroup_lib, 0o644),
     ('_seccomp.py', seccomp_lib, 0o644),
     ('mtd-confine', launcher_lib, 0o755),
@@ -440,13 +443,8 @@ LAUNCHER_FILES = (
 PROC = '/proc'
 
 
-class ConfineFailure(Exception):
+class ConfineFailure(MtdError):
     """Ends the module with one clear sentence; ``details`` go into the result."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 def module_source(module_obj):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 DOCUMENTATION = r"""
 module: container_recreate
 short_description: Recreate containers from another image, keeping their settings and volumes, and check their health
@@ -241,7 +240,7 @@ class Recreator:
     def health(self, container_id):
         params = self.params
         output = ''
-        for attempt in range(max(params['health_retries'], 1)):
+        for _attempt in range(max(params['health_retries'], 1)):
             time.sleep(params['health_interval'])
             state = (self.client.inspect_container(container_id).get('State') or {})
             if not state.get('Running'):

@@ -91,7 +91,9 @@ labels:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError, client_from_module, docker_argument_spec,
+    DockerError,
+    client_from_module,
+    docker_argument_spec,
 )
 
 

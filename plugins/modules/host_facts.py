@@ -281,19 +281,15 @@ import os
 import platform
 import socket
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Criu,
     CriuError,
     find_criu,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
-)
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._hostinfo import (
     HostInfoError,
     container_summary,
@@ -311,6 +307,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._hostinfo import (
     utc_now,
     zero_reservations,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 
 # Internal paths; tests patch them. They are not options: /proc is not something users point elsewhere.
 PROC_MEMINFO = '/proc/meminfo'
@@ -330,15 +327,17 @@ def _read_text(path):
 class HostFactsCollector:
     """Gathers ``ansible_facts.mtd`` (docs/facts-schema.md); read-only, so it runs as is in check mode."""
 
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
+    def __init__(self, mod):
+        self.mod = mod
+        self.module = mod.module
+        self.params = mod.params
         subsets = set(self.params['gather_subset'] or ['all'])
         self.subsets = set(SUBSETS) if 'all' in subsets else subsets
         self.now = utc_now()
 
-    def fail(self, msg, **kwargs):
-        self.module.fail_json(msg=msg, **kwargs)
+    @staticmethod
+    def fail(msg, **details):
+        raise MtdError(msg, **details)
 
     # -- always gathered ----------------------------------------------------------------------
 
@@ -417,7 +416,7 @@ class HostFactsCollector:
     def docker(self):
         if 'docker' not in self.subsets:
             return self._docker_unavailable('Not gathered: docker is not in gather_subset.')
-        client = client_from_module(self.module)
+        client = self.mod.docker
         try:
             version = client.version() or {}
             info = client.info() or {}
@@ -508,17 +507,20 @@ class HostFactsCollector:
         }
 
 
+ARGUMENT_SPEC = dict(
+    local_fact_path=dict(type='path', default='/etc/ansible/facts.d/mtd.fact'),
+    criu_path=dict(type='path'),
+    os_release_path=dict(type='path', default='/etc/os-release'),
+    gather_subset=dict(type='list', elements='str', default=['all'], choices=['all'] + list(SUBSETS)),
+)
+
+
+def run(mod):
+    return {'ansible_facts': {'mtd': HostFactsCollector(mod).gather()}}
+
+
 def main():
-    argument_spec = docker_argument_spec()
-    argument_spec.update(
-        local_fact_path=dict(type='path', default='/etc/ansible/facts.d/mtd.fact'),
-        criu_path=dict(type='path'),
-        os_release_path=dict(type='path', default='/etc/os-release'),
-        gather_subset=dict(type='list', elements='str', default=['all'], choices=['all'] + list(SUBSETS)),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    facts = HostFactsCollector(module).gather()
-    module.exit_json(changed=False, ansible_facts={'mtd': facts})
+    run_module(run, ARGUMENT_SPEC, docker=True)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 DOCUMENTATION = r"""
 module: image_rebase
 short_description: Rebase an image's own layers onto an updated base image, in the registry
@@ -617,7 +616,7 @@ class ImageRebaser:
     @staticmethod
     def _platform_error(unit, exc):
         if unit.descriptor is not None:
-            return MtdError('Platform %s: %s' % (platform_string(unit.platform), exc.msg), details=exc.details)
+            return MtdError('Platform %s: %s' % (platform_string(unit.platform), exc.msg), **exc.details)
         return exc
 
     def _plan_unit(self, image, unit, old_base, old_base_manifest, new_base, new_base_manifest, step_repo):

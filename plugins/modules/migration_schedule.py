@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 DOCUMENTATION = r"""
 module: migration_schedule
 short_description: Compute when each container must migrate (moving-target defense schedule)
@@ -239,13 +238,12 @@ due:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
     parse_duration,
     to_epoch,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._schedule import (
     mean_time_to_first_attack,
     plan,
@@ -287,23 +285,20 @@ def run(params):
     }
 
 
+ARGUMENT_SPEC = dict(
+    reference=dict(type='list', elements='raw', required=True),
+    delta_t=dict(type='raw', required=True),
+    containers=dict(type='list', elements='dict', required=True),
+    sort_key=dict(type='str', default='uptime', no_log=False),
+    descending=dict(type='bool', default=True),
+    attacked=dict(type='list', elements='str', default=[]),
+    group_by=dict(type='str'),
+    now=dict(type='raw'),
+)
+
+
 def main():
-    argument_spec = dict(
-        reference=dict(type='list', elements='raw', required=True),
-        delta_t=dict(type='raw', required=True),
-        containers=dict(type='list', elements='dict', required=True),
-        sort_key=dict(type='str', default='uptime', no_log=False),
-        descending=dict(type='bool', default=True),
-        attacked=dict(type='list', elements='str', default=[]),
-        group_by=dict(type='str'),
-        now=dict(type='raw'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = run(module.params)
-    except MtdError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(changed=False, **result)
+    run_module(lambda mod: run(mod.params), ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

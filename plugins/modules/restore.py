@@ -315,19 +315,47 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock, process_argv, read_pid
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
-    CriuError, RuncCriuOptions, find_criu, lazy_tls_options, log_seconds, make_tls_identity, option_args,
+    CriuError,
+    RuncCriuOptions,
+    find_criu,
+    lazy_tls_options,
+    log_seconds,
+    make_tls_identity,
+    option_args,
     spawn_until_ready,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError, client_from_module, docker_argument_spec,
-)
-from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
-    TransferError, probe_listen, read_stamp, receive,
+    DockerError,
+    client_from_module,
+    docker_argument_spec,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR, LABEL_ID, LAZY_CERT, ROOTFS_DIFF, VOLUMES_DIR, MigrationError, bind_mounts, check_name, checkpoint_dir,
-    create_body, migration_labels, move_tree, named_volumes, read_manifest, read_tail, remove_tree,
-    sha256_file, tar_extract, tmpfs_free_bytes, verify_manifest,
+    CRIU_DIR,
+    LABEL_ID,
+    LAZY_CERT,
+    ROOTFS_DIFF,
+    VOLUMES_DIR,
+    MigrationError,
+    bind_mounts,
+    check_name,
+    checkpoint_dir,
+    create_body,
+    migration_labels,
+    move_tree,
+    named_volumes,
+    read_manifest,
+    read_tail,
+    remove_tree,
+    sha256_file,
+    tar_extract,
+    tmpfs_free_bytes,
+    verify_manifest,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    TransferError,
+    probe_listen,
+    read_stamp,
+    receive,
 )
 
 DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 DOCUMENTATION = r"""
 module: target_host
 short_description: Choose the host a container moves to, on a different OS, or raise an alert
@@ -404,23 +403,20 @@ elapsed_ms:
 
 import json
 import time
-import traceback
-
 from urllib.error import HTTPError
 from urllib.parse import urlsplit, urlunsplit
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._placement import (
     build_alert,
     build_rebuild_request,
     choose_target,
     severity_level,
 )
-
 
 RANKING_LIMIT = 20
 RETRY_STATUSES = (408, 429)
@@ -553,49 +549,43 @@ class TargetHost:
         }
 
 
+ARGUMENT_SPEC = dict(
+    container=dict(
+        type='dict',
+        required=True,
+        options=dict(
+            id=dict(type='str'),
+            name=dict(type='str'),
+            ip=dict(type='str'),
+            host=dict(type='str'),
+            os=dict(type='dict'),
+            required=dict(type='dict'),
+            attacked=dict(type='bool', default=False),
+            severity=dict(type='raw'),
+        ),
+        required_one_of=[('id', 'name')],
+    ),
+    candidates=dict(type='raw', required=True),
+    granularity=dict(type='str', default='id', choices=['id', 'id_version', 'kernel']),
+    rank_by=dict(type='list', elements='str', default=['units', 'memory_mb', 'cpus']),
+    severity_levels=dict(type='dict', default=dict(low=3, medium=6, high=9)),
+    rebuild_threshold=dict(type='int', default=5),
+    webhook=dict(
+        type='dict',
+        options=dict(
+            url=dict(type='str', required=True),
+            headers=dict(type='dict', no_log=True),
+            timeout=dict(type='float', default=10),
+            retries=dict(type='int', default=3),
+            retry_delay=dict(type='float', default=1),
+            validate_certs=dict(type='bool', default=True),
+        ),
+    ),
+)
+
+
 def main():
-    argument_spec = dict(
-        container=dict(
-            type='dict',
-            required=True,
-            options=dict(
-                id=dict(type='str'),
-                name=dict(type='str'),
-                ip=dict(type='str'),
-                host=dict(type='str'),
-                os=dict(type='dict'),
-                required=dict(type='dict'),
-                attacked=dict(type='bool', default=False),
-                severity=dict(type='raw'),
-            ),
-            required_one_of=[('id', 'name')],
-        ),
-        candidates=dict(type='raw', required=True),
-        granularity=dict(type='str', default='id', choices=['id', 'id_version', 'kernel']),
-        rank_by=dict(type='list', elements='str', default=['units', 'memory_mb', 'cpus']),
-        severity_levels=dict(type='dict', default=dict(low=3, medium=6, high=9)),
-        rebuild_threshold=dict(type='int', default=5),
-        webhook=dict(
-            type='dict',
-            options=dict(
-                url=dict(type='str', required=True),
-                headers=dict(type='dict', no_log=True),
-                timeout=dict(type='float', default=10),
-                retries=dict(type='int', default=3),
-                retry_delay=dict(type='float', default=1),
-                validate_certs=dict(type='bool', default=True),
-            ),
-        ),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = TargetHost(module).run()
-    except MtdError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        module.fail_json(msg='Unexpected error while choosing the target host: %s' % to_native(exc),
-                         exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(lambda mod: TargetHost(mod.module).run(), ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-
 from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab, run_playbook
 
 DOCKER = '/usr/bin/docker'

@@ -10,7 +10,6 @@ import os
 import subprocess
 
 import pytest
-
 from lab_helpers import ROOT, VENV_BIN, require_lab
 
 SCENARIOS = sorted(p.parent.name for p in (ROOT / 'extensions' / 'molecule').glob('*/molecule.yml'))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-
 from lab_helpers import ROOT, run_playbook
 
 TARGETS = sorted(p.parent.name for p in (ROOT / 'tests' / 'integration' / 'targets').glob('*/runme.yml'))

@@ -13,8 +13,8 @@ import stat
 from unittest import mock
 
 import pytest
-
 from ansible.errors import AnsibleActionFail
+
 from ansible_collections.mtd.containers.plugins.action.migration_record import ActionModule
 
 

@@ -6,12 +6,10 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mtd.containers.plugins.filter.plan_table import FilterModule, plan_table
 from ansible_collections.mtd.containers.plugins.module_utils._schedule import plan
-
 
 ROWS = [
     {'i': 1, 'name': 'web-1', 'threshold': 200.0, 'due': True, 'group': None},

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_to_epoch_rejects(value, message):
 
 
 def test_mtd_error_carries_message_and_details():
-    exc = MtdError('something is wrong', details={'host': 'lab-1'})
+    exc = MtdError('something is wrong', host='lab-1')
     assert str(exc) == 'something is wrong'
     assert exc.msg == 'something is wrong'
     assert exc.details == {'host': 'lab-1'}
@@ -118,9 +119,15 @@ def test_mtd_error_carries_message_and_details():
 
 def test_process_argv_and_group_alive():
     import subprocess
-    proc = subprocess.Popen(['sleep', '30', 'marker'], start_new_session=True)
+    import sys
+    argv = [sys.executable, '-c', 'import time; time.sleep(30)', 'marker']
+    proc = subprocess.Popen(argv, start_new_session=True)
     try:
-        assert process_argv(proc.pid)[:3] == [b'sleep', b'30', b'marker']
+        for _attempt in range(1000):  # until the child has exec'd (before, its cmdline is its parent's)
+            if process_argv(proc.pid)[-2:] == [b'marker', b'']:
+                break
+            time.sleep(0.01)
+        assert process_argv(proc.pid) == [arg.encode() for arg in argv] + [b'']
         assert group_alive(proc.pid) is True
     finally:
         proc.kill()

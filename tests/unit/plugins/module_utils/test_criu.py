@@ -13,16 +13,15 @@ import stat
 import sys
 
 import pytest
-
 from ansible.module_utils import basic
 
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CRIU_DIRS,
+    LAZY_PIPE_BYTES,
     Criu,
     CriuError,
     CriuResult,
     RuncCriuOptions,
-    LAZY_PIPE_BYTES,
     find_criu,
     lazy_pages_blocker,
     lazy_tls_options,

@@ -18,6 +18,7 @@ import threading
 
 import pytest
 
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DEFAULT_DOCKER_HOST,
     MAX_API_VERSION,
@@ -194,7 +195,7 @@ def test_unknown_path_gives_404(engine):
     with pytest.raises(DockerError) as excinfo:
         client.get('/no/such/endpoint')
     assert excinfo.value.status == 404
-    assert 'page not found' in excinfo.value.message
+    assert 'page not found' in excinfo.value.msg
 
 
 def test_post_json_body_and_empty_answer(engine):
@@ -345,6 +346,7 @@ def test_client_from_module():
 ])
 def test_client_from_module_bad_options(params, message):
     module = _FakeModule(params)
-    with pytest.raises(SystemExit):
+    with pytest.raises(MtdError) as info:
         client_from_module(module)
-    assert module.failed['msg'].startswith(message)
+    assert info.value.msg.startswith(message)
+    assert module.failed is None

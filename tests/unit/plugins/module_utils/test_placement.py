@@ -21,7 +21,6 @@ from ansible_collections.mtd.containers.plugins.module_utils._placement import (
     severity_level,
 )
 
-
 DEBIAN12 = {'id': 'debian', 'version_id': '12', 'kernel': '6.1.0-28-amd64'}
 DEBIAN11 = {'id': 'debian', 'version_id': '11', 'kernel': '5.10.0-33-amd64'}
 UBUNTU = {'id': 'ubuntu', 'version_id': '24.04', 'kernel': '6.8.0-45-generic'}

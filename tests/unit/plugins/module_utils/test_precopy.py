@@ -118,7 +118,7 @@ def test_predictor_estimate_last_follows_the_trend():
 
 def test_errors_against_a_fixed_base_settle_on_a_constant_rate():
     predictor = DirtyRatePredictor(100, weights='linear')
-    for dummy in range(6):
+    for _dummy in range(6):
         predictor.observe(1.0, 400)
         assert predictor.predict_rate() == pytest.approx(400)
 

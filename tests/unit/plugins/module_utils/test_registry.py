@@ -187,7 +187,7 @@ def test_get_blob_checks_the_digest(registry):
 
 def test_keep_alive_reuses_one_connection(registry):
     client = _client(registry)
-    for dummy in range(5):
+    for _dummy in range(5):
         client.ping()
     assert client.stats.requests == 5
     assert len(client._connections) == 1

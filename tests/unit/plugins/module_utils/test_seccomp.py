@@ -221,7 +221,7 @@ def test_program_structure(x86):
     assert len(sc.encode_program(x86)) == 8 * len(x86)
     returns = [ins[3] for ins in x86 if ins[0] == sc.BPF_RET_K]
     assert sorted(returns) == sorted([RET_KILL, RET_EPERM, RET_ENOSYS, RET_ALLOW])
-    for code, jt, jf, k in x86:
+    for _code, jt, jf, _k in x86:
         assert 0 <= jt <= 255 and 0 <= jf <= 255
 
 

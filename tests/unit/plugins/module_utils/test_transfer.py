@@ -58,7 +58,7 @@ def snapshot(path):
 def header_size(bundle, compression):
     """Bytes the sender writes before the first data byte: HMAC, header length and header, frame length."""
     files = raw = 0
-    for root, dummy, names in os.walk(str(bundle)):
+    for root, _dummy, names in os.walk(str(bundle)):
         for name in names:
             files += 1
             raw += os.path.getsize(os.path.join(root, name))
@@ -244,7 +244,7 @@ def test_wrong_token_the_receiver_keeps_waiting_for_the_right_sender(tmp_path):
     dest = tmp_path / 'm-1'
     port = free_port()
     thread, holder = start_receiver(dest, port, auth_failures=3)
-    for dummy in range(2):
+    for _dummy in range(2):
         with pytest.raises(TransferError) as info:
             _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='none',
                            connect_timeout=10, io_timeout=10)
@@ -264,7 +264,7 @@ def test_wrong_token_the_receiver_gives_up_after_auth_failures(tmp_path):
     port = free_port()
     thread, holder = start_receiver(dest, port, auth_failures=2)
     messages = []
-    for dummy in range(2):
+    for _dummy in range(2):
         with pytest.raises(TransferError) as info:
             _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='gzip',
                            connect_timeout=10, io_timeout=10)

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import stat
-
 from urllib.parse import unquote
 
 import pytest

@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-
 from unittest import mock
 
 import pytest
-
 from ansible.module_utils import basic
 
 

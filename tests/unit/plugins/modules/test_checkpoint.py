@@ -13,14 +13,12 @@ import sys
 import threading
 
 import pytest
-
 from ansible.module_utils import basic
 
 from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
-
 
 model = fakes.model
 runc_conf = fakes.runc_conf
@@ -115,7 +113,7 @@ def test_checkpoint_freezes_dumps_and_captures(scene, monkeypatch):
                                        + len('["/dev/null","pipe:[1]","pipe:[2]"]'))
     assert result['files'] == 6
     assert not os.path.exists(os.path.join(bundle, 'work'))
-    for root, dirs, files in os.walk(bundle):
+    for root, _dirs, files in os.walk(bundle):
         assert mode(root) == 0o700, root
         for name in files:
             assert mode(os.path.join(root, name)) == 0o600, name

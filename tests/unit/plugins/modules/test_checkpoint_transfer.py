@@ -18,7 +18,6 @@ from ansible_collections.mtd.containers.plugins.modules import checkpoint_transf
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
-
 TOKEN = 'transfer-unit-token-0123456'
 
 

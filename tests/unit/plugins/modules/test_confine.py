@@ -202,12 +202,13 @@ def test_launcher_main_reports_bad_usage(capsys):
 
 def test_launcher_files_are_the_module_utils_sources():
     files = confine.launcher_files('/usr/bin/python3')
-    assert sorted(files) == ['_cgroup.py', '_seccomp.py', 'mtd-confine']
+    assert sorted(files) == ['_cgroup.py', '_common.py', '_seccomp.py', 'mtd-confine']
     content, mode = files['mtd-confine']
     assert content.startswith('#!/usr/bin/python3\n# -*- coding: utf-8 -*-')
     assert mode == 0o755 and files['_cgroup.py'][1] == 0o644
     assert 'class Cgroup' in files['_cgroup.py'][0]
     assert 'def process_filter' in files['_seccomp.py'][0]
+    assert 'class MtdError' in files['_common.py'][0]
 
 
 # -- main() -------------------------------------------------------------------------------------------
@@ -456,7 +457,7 @@ def test_module_documentation_mentions_the_honest_policy():
     assert 'pointer' in confine.DOCUMENTATION
     for name in sc.MOUNT_FAMILY:
         assert 'C(%s)' % name in confine.DOCUMENTATION, name
-    assert [entry[0] for entry in confine.LAUNCHER_FILES] == ['_cgroup.py', '_seccomp.py', 'mtd-confine']
+    assert [entry[0] for entry in confine.LAUNCHER_FILES] == ['_common.py', '_cgroup.py', '_seccomp.py', 'mtd-confine']
 
 
 def test_container_whose_filter_cannot_be_read_is_left_running(cgroupfs, engine_factory, tmp_path, monkeypatch):

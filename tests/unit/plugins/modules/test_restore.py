@@ -20,7 +20,6 @@ from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
-
 model = fakes.model
 runc_conf = fakes.runc_conf
 SOURCE_ID = 'ab' * 32

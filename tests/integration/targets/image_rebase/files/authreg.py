@@ -27,7 +27,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
