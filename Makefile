@@ -6,7 +6,7 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup lab-up lab-down lab-status sanity units integration test demo bench changelog-lint clean
+.PHONY: setup lab-up lab-down lab-status sanity lint units integration test demo bench changelog-lint clean
 
 # Idempotent and quick when everything is in place: every target below runs it first.
 setup:
@@ -23,6 +23,9 @@ lab-status:
 
 sanity: setup
 	@bash scripts/sanity.sh
+
+lint: setup
+	@bash scripts/lint.sh
 
 units: setup
 	@bash scripts/pytest.sh tests/unit
