@@ -31,7 +31,7 @@ import socket
 from http import client as http_client
 from urllib.parse import quote, urlencode, urlsplit
 
-from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError, split_image_reference
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 DEFAULT_TIMEOUT = 60
@@ -397,13 +397,9 @@ class DockerClient:
 
     def pull_image(self, reference, registry_auth=None):
         """``POST /images/create`` for ``repo:tag`` or ``repo@sha256:...``; raises DockerError on a failed pull."""
-        if '@' in reference:
-            name, tag = reference.split('@', 1)
-        else:
-            slash, colon = reference.rfind('/'), reference.rfind(':')
-            name, tag = (reference[:colon], reference[colon + 1:]) if colon > slash else (reference, 'latest')
+        name, tag, digest = split_image_reference(reference)
         headers = {'X-Registry-Auth': registry_auth} if registry_auth else None
-        with self.request('POST', '/images/create', params={'fromImage': name, 'tag': tag}, headers=headers,
+        with self.request('POST', '/images/create', params={'fromImage': name, 'tag': digest or tag or 'latest'}, headers=headers,
                           stream=True) as response:
             for item in response.iter_json():
                 if isinstance(item, dict) and item.get('error'):
@@ -457,64 +453,6 @@ def demux_stream(raw):
     if pos == 0:
         return raw
     return b''.join(out)
-
-
-# Config keys whose value the container inherits from its image unless the user set them.
-_IMAGE_DEFAULT_KEYS = ('Cmd', 'Entrypoint', 'WorkingDir', 'User', 'StopSignal', 'Healthcheck', 'ExposedPorts',
-                       'Volumes', 'OnBuild', 'Shell')
-
-
-def recreate_body(container, old_image_config, image):
-    """The ``POST /containers/create`` body that recreates ``container`` (its inspect) from ``image``.
-
-    What the container got from its old image (Env entries, labels, Cmd, ...) is left out so that the new
-    image's own defaults apply; what the user set is kept. Anonymous volumes are bound again by name, so
-    the data in all volumes, named or not, is kept. Pure function.
-    """
-    old = old_image_config or {}
-    config = dict(container.get('Config') or {})
-    config['Image'] = image
-    if config.get('Hostname') and container.get('Id', '').startswith(config['Hostname']):
-        config.pop('Hostname')
-    image_env = set(old.get('Env') or [])
-    env = [item for item in (config.get('Env') or []) if item not in image_env]
-    if env:
-        config['Env'] = env
-    else:
-        config.pop('Env', None)
-    image_labels = old.get('Labels') or {}
-    labels = dict((k, v) for k, v in (config.get('Labels') or {}).items() if image_labels.get(k) != v)
-    config['Labels'] = labels
-    for key in _IMAGE_DEFAULT_KEYS:
-        if key in config and config[key] == old.get(key):
-            config.pop(key)
-    host_config = dict(container.get('HostConfig') or {})
-    binds = list(host_config.get('Binds') or [])
-    bound = set(bind.split(':')[1] for bind in binds if ':' in bind)
-    bound.update(m.get('Target') for m in host_config.get('Mounts') or [])
-    for mount in container.get('Mounts') or []:
-        if mount.get('Type') == 'volume' and mount.get('Name') and mount.get('Destination') not in bound:
-            binds.append('%s:%s%s' % (mount['Name'], mount['Destination'], '' if mount.get('RW', True) else ':ro'))
-    if binds:
-        host_config['Binds'] = binds
-    body = dict(config)
-    body['HostConfig'] = host_config
-    networks = ((container.get('NetworkSettings') or {}).get('Networks') or {})
-    mode = host_config.get('NetworkMode') or 'default'
-    endpoints = {}
-    for net_name, net in networks.items():
-        # the API before 1.44 takes one endpoint at create: the one of the network mode
-        if net_name != mode or net_name in ('none', 'host', 'bridge', 'default'):
-            continue
-        endpoint = {}
-        if net.get('Aliases'):
-            endpoint['Aliases'] = [a for a in net['Aliases'] if not container.get('Id', '').startswith(a)]
-        if net.get('IPAMConfig'):
-            endpoint['IPAMConfig'] = net['IPAMConfig']
-        endpoints[net_name] = endpoint
-    if endpoints:
-        body['NetworkingConfig'] = {'EndpointsConfig': endpoints}
-    return body
 
 
 # ---------------------------------------------------------------------------------------------

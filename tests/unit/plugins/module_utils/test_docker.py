@@ -26,6 +26,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError,
     client_from_module,
     compare_versions,
+    demux_stream,
     docker_argument_spec,
     encode_filters,
 )
@@ -350,3 +351,10 @@ def test_client_from_module_bad_options(params, message):
         client_from_module(module)
     assert info.value.msg.startswith(message)
     assert module.failed is None
+
+
+def test_demux_stream():
+    raw = b'\x01\x00\x00\x00\x00\x00\x00\x03out' + b'\x02\x00\x00\x00\x00\x00\x00\x04err!'
+    assert demux_stream(raw) == b'outerr!'
+    assert demux_stream(b'plain tty output') == b'plain tty output'
+    assert demux_stream(b'') == b''
