@@ -440,7 +440,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import Dock
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write
 from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, run_module
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC: Dict[str, Any] = dict(
     mode=dict(type='str', required=True, choices=['process', 'container']),
     name=dict(type='str', required=True),
     state=dict(type='str', default='present', choices=['present', 'absent']),
@@ -470,7 +470,7 @@ ARGUMENT_SPEC = dict(
 
 # What each mode accepts: its states, the options a state requires, and the options that only it takes
 # (given with the other mode - set to anything but their default - they fail the module).
-MODES = {
+MODES: Dict[str, Dict[str, Any]] = {
     'process': {
         'states': ('present', 'absent'),
         'required': {'present': ('command',)},
@@ -497,9 +497,11 @@ PARK_NAME = '%s_mtd_replaced_%s'
 START_TIMEOUT = 10.0
 
 
-def check_mode_options(params: Dict[str, Any], modes: Dict[str, Dict[str, Any]] = MODES,
-                       spec: Dict[str, Any] = ARGUMENT_SPEC) -> None:
-    """Raise MtdError when ``params`` do not fit the spec of their mode (see MODES)."""
+def check_mode_options(params: Dict[str, Any], modes: Optional[Dict[str, Dict[str, Any]]] = None,
+                       spec: Optional[Dict[str, Any]] = None) -> None:
+    """Raise MtdError when ``params`` do not fit the spec of their mode (``modes``, default MODES)."""
+    modes = MODES if modes is None else modes
+    spec = ARGUMENT_SPEC if spec is None else spec
     mode, state = params['mode'], params['state']
     rules = modes[mode]
     if state not in rules['states']:
@@ -744,7 +746,7 @@ class ProcessConfiner(Confiner):
     def read_process_seccomp(self, pid: int) -> Dict[str, Any]:
         try:
             with open(os.path.join(PROC, str(pid), 'status')) as handle:
-                found = seccomp_lib.parse_status_seccomp(handle.read())
+                found: Dict[str, Any] = dict(seccomp_lib.parse_status_seccomp(handle.read()))
         except (IOError, OSError, ValueError):
             return {'mode': None, 'filters': None, 'verified_by': None}
         found['verified_by'] = 'host_proc'
@@ -797,8 +799,8 @@ class ContainerConfiner(Confiner):
         refusal = privileged_refusal(inspect, version.get('Version'))
         if refusal:
             raise MtdError(refusal)
-        extra = [self.engine_socket()] if self.engine_socket() else []
-        bad = forbidden_binds(inspect, extra)
+        engine_socket = self.engine_socket()
+        bad = forbidden_binds(inspect, [engine_socket] if engine_socket else [])
         if bad:
             source, reason = bad[0]
             raise MtdError('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove '
