@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import time
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 try:
     from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
@@ -70,7 +71,7 @@ class CgroupError(MtdError):
 # ---------------------------------------------------------------------------------------------
 # Input parsing and formatting
 
-def parse_size(value, what='memory'):
+def parse_size(value: Any, what: str = 'memory') -> Union[int, str]:
     """Bytes (int) or MAX from ``64m``, ``1g``, ``512MiB``, ``67108864``, an int, ``max``/``-1``."""
     if isinstance(value, bool):
         raise CgroupError('%s must be a size such as 64m or 1g, not a boolean.' % what)
@@ -94,7 +95,7 @@ def parse_size(value, what='memory'):
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
-def parse_count(value, what='pids'):
+def parse_count(value: Any, what: str = 'pids') -> Union[int, str]:
     """A positive integer or MAX from an int, a numeric string, ``max`` or ``-1``."""
     if isinstance(value, bool):
         raise CgroupError('%s must be a number or max, not a boolean.' % what)
@@ -116,7 +117,7 @@ def parse_count(value, what='pids'):
     return value
 
 
-def format_size(value):
+def format_size(value: Any) -> str:
     """``64 MiB``-style text for messages; MAX stays ``max``."""
     if value == MAX or value is None:
         return 'max' if value == MAX else 'unset'
@@ -128,14 +129,16 @@ def format_size(value):
     return '%d bytes' % value
 
 
-def page_align(value):
+def page_align(value: Any) -> Any:
     """The kernel keeps memory limits in whole pages, rounded down."""
     if value == MAX or value is None:
         return value
     return value - value % PAGE_SIZE
 
 
-def normalise_limits(memory=None, memory_swap=None, cpus=None, cpu_period=None, cpu_weight=None, pids=None):
+def normalise_limits(memory: Any = None, memory_swap: Any = None, cpus: Optional[float] = None,
+                     cpu_period: Optional[int] = None, cpu_weight: Optional[int] = None,
+                     pids: Any = None) -> Dict[str, Any]:
     """Normalised limits (see the module docstring) from user-facing values.
 
     ``memory``/``memory_swap`` sizes; ``cpus`` a float (0.5 = half a CPU; 0 or ``max`` = unlimited);
@@ -195,11 +198,11 @@ def normalise_limits(memory=None, memory_swap=None, cpus=None, cpu_period=None, 
     return limits
 
 
-def limits_for_display(limits):
+def limits_for_display(limits: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """User-facing form of normalised limits: sizes in bytes, cpus as a float."""
     if limits is None:
         return None
-    shown = {}
+    shown: Dict[str, Any] = {}
     for key in ('memory', 'memory_swap', 'cpu_weight', 'pids'):
         if key in limits and limits[key] is not None:
             shown[key] = limits[key]
@@ -210,7 +213,7 @@ def limits_for_display(limits):
     return shown
 
 
-def validate_relative_path(path):
+def validate_relative_path(path: Optional[str]) -> str:
     """``a/b/c`` from ``/a/b/c/``; every part a plain name (no ``..``)."""
     parts = [part for part in (path or '').strip().split('/') if part]
     if not parts:
@@ -229,7 +232,8 @@ def _as_number(value):
     return float('inf') if value == MAX else value
 
 
-def order_memory_writes(current_memory, current_swap, new_memory, new_swap):
+def order_memory_writes(current_memory: Any, current_swap: Any, new_memory: Any,
+                        new_swap: Any) -> List[Tuple[str, Any]]:
     """The v1 order of writes for memory and memory+swap: a list of ``('memory'|'memory_swap', value)``.
 
     The kernel requires memory <= memsw at every moment. Writing memsw first is valid when the current
@@ -253,12 +257,12 @@ def order_memory_writes(current_memory, current_swap, new_memory, new_swap):
     return [('memory', new_memory), ('memory_swap', new_swap)]
 
 
-def v1_shares_from_weight(weight):
+def v1_shares_from_weight(weight: int) -> int:
     """cpu.shares for a cpu weight: proportional, so the defaults match (100 -> 1024)."""
     return max(2, min(262144, int(round(weight * 1024 / 100.0))))
 
 
-def weight_from_v1_shares(shares):
+def weight_from_v1_shares(shares: int) -> int:
     return max(1, min(10000, int(round(shares * 100 / 1024.0))))
 
 
@@ -269,7 +273,7 @@ def _unescape(field):
     return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
 
 
-def parse_mountinfo(text):
+def parse_mountinfo(text: str) -> List[Dict[str, Any]]:
     """Mounts from /proc/self/mountinfo: dicts with mountpoint, fstype, options, super_options, root."""
     mounts = []
     for line in (text or '').splitlines():
@@ -293,13 +297,14 @@ def parse_mountinfo(text):
 class Layout:
     """Where the controllers are: v1 ``{controller: mountpoint}`` or the v2 (unified) mountpoint."""
 
-    def __init__(self, version, v1_mounts=None, unified=None):
+    def __init__(self, version: int, v1_mounts: Optional[Dict[str, str]] = None,
+                 unified: Optional[str] = None) -> None:
         self.version = version
         self.v1_mounts = dict(v1_mounts or {})
-        self.unified = unified
+        self.unified: Any = unified  # the unified (v2) mountpoint, or None
 
     @classmethod
-    def detect(cls, mountinfo_text, prefer='auto'):
+    def detect(cls, mountinfo_text: str, prefer: Any = 'auto') -> 'Layout':
         """The layout from mountinfo text. ``prefer`` is ``auto``, ``1`` or ``2``.
 
         ``auto`` uses v1 when any managed controller is mounted as cgroup v1 (a hybrid host keeps its
@@ -335,7 +340,7 @@ class Layout:
         raise CgroupError('No cgroup filesystem is mounted on this host (neither cgroup v1 controllers nor cgroup2).')
 
     @classmethod
-    def from_host(cls, prefer='auto', mountinfo_path='/proc/self/mountinfo'):
+    def from_host(cls, prefer: Any = 'auto', mountinfo_path: str = '/proc/self/mountinfo') -> 'Layout':
         try:
             with open(mountinfo_path) as handle:
                 text = handle.read()
@@ -343,11 +348,11 @@ class Layout:
             raise CgroupError('Cannot read %s: %s.' % (mountinfo_path, exc.strerror or exc))
         return cls.detect(text, prefer)
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         return {'version': self.version, 'v1_mounts': dict(self.v1_mounts), 'unified': self.unified}
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Dict[str, Any]) -> 'Layout':
         return cls(int(data['version']), data.get('v1_mounts'), data.get('unified'))
 
 
@@ -361,7 +366,7 @@ def _errno_text(exc):
 class Cgroup:
     """One level ``path`` (relative to the hierarchy roots, e.g. ``mtd/web-1``) in a Layout."""
 
-    def __init__(self, layout, path):
+    def __init__(self, layout: Layout, path: str) -> None:
         self.layout = layout
         self.path = validate_relative_path(path)
 
@@ -383,19 +388,21 @@ class Cgroup:
 
     # -- where things are --------------------------------------------------------------------------
 
-    def root_of(self, controller):
+    def root_of(self, controller: Optional[str]) -> Optional[str]:
         """The hierarchy root holding ``controller`` or None (v1: its mount; v2: the unified mount)."""
         if self.layout.version == 1:
-            return self.layout.v1_mounts.get(controller)
+            return self.layout.v1_mounts.get(controller) if controller else None
         return self.layout.unified
 
-    def directory(self, controller=None):
+    def directory(self, controller: Optional[str] = None) -> Any:
+        """This level's directory in the hierarchy of ``controller`` (v2: the one directory); None when
+        that controller is not mounted."""
         if self.layout.version == 2:
             return os.path.join(self.layout.unified, self.path)
         root = self.root_of(controller)
         return os.path.join(root, self.path) if root else None
 
-    def directories(self):
+    def directories(self) -> List[str]:
         """The distinct directories of this level, one per hierarchy (v1) or one (v2)."""
         if self.layout.version == 2:
             return [self.directory()]
@@ -406,23 +413,23 @@ class Cgroup:
                 seen.append(directory)
         return seen
 
-    def exists(self):
+    def exists(self) -> bool:
         return all(os.path.isdir(directory) for directory in self.directories())
 
-    def required_controllers(self, limits):
+    def required_controllers(self, limits: Dict[str, Any]) -> List[str]:
         needed = []
         for key in LIMIT_KEYS:
             if limits.get(key) is not None and LIMIT_CONTROLLER[key] not in needed:
                 needed.append(LIMIT_CONTROLLER[key])
         return needed
 
-    def v2_available(self, directory):
+    def v2_available(self, directory: str) -> List[str]:
         try:
             return self._read(os.path.join(directory, 'cgroup.controllers')).split()
         except (IOError, OSError):
             return []
 
-    def check_controllers(self, limits):
+    def check_controllers(self, limits: Dict[str, Any]) -> None:
         """Raise CgroupError when a controller that a requested limit needs is missing."""
         for controller in self.required_controllers(limits):
             if self.layout.version == 1:
@@ -503,12 +510,12 @@ class Cgroup:
             return MAX
         return value
 
-    def read_limits(self, keys=LIMIT_KEYS):
+    def read_limits(self, keys: Sequence[str] = LIMIT_KEYS) -> Optional[Dict[str, Any]]:
         """The current normalised limits for ``keys`` (None for a key whose file is missing), or None when
         the level does not exist."""
         if not self.exists():
             return None
-        current = {}
+        current: Dict[str, Any] = {}
         version = self.layout.version
         for key in keys:
             controller = LIMIT_CONTROLLER[key]
@@ -552,9 +559,9 @@ class Cgroup:
                 current[key] = self._read_int_or_max('pids', 'pids.max')
         return current
 
-    def usage(self):
+    def usage(self) -> Dict[str, Optional[int]]:
         """Current usage: ``{'memory': bytes|None, 'pids': count|None}``."""
-        result = {'memory': None, 'pids': None}
+        result: Dict[str, Optional[int]] = {'memory': None, 'pids': None}
         if self.root_of('memory') and os.path.isdir(self.directory('memory')):
             name = 'memory.usage_in_bytes' if self.layout.version == 1 else 'memory.current'
             value = self._read_int_or_max('memory', name)
@@ -564,9 +571,9 @@ class Cgroup:
             result['pids'] = value if value != MAX else None
         return result
 
-    def procs(self):
+    def procs(self) -> List[int]:
         """PIDs in this level (all hierarchies), sorted."""
-        pids = set()
+        pids: Set[int] = set()
         for directory in self.directories():
             try:
                 text = self._read(os.path.join(directory, 'cgroup.procs'))
@@ -580,14 +587,14 @@ class Cgroup:
     def _cpu_weight_value(self, weight):
         return v1_shares_from_weight(weight) if self.layout.version == 1 else weight
 
-    def plan(self, limits, current=None):
+    def plan(self, limits: Dict[str, Any], current: Optional[Dict[str, Any]] = None) -> List[Tuple[str, str, str, str]]:
         """The ordered writes ``[(controller, filename, value_text, key)]`` that bring the level to
         ``limits``; ``current`` is read_limits() (None = the level does not exist yet)."""
         limits = dict((key, value) for key, value in limits.items() if value is not None)
         if current is None:
             current = self.read_limits() if self.exists() else None
         fresh = current is None
-        if fresh:
+        if current is None:
             current = self.fresh_defaults()
         writes = []
         version = self.layout.version
@@ -647,7 +654,7 @@ class Cgroup:
         return writes
 
     @staticmethod
-    def fresh_defaults():
+    def fresh_defaults() -> Dict[str, Any]:
         """What a newly created level holds."""
         return {'memory': MAX, 'memory_swap': MAX, 'cpu_quota': MAX, 'cpu_period': DEFAULT_CPU_PERIOD,
                 'cpu_weight': 100, 'pids': MAX}
@@ -714,7 +721,7 @@ class Cgroup:
                 return
             raise CgroupError('Cannot create the cgroup %s: %s.' % (directory, _errno_text(exc)))
 
-    def create(self, limits=None):
+    def create(self, limits: Optional[Dict[str, Any]] = None) -> bool:
         """Create the level (and its parents). Returns True when a directory was created."""
         limits = limits or {}
         self.check_controllers(limits)
@@ -744,7 +751,7 @@ class Cgroup:
                                       'child cgroups.' % (memory, _errno_text(exc)))
         return created
 
-    def apply(self, writes):
+    def apply(self, writes: Sequence[Tuple[str, str, str, str]]) -> None:
         """Perform planned writes in order; errors name the file, the value and the usage."""
         self._precheck(writes)
         for controller, name, value, key in writes:
@@ -775,7 +782,7 @@ class Cgroup:
                                'more CPU bandwidth than its parent.' % (path, value))
         return CgroupError('Cannot write %s to %s: %s.' % (value, path, _errno_text(exc)))
 
-    def ensure(self, limits):
+    def ensure(self, limits: Dict[str, Any]) -> Tuple[bool, Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
         """Create the level when missing and write what differs. Returns (changed, before, after)."""
         before = self.read_limits() if self.exists() else None
         self.check_controllers(limits)
@@ -786,7 +793,7 @@ class Cgroup:
         after = self.read_limits()
         return bool(created or writes), before, after
 
-    def join(self, pid=None):
+    def join(self, pid: Optional[int] = None) -> None:
         """Move ``pid`` (default: the caller) into this level in every hierarchy."""
         pid = os.getpid() if pid is None else pid
         for directory in self.directories():
@@ -796,7 +803,7 @@ class Cgroup:
             except (IOError, OSError) as exc:
                 raise CgroupError('Cannot move process %d into %s: %s.' % (pid, directory, _errno_text(exc)))
 
-    def remove(self, timeout=10.0):
+    def remove(self, timeout: float = 10.0) -> List[int]:
         """Kill every process of the level and remove its directories. Returns the PIDs killed."""
         killed = []
         deadline = time.time() + timeout
@@ -830,7 +837,7 @@ class Cgroup:
         return killed
 
 
-def parse_proc_cgroup(text):
+def parse_proc_cgroup(text: str) -> Dict[str, str]:
     """/proc/<pid>/cgroup as ``{'memory': '/mtd/web', ..., '': '/unified/path'}``."""
     result = {}
     for line in (text or '').splitlines():
@@ -843,7 +850,7 @@ def parse_proc_cgroup(text):
     return result
 
 
-def memory_usage_of_pid(pid, layout=None, proc='/proc'):
+def memory_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '/proc') -> Optional[int]:
     """Bytes the memory cgroup of process ``pid`` charges now (v1 memory.usage_in_bytes, v2
     memory.current), or None when it cannot be read."""
     try:
@@ -865,7 +872,7 @@ def memory_usage_of_pid(pid, layout=None, proc='/proc'):
         return None
 
 
-def freeze_cgroup_of_pid(pid, proc='/proc', mountinfo_path='/proc/self/mountinfo'):
+def freeze_cgroup_of_pid(pid: int, proc: str = '/proc', mountinfo_path: str = '/proc/self/mountinfo') -> str:
     """Freeze the freezer cgroup of process ``pid`` (v1 freezer.state FROZEN, v2 cgroup.freeze 1), the way
     the engine's pause does; returns the file written. Raises CgroupError.
 
@@ -879,7 +886,8 @@ def freeze_cgroup_of_pid(pid, proc='/proc', mountinfo_path='/proc/self/mountinfo
             paths = parse_proc_cgroup(handle.read())
     except (IOError, OSError) as exc:
         raise CgroupError('Cannot find the cgroup of process %s: %s.' % (pid, _errno_text(exc)))
-    target = value = None
+    target: Optional[str] = None
+    value = ''
     for mount in mounts:
         if mount['fstype'] == 'cgroup' and mount['root'] == '/' and 'freezer' in mount['super_options'] \
                 and 'freezer' in paths:

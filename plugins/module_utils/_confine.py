@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._seccomp import (
     docker_profile,
@@ -43,20 +44,20 @@ FORBIDDEN_CGROUPFS = '/sys/fs/cgroup'
 _VERSION_RE = re.compile(r'^\s*v?(\d+)(?:\.(\d+))?')
 
 
-def engine_major(version):
+def engine_major(version: Any) -> Optional[int]:
     """The major version of a Docker engine version string (``20.10.24+dfsg1`` -> 20), or None."""
     match = _VERSION_RE.match(str(version or ''))
     return int(match.group(1)) if match else None
 
 
-def api_at_least(api_version, minimum):
+def api_at_least(api_version: Any, minimum: Tuple[int, int]) -> bool:
     match = _VERSION_RE.match(str(api_version or ''))
     if not match:
         return False
     return (int(match.group(1)), int(match.group(2) or 0)) >= minimum
 
 
-def cgroup_parent_path(cgroup_parent, name):
+def cgroup_parent_path(cgroup_parent: Optional[str], name: str) -> str:
     """The container's cgroup parent as Docker's cgroupfs driver takes it: ``/mtd/web-1``."""
     return '/' + '/'.join(part for part in (cgroup_parent or '').split('/') + [name] if part)
 
@@ -68,7 +69,7 @@ def _canonical_host_path(path):
     return path
 
 
-def bind_sources(inspect):
+def bind_sources(inspect: Dict[str, Any]) -> List[str]:
     """Host paths bound into the container (HostConfig.Binds, HostConfig.Mounts and the inspect's Mounts)."""
     sources = []
     host_config = inspect.get('HostConfig') or {}
@@ -89,7 +90,7 @@ def bind_sources(inspect):
     return unique
 
 
-def forbidden_binds(inspect, extra_sockets=()):
+def forbidden_binds(inspect: Dict[str, Any], extra_sockets: Sequence[str] = ()) -> List[Tuple[str, str]]:
     """``[(source, reason)]`` for binds that expose an engine or D-Bus socket, or the host cgroupfs.
 
     A bind of a directory above a socket (``/run``, ``/var/run``, ``/``) exposes it too.
@@ -117,7 +118,7 @@ def forbidden_binds(inspect, extra_sockets=()):
     return found
 
 
-def privileged_refusal(inspect, engine_version):
+def privileged_refusal(inspect: Dict[str, Any], engine_version: Optional[str]) -> Optional[str]:
     """A sentence why a privileged container cannot be confined on this engine, else None."""
     if not (inspect.get('HostConfig') or {}).get('Privileged'):
         return None
@@ -131,7 +132,7 @@ def privileged_refusal(inspect, engine_version):
                PRIVILEGED_SECCOMP_MIN_MAJOR))
 
 
-def container_cpu_quota(inspect):
+def container_cpu_quota(inspect: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     """The container's own CPU bandwidth as (quota_us, period_us), or None when it has none."""
     host_config = inspect.get('HostConfig') or {}
     if host_config.get('NanoCpus'):
@@ -141,7 +142,7 @@ def container_cpu_quota(inspect):
     return None
 
 
-def cpu_conflict(inspect, limits):
+def cpu_conflict(inspect: Dict[str, Any], limits: Dict[str, Any]) -> Optional[str]:
     """A sentence when the container's own --cpus exceeds the confinement's cpus (v1 refuses that)."""
     own = container_cpu_quota(inspect)
     quota = limits.get('cpu_quota')
@@ -156,7 +157,7 @@ def cpu_conflict(inspect, limits):
     return None
 
 
-def desired_confinement(cgroup_parent, cgroupns):
+def desired_confinement(cgroup_parent: str, cgroupns: bool) -> Dict[str, Any]:
     """What a confined container's HostConfig carries: ``{cgroup_parent, seccomp_sha256, cgroupns_mode}``."""
     return {
         'cgroup_parent': cgroup_parent,
@@ -165,7 +166,7 @@ def desired_confinement(cgroup_parent, cgroupns):
     }
 
 
-def current_confinement(inspect):
+def current_confinement(inspect: Dict[str, Any]) -> Dict[str, Any]:
     """The same three facts read from a container's inspect."""
     host_config = inspect.get('HostConfig') or {}
     return {
@@ -175,7 +176,7 @@ def current_confinement(inspect):
     }
 
 
-def confinement_differences(current, desired):
+def confinement_differences(current: Dict[str, Any], desired: Dict[str, Any]) -> List[str]:
     """The keys whose values differ (``cgroupns_mode`` only when a mode is wanted)."""
     keys = []
     for key in ('cgroup_parent', 'seccomp_sha256', 'cgroupns_mode'):
@@ -186,7 +187,8 @@ def confinement_differences(current, desired):
     return keys
 
 
-def confine_host_config(host_config, cgroup_parent, cgroupns=True):
+def confine_host_config(host_config: Optional[Dict[str, Any]], cgroup_parent: str,
+                        cgroupns: bool = True) -> Dict[str, Any]:
     """A copy of ``host_config`` with the confinement: the cgroup parent, the inline seccomp profile in
     place of any other seccomp option, and a private cgroup namespace when ``cgroupns``."""
     result = dict(host_config or {})
@@ -210,7 +212,7 @@ CHANGE_ADDED = 1
 CHANGE_DELETED = 2
 
 
-def mount_destinations(inspect):
+def mount_destinations(inspect: Dict[str, Any]) -> List[str]:
     """Where volumes and binds are mounted in the container: their data is not in the writable layer."""
     return sorted(set(m['Destination'] for m in inspect.get('Mounts') or [] if m.get('Destination')))
 
@@ -219,7 +221,8 @@ def _under(path, directories):
     return any(path == d or path.startswith(d.rstrip('/') + '/') for d in directories)
 
 
-def plan_layer_copy(changes, exclude=()):
+def plan_layer_copy(changes: Sequence[Dict[str, Any]],
+                    exclude: Sequence[str] = ()) -> Tuple[List[Tuple[str, int]], List[str]]:
     """Which paths to copy from an old container's writable layer to its replacement.
 
     Returns ``(copy, deleted)``: ``copy`` is a sorted list of ``(path, kind)``: every added path whose

@@ -44,6 +44,7 @@ import json
 import os
 import pwd
 import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 if __package__:
     from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
@@ -53,7 +54,7 @@ else:  # the installed copy: _cgroup.py and _seccomp.py sit beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     cgroup_lib = importlib.import_module('_cgroup')
     seccomp_lib = importlib.import_module('_seccomp')
-    MtdError = importlib.import_module('_common').MtdError
+    MtdError = importlib.import_module('_common').MtdError  # type: ignore[misc]
 
 LAUNCHER_NAME = 'mtd-confine'
 EXIT_LAUNCHER_FAILED = 125
@@ -90,7 +91,7 @@ def _libc():
         return ctypes.CDLL(None, use_errno=True)
 
 
-def readonly_mounts(mountinfo_text):
+def readonly_mounts(mountinfo_text: str) -> List[Tuple[str, int]]:
     """(mountpoint, flags) for every mount to make read-only: all cgroup/cgroup2 mounts and everything at or
     below /sys/fs/cgroup. The flags keep each mount's nosuid/nodev/noexec/atime options."""
     result = []
@@ -107,7 +108,7 @@ def readonly_mounts(mountinfo_text):
     return result
 
 
-def private_readonly_cgroupfs():
+def private_readonly_cgroupfs() -> List[str]:
     """A new mount namespace (slave of the current one) where every cgroup mount is read-only."""
     libc = _libc()
     libc.unshare.argtypes = [ctypes.c_int]
@@ -128,7 +129,7 @@ def private_readonly_cgroupfs():
     return [mountpoint for mountpoint, dummy in mounts]
 
 
-def switch_user(user, group):
+def switch_user(user: Optional[str], group: Optional[str]) -> Dict[str, str]:
     """Drop to ``user`` (name or uid) and ``group`` (name or gid; default: the user's group)."""
     env = {}
     gid = None
@@ -154,12 +155,12 @@ def switch_user(user, group):
     return env
 
 
-def read_seccomp_status(pid='self'):
+def read_seccomp_status(pid: Any = 'self') -> Dict[str, Optional[int]]:
     with open('/proc/%s/status' % pid) as handle:
         return seccomp_lib.parse_status_seccomp(handle.read())
 
 
-def confine_self(spec):
+def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Do every step but the exec, in this process. Returns the report (without ``ok``)."""
     layout = cgroup_lib.Layout.from_host(spec.get('cgroup_version') or 'auto')
     cgroup = cgroup_lib.Cgroup(layout, spec['cgroup'])
@@ -197,7 +198,7 @@ class StatusFile:
     def __init__(self, path):
         self.handle = open(path, 'w') if path else None  # pylint: disable=consider-using-with
 
-    def write(self, report):
+    def write(self, report: Dict[str, Any]) -> None:
         if self.handle is None:
             return
         self.handle.seek(0)
@@ -220,7 +221,7 @@ def _failure(exc):
     return str(exc) or exc.__class__.__name__
 
 
-def run_foreground(spec, command, status_file):
+def run_foreground(spec: Dict[str, Any], command: List[str], status_file: Optional[str]) -> int:
     status = StatusFile(status_file)
     try:
         report = confine_self(spec)
@@ -241,7 +242,7 @@ def run_foreground(spec, command, status_file):
     return EXIT_LAUNCHER_FAILED  # not reached
 
 
-def run_detached(spec, command, status_file):
+def run_detached(spec: Dict[str, Any], command: List[str], status_file: Optional[str]) -> int:
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, False)
     pid = os.fork()
@@ -256,9 +257,9 @@ def run_detached(spec, command, status_file):
             out = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             os.dup2(out, 1)
             os.dup2(out, 2)
-            report = confine_self(spec)
-            env = report.pop('env')
-            os.write(write_fd, ('R' + json.dumps(report)).encode('utf-8') + b'\n')
+            confined = confine_self(spec)
+            env = confined.pop('env')
+            os.write(write_fd, ('R' + json.dumps(confined)).encode('utf-8') + b'\n')
             stage = 'exec'
             _exec(command, env)
         except Exception as exc:  # pylint: disable=broad-except
@@ -279,7 +280,7 @@ def run_detached(spec, command, status_file):
         data += chunk
     os.close(read_fd)
     lines = data.decode('utf-8', 'replace').splitlines()
-    report = None
+    report: Optional[Dict[str, Any]] = None
     error = None
     for line in lines:
         if line.startswith('R'):
@@ -289,7 +290,7 @@ def run_detached(spec, command, status_file):
     if error is None and report is None:
         error = 'The confined child exited before reporting.'
     status = StatusFile(status_file)
-    if error is not None:
+    if error is not None or report is None:
         os.waitpid(pid, 0)
         status.write({'ok': False, 'error': error})
         sys.stderr.write('%s: %s\n' % (LAUNCHER_NAME, error))
@@ -305,8 +306,8 @@ USAGE = ('usage: %s (--spec FILE | --spec-json JSON) [--status-file FILE] [--det
          % LAUNCHER_NAME)
 
 
-def parse_args(argv):
-    options = {'spec': None, 'spec_json': None, 'status_file': None, 'detach': False}
+def parse_args(argv: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:
+    options: Dict[str, Any] = {'spec': None, 'spec_json': None, 'status_file': None, 'detach': False}
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -332,7 +333,7 @@ def parse_args(argv):
     return options, spec, args
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         options, spec, command = parse_args(argv)

@@ -29,9 +29,10 @@ import json
 import re
 import socket
 from http import client as http_client
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit
 
-from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError, split_image_reference
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 DEFAULT_TIMEOUT = 60
@@ -50,19 +51,19 @@ class DockerError(MtdError):
 
     prefix = 'Docker engine error: '
 
-    def __init__(self, msg, status=None, **details):
+    def __init__(self, msg: str, status: Optional[int] = None, **details: Any) -> None:
         super().__init__(msg, **details)
         self.status = status
 
 
-def _version_tuple(version):
+def _version_tuple(version: Any) -> Tuple[int, int]:
     match = _API_VERSION_RE.match(str(version).strip())
     if not match:
         raise ValueError('%r is not an API version like "1.41"' % (version,))
     return int(match.group(1)), int(match.group(2))
 
 
-def compare_versions(a, b):
+def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1 as API version ``a`` is older than, equal to or newer than ``b``."""
     ta, tb = _version_tuple(a), _version_tuple(b)
     return (ta > tb) - (ta < tb)
@@ -103,10 +104,10 @@ class DockerResponse:
         self.headers = response.headers
         self.data = data
 
-    def header(self, name, default=None):
+    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
         return self._response.getheader(name, default)
 
-    def read(self, amt=None):
+    def read(self, amt: Optional[int] = None) -> bytes:
         if self.data is not None:
             if amt is None:
                 data, self.data = self.data, b''
@@ -118,7 +119,7 @@ class DockerResponse:
         except (OSError, http_client.HTTPException) as exc:
             raise DockerError('Reading the answer to %s %s failed: %s' % (self.method, self.path, exc))
 
-    def iter_content(self, chunk_size=_CHUNK_SIZE):
+    def iter_content(self, chunk_size: int = _CHUNK_SIZE) -> Iterator[bytes]:
         """Yield the body in chunks of bytes (e.g. a checkpoint or export tarball)."""
         while True:
             chunk = self.read(chunk_size)
@@ -126,7 +127,7 @@ class DockerResponse:
                 break
             yield chunk
 
-    def iter_json(self):
+    def iter_json(self) -> Iterator[Any]:
         """Yield the decoded objects of a JSON stream (one object per line, as pull/build progress)."""
         buffer = b''
         for chunk in self.iter_content():
@@ -138,13 +139,13 @@ class DockerResponse:
         if buffer.strip():
             yield _decode_json(buffer, self.method, self.path)
 
-    def json(self):
+    def json(self) -> Any:
         body = self.read()
         if not body or not body.strip():
             return None
         return _decode_json(body, self.method, self.path)
 
-    def close(self):
+    def close(self) -> None:
         try:
             self._response.close()
         finally:
@@ -185,7 +186,7 @@ def _query_value(value):
     return str(value)
 
 
-def encode_filters(filters):
+def encode_filters(filters: Optional[Dict[str, Any]]) -> Optional[Dict[str, List[str]]]:
     """Engine filter map ``{"label": ["a=b"], "status": ["running"]}``; plain strings become lists."""
     if not filters:
         return None
@@ -210,11 +211,13 @@ class DockerClient:
     Raises ValueError for a ``docker_host`` or ``api_version`` this client cannot use.
     """
 
-    def __init__(self, docker_host=None, api_version=DEFAULT_API_VERSION, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, docker_host: Optional[str] = None, api_version: Optional[str] = DEFAULT_API_VERSION,
+                 timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         self.docker_host = docker_host or DEFAULT_DOCKER_HOST
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
-        self._socket_path = None
-        self._netloc = None
+        self._socket_path: Optional[str] = None
+        self._netloc: Optional[Tuple[str, int]] = None
+        self._api_version: Optional[str]
         self._parse_host(self.docker_host)
         requested = (api_version or DEFAULT_API_VERSION).strip()
         if requested.lower() == 'auto':
@@ -246,10 +249,11 @@ class DockerClient:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _connection(self):
+    def _connection(self) -> http_client.HTTPConnection:
         if self._socket_path is not None:
             return _UnixHTTPConnection(self._socket_path, self.timeout)
-        return http_client.HTTPConnection(self._netloc[0], self._netloc[1], timeout=self.timeout)
+        host, port = self._netloc or ('localhost', 2375)
+        return http_client.HTTPConnection(host, port, timeout=self.timeout)
 
     def _connect_error(self, exc):
         if isinstance(exc, socket.timeout):
@@ -265,7 +269,7 @@ class DockerClient:
             '(or DOCKER_HOST) right?' % (self.docker_host, reason))
 
     @property
-    def api_version(self):
+    def api_version(self) -> str:
         """The API version in use (negotiated on first access when ``auto``)."""
         if self._api_version is None:
             self._api_version = self._negotiate()
@@ -302,7 +306,7 @@ class DockerClient:
 
     def _raw(self, method, path, params=None, body=None, headers=None, stream=False, versioned=True):
         url = self._url(path, params, versioned)
-        send_headers = {'Host': 'docker' if self._socket_path else '%s:%s' % self._netloc}
+        send_headers = {'Host': 'docker' if self._socket_path else '%s:%s' % (self._netloc or ('localhost', 2375))}
         send_headers.update(headers or {})
         payload = body
         if isinstance(body, (dict, list)):
@@ -343,7 +347,8 @@ class DockerClient:
 
     # -- generic calls ------------------------------------------------------------------------
 
-    def request(self, method, path, params=None, body=None, headers=None, stream=False):
+    def request(self, method: str, path: str, params: Optional[Dict[str, Any]] = None, body: Any = None,
+                headers: Optional[Dict[str, str]] = None, stream: bool = False) -> DockerResponse:
         """Send one request to the versioned API and return a DockerResponse.
 
         ``body`` may be a dict/list (sent as JSON), str, bytes or a binary file object (sent as is;
@@ -351,42 +356,46 @@ class DockerClient:
         """
         return self._raw(method, path, params=params, body=body, headers=headers, stream=stream)
 
-    def get(self, path, params=None, headers=None):
+    def get(self, path: str, params: Optional[Dict[str, Any]] = None, headers: Optional[Dict[str, str]] = None) -> Any:
         return self.request('GET', path, params=params, headers=headers).json()
 
-    def post(self, path, params=None, body=None, headers=None):
+    def post(self, path: str, params: Optional[Dict[str, Any]] = None, body: Any = None,
+             headers: Optional[Dict[str, str]] = None) -> Any:
         return self.request('POST', path, params=params, body=body, headers=headers).json()
 
-    def put(self, path, params=None, body=None, headers=None):
+    def put(self, path: str, params: Optional[Dict[str, Any]] = None, body: Any = None,
+            headers: Optional[Dict[str, str]] = None) -> Any:
         return self.request('PUT', path, params=params, body=body, headers=headers).json()
 
-    def delete(self, path, params=None, headers=None):
+    def delete(self, path: str, params: Optional[Dict[str, Any]] = None,
+               headers: Optional[Dict[str, str]] = None) -> Any:
         return self.request('DELETE', path, params=params, headers=headers).json()
 
     # -- convenience --------------------------------------------------------------------------
 
-    def ping(self):
+    def ping(self) -> bool:
         """True when the engine answers ``GET /_ping`` with OK (raises DockerError otherwise)."""
         response = self._raw('GET', '/_ping', versioned=False)
         return response.read().strip() == b'OK'
 
-    def version(self):
+    def version(self) -> Dict[str, Any]:
         return self.get('/version')
 
-    def info(self):
+    def info(self) -> Dict[str, Any]:
         return self.get('/info')
 
-    def containers(self, all=False, filters=None):  # pylint: disable=redefined-builtin
+    def containers(self, all: bool = False,  # pylint: disable=redefined-builtin
+                   filters: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
         """``GET /containers/json``: running containers, or all of them with ``all=True``."""
         params = {'all': all or None, 'filters': encode_filters(filters)}
         return self.get('/containers/json', params=params) or []
 
-    def inspect_container(self, container_id):
+    def inspect_container(self, container_id: str) -> Dict[str, Any]:
         return self.get('/containers/%s/json' % quote(container_id, safe=''))
 
     # -- images and container lifecycle (used by container_recreate / the rebase_rollout role) -------
 
-    def inspect_image(self, image):
+    def inspect_image(self, image: str) -> Optional[Dict[str, Any]]:
         """``GET /images/{name}/json``, or None when the engine does not have the image."""
         try:
             return self.get('/images/%s/json' % quote(image, safe=':@/'))
@@ -395,43 +404,42 @@ class DockerClient:
                 return None
             raise
 
-    def pull_image(self, reference, registry_auth=None):
+    def pull_image(self, reference: str, registry_auth: Optional[str] = None) -> None:
         """``POST /images/create`` for ``repo:tag`` or ``repo@sha256:...``; raises DockerError on a failed pull."""
-        if '@' in reference:
-            name, tag = reference.split('@', 1)
-        else:
-            slash, colon = reference.rfind('/'), reference.rfind(':')
-            name, tag = (reference[:colon], reference[colon + 1:]) if colon > slash else (reference, 'latest')
+        name, tag, digest = split_image_reference(reference)
         headers = {'X-Registry-Auth': registry_auth} if registry_auth else None
-        with self.request('POST', '/images/create', params={'fromImage': name, 'tag': tag}, headers=headers,
+        with self.request('POST', '/images/create', params={'fromImage': name, 'tag': digest or tag or 'latest'}, headers=headers,
                           stream=True) as response:
             for item in response.iter_json():
                 if isinstance(item, dict) and item.get('error'):
                     raise DockerError('Pulling %s failed: %s' % (reference, item['error']))
 
-    def create_container(self, name, body):
+    def create_container(self, name: str, body: Dict[str, Any]) -> str:
         """``POST /containers/create``; returns the new container's id."""
-        return (self.post('/containers/create', params={'name': name}, body=body) or {}).get('Id')
+        created = self.post('/containers/create', params={'name': name}, body=body) or {}
+        if not created.get('Id'):
+            raise DockerError('The engine answered POST /containers/create for %s without the new id.' % (name,))
+        return created['Id']
 
-    def start_container(self, container_id):
+    def start_container(self, container_id: str) -> None:
         self.request('POST', '/containers/%s/start' % quote(container_id, safe=''))
 
-    def stop_container(self, container_id, timeout=10):
+    def stop_container(self, container_id: str, timeout: int = 10) -> None:
         try:
             self.request('POST', '/containers/%s/stop' % quote(container_id, safe=''), params={'t': timeout})
         except DockerError as exc:
             if exc.status != 304:  # already stopped
                 raise
 
-    def rename_container(self, container_id, name):
+    def rename_container(self, container_id: str, name: str) -> None:
         self.request('POST', '/containers/%s/rename' % quote(container_id, safe=''), params={'name': name})
 
-    def remove_container(self, container_id, force=False, volumes=False):
+    def remove_container(self, container_id: str, force: bool = False, volumes: bool = False) -> None:
         """Remove a container; anonymous volumes are kept unless ``volumes``; named volumes always are."""
         self.request('DELETE', '/containers/%s' % quote(container_id, safe=''),
                      params={'force': force or None, 'v': volumes or None})
 
-    def exec_run(self, container_id, cmd, timeout=None):
+    def exec_run(self, container_id: str, cmd: List[str], timeout: Optional[float] = None) -> Tuple[Optional[int], str]:
         """Run ``cmd`` (list) in a running container; returns ``(exit_code, output_text)``."""
         created = self.post('/containers/%s/exec' % quote(container_id, safe=''),
                             body={'Cmd': list(cmd), 'AttachStdout': True, 'AttachStderr': True, 'Tty': False})
@@ -443,7 +451,7 @@ class DockerClient:
         return info.get('ExitCode'), demux_stream(raw).decode('utf-8', 'replace')
 
 
-def demux_stream(raw):
+def demux_stream(raw: bytes) -> bytes:
     """The payload of a multiplexed attach/exec stream (8-byte frame headers), stdout and stderr joined.
 
     Data that does not start with a frame header (a TTY stream) is returned as is.
@@ -459,68 +467,10 @@ def demux_stream(raw):
     return b''.join(out)
 
 
-# Config keys whose value the container inherits from its image unless the user set them.
-_IMAGE_DEFAULT_KEYS = ('Cmd', 'Entrypoint', 'WorkingDir', 'User', 'StopSignal', 'Healthcheck', 'ExposedPorts',
-                       'Volumes', 'OnBuild', 'Shell')
-
-
-def recreate_body(container, old_image_config, image):
-    """The ``POST /containers/create`` body that recreates ``container`` (its inspect) from ``image``.
-
-    What the container got from its old image (Env entries, labels, Cmd, ...) is left out so that the new
-    image's own defaults apply; what the user set is kept. Anonymous volumes are bound again by name, so
-    the data in all volumes, named or not, is kept. Pure function.
-    """
-    old = old_image_config or {}
-    config = dict(container.get('Config') or {})
-    config['Image'] = image
-    if config.get('Hostname') and container.get('Id', '').startswith(config['Hostname']):
-        config.pop('Hostname')
-    image_env = set(old.get('Env') or [])
-    env = [item for item in (config.get('Env') or []) if item not in image_env]
-    if env:
-        config['Env'] = env
-    else:
-        config.pop('Env', None)
-    image_labels = old.get('Labels') or {}
-    labels = dict((k, v) for k, v in (config.get('Labels') or {}).items() if image_labels.get(k) != v)
-    config['Labels'] = labels
-    for key in _IMAGE_DEFAULT_KEYS:
-        if key in config and config[key] == old.get(key):
-            config.pop(key)
-    host_config = dict(container.get('HostConfig') or {})
-    binds = list(host_config.get('Binds') or [])
-    bound = set(bind.split(':')[1] for bind in binds if ':' in bind)
-    bound.update(m.get('Target') for m in host_config.get('Mounts') or [])
-    for mount in container.get('Mounts') or []:
-        if mount.get('Type') == 'volume' and mount.get('Name') and mount.get('Destination') not in bound:
-            binds.append('%s:%s%s' % (mount['Name'], mount['Destination'], '' if mount.get('RW', True) else ':ro'))
-    if binds:
-        host_config['Binds'] = binds
-    body = dict(config)
-    body['HostConfig'] = host_config
-    networks = ((container.get('NetworkSettings') or {}).get('Networks') or {})
-    mode = host_config.get('NetworkMode') or 'default'
-    endpoints = {}
-    for net_name, net in networks.items():
-        # the API before 1.44 takes one endpoint at create: the one of the network mode
-        if net_name != mode or net_name in ('none', 'host', 'bridge', 'default'):
-            continue
-        endpoint = {}
-        if net.get('Aliases'):
-            endpoint['Aliases'] = [a for a in net['Aliases'] if not container.get('Id', '').startswith(a)]
-        if net.get('IPAMConfig'):
-            endpoint['IPAMConfig'] = net['IPAMConfig']
-        endpoints[net_name] = endpoint
-    if endpoints:
-        body['NetworkingConfig'] = {'EndpointsConfig': endpoints}
-    return body
-
-
 # ---------------------------------------------------------------------------------------------
 # Ansible glue
 
-def docker_argument_spec():
+def docker_argument_spec() -> Dict[str, Any]:
     """The connection options documented by the ``mtd.containers.docker`` doc fragment."""
     # Imported here so that the client above stays usable outside of Ansible modules.
     from ansible.module_utils.basic import env_fallback
@@ -532,7 +482,7 @@ def docker_argument_spec():
     )
 
 
-def client_from_params(params):
+def client_from_params(params: Dict[str, Any]) -> DockerClient:
     """A DockerClient from the connection options in ``params``; bad values raise MtdError.
 
     Nothing is sent to the engine here: the first call connects.
@@ -549,6 +499,6 @@ def client_from_params(params):
         raise MtdError('Invalid Docker connection option: %s.' % (exc,))
 
 
-def client_from_module(module):
+def client_from_module(module: Any) -> DockerClient:
     """``client_from_params(module.params)``."""
     return client_from_params(module.params)

@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import struct
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 try:
     from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
@@ -234,9 +235,9 @@ def _rule(names, action='SCMP_ACT_ALLOW', comment=None, **extra):
     return rule
 
 
-def docker_profile():
+def docker_profile() -> Dict[str, Any]:
     """The container-mode profile as a dict (Docker/moby seccomp JSON format, Docker >= 20.10)."""
-    always = set()
+    always: Set[str] = set()
     for names in ALLOW_ALWAYS.values():
         always.update(names)
     overlap = always.intersection(MOUNT_FAMILY)
@@ -263,8 +264,8 @@ def docker_profile():
         syscalls.append(_rule(['personality'], args=[{'index': 0, 'value': value, 'valueTwo': 0,
                                                       'op': 'SCMP_CMP_EQ'}]))
     for capability in sorted(ALLOW_WITH_CAPABILITY):
-        names = [name for name in ALLOW_WITH_CAPABILITY[capability] if name not in MOUNT_FAMILY]
-        syscalls.append(_rule(names, includes={'caps': [capability]},
+        allowed = [name for name in ALLOW_WITH_CAPABILITY[capability] if name not in MOUNT_FAMILY]
+        syscalls.append(_rule(allowed, includes={'caps': [capability]},
                               comment='mtd: allowed with %s' % capability))
     return {
         'defaultAction': 'SCMP_ACT_ERRNO',
@@ -274,7 +275,7 @@ def docker_profile():
     }
 
 
-def canonical_json(profile):
+def canonical_json(profile: Union[str, Dict[str, Any]]) -> str:
     """One canonical text for a profile (a dict or JSON text): sorted keys, no whitespace.
 
     Raises ValueError when ``profile`` is text that is not JSON.
@@ -284,17 +285,17 @@ def canonical_json(profile):
     return json.dumps(profile, sort_keys=True, separators=(',', ':'))
 
 
-def profile_digest(profile):
+def profile_digest(profile: Union[str, Dict[str, Any]]) -> str:
     """sha256 hex digest of the canonical JSON of a profile (dict or JSON text)."""
     return hashlib.sha256(canonical_json(profile).encode('utf-8')).hexdigest()
 
 
-def seccomp_security_opt(profile):
+def seccomp_security_opt(profile: Union[str, Dict[str, Any]]) -> str:
     """The ``HostConfig.SecurityOpt`` entry carrying the profile inline, as the docker CLI sends it."""
     return 'seccomp=' + canonical_json(profile)
 
 
-def find_seccomp_opt(security_opt):
+def find_seccomp_opt(security_opt: Optional[Sequence[str]]) -> Tuple[Optional[int], Optional[str]]:
     """(index, value) of the seccomp entry in a SecurityOpt list, else (None, None).
 
     Docker accepts ``seccomp=VALUE`` and the old ``seccomp:VALUE``; VALUE is ``unconfined``, a builtin
@@ -307,7 +308,7 @@ def find_seccomp_opt(security_opt):
     return None, None
 
 
-def security_opt_digest(security_opt):
+def security_opt_digest(security_opt: Optional[Sequence[str]]) -> Optional[str]:
     """sha256 of the inline profile found in SecurityOpt, or None (no profile, unconfined, not JSON)."""
     dummy, value = find_seccomp_opt(security_opt)
     if not value or not value.lstrip().startswith('{'):
@@ -318,9 +319,9 @@ def security_opt_digest(security_opt):
         return None
 
 
-def parse_status_seccomp(status_text):
+def parse_status_seccomp(status_text: Optional[str]) -> Dict[str, Optional[int]]:
     """``{'mode': int|None, 'filters': int|None}`` from the text of /proc/<pid>/status."""
-    result = {'mode': None, 'filters': None}
+    result: Dict[str, Optional[int]] = {'mode': None, 'filters': None}
     for line in (status_text or '').splitlines():
         key, sep, value = line.partition(':')
         if not sep:
@@ -387,7 +388,7 @@ SECCOMP_DATA_ARCH = 4
 BPF_MAXINSNS = 4096
 
 
-def normalise_machine(machine):
+def normalise_machine(machine: Optional[str]) -> str:
     """``x86_64`` or ``aarch64`` for a ``uname -m`` value; raises SeccompError for anything else."""
     name = _MACHINE_ALIASES.get((machine or '').strip().lower())
     if name is None:
@@ -397,7 +398,7 @@ def normalise_machine(machine):
     return name
 
 
-def deny_numbers(abi, names=MOUNT_FAMILY):
+def deny_numbers(abi: str, names: Sequence[str] = MOUNT_FAMILY) -> List[int]:
     """The sorted system call numbers of ``names`` on one ABI (names the ABI lacks are skipped)."""
     table = SYSCALL_TABLES[abi]
     return sorted(set(table[name] for name in names if name in table))
@@ -426,7 +427,7 @@ class _Asm:
                 positions[item[1]] = index
             else:
                 index += 1
-        program = []
+        program: List[Tuple[int, int, int, int]] = []
         for item in self.items:
             if item[0] == 'label':
                 continue
@@ -461,7 +462,7 @@ def _deny_block(asm, abi, prefix, extra_allowed=None, masked_x32=False):
     asm.jump(BPF_JMP_JGT_K, LAST_KNOWN_SYSCALL, 'enosys', 'allow')
 
 
-def process_filter(machine=None):
+def process_filter(machine: Optional[str] = None) -> List[Tuple[int, int, int, int]]:
     """The process-mode filter for ``machine`` (default: this one) as a list of (code, jt, jf, k)."""
     machine = normalise_machine(machine if machine is not None else os.uname().machine)
     abis = MACHINE_ABIS[machine]
@@ -496,12 +497,12 @@ def process_filter(machine=None):
     return asm.assemble()
 
 
-def encode_program(program):
+def encode_program(program: Sequence[Tuple[int, int, int, int]]) -> bytes:
     """The program as the bytes of a ``struct sock_filter`` array (native byte order)."""
     return b''.join(struct.pack('=HBBI', code, jt, jf, k) for code, jt, jf, k in program)
 
 
-def program_digest(program):
+def program_digest(program: Sequence[Tuple[int, int, int, int]]) -> str:
     return hashlib.sha256(encode_program(program)).hexdigest()
 
 
@@ -526,7 +527,7 @@ def _libc():
         return ctypes.CDLL(None, use_errno=True)
 
 
-def install_filter(program=None, no_new_privs=True):
+def install_filter(program: Optional[Sequence[Tuple[int, int, int, int]]] = None, no_new_privs: bool = True) -> None:
     """Install ``program`` (default: :func:`process_filter`) on the calling thread; it is inherited by
     every child and kept across execve. Raises SeccompError when the kernel refuses."""
     if program is None:

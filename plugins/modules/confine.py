@@ -75,6 +75,8 @@ options:
   mode:
     description:
       - V(process) starts O(command) confined; V(container) confines the Docker container O(name).
+      - The options marked O(mode=process) or O(mode=container) apply to that mode only; one given a value other
+        than its default with the other mode fails the module.
     type: str
     choices: [process, container]
     required: true
@@ -401,16 +403,16 @@ import os
 import stat
 import sys
 import tempfile
-import time
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _common as common_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     CGROUPNS_MIN_API,
@@ -426,12 +428,60 @@ from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     plan_layer_copy,
     privileged_refusal,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
+from ansible_collections.mtd.containers.plugins.module_utils._container import (
+    ReplaceError,
+    container_name,
     recreate_body,
+    replace_container,
+    same_image_reference,
+    wait_running,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
+from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write
+from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, run_module
+
+ARGUMENT_SPEC: Dict[str, Any] = dict(
+    mode=dict(type='str', required=True, choices=['process', 'container']),
+    name=dict(type='str', required=True),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    limits=dict(type='dict', default={}, options=dict(
+        memory=dict(type='raw'),
+        memory_swap=dict(type='raw'),
+        cpus=dict(type='float'),
+        cpu_period=dict(type='int', default=100000),
+        cpu_weight=dict(type='int'),
+        pids=dict(type='raw'),
+    )),
+    cgroup_parent=dict(type='str', default='mtd'),
+    cgroup_name=dict(type='str'),
+    cgroup_version=dict(type='str', default='auto', choices=['auto', '1', '2']),
+    # mode=process
+    command=dict(type='list', elements='str'),
+    detach=dict(type='bool', default=True),
+    output=dict(type='path'),
+    chdir=dict(type='path'),
+    user=dict(type='str'),
+    group=dict(type='str'),
+    readonly_cgroupfs=dict(type='bool', default=True),
+    launcher_dir=dict(type='path', default='/usr/local/libexec/mtd-confine'),
+    # mode=container (and the connection options of the docker doc fragment)
+    stop_timeout=dict(type='int', default=10),
+)
+
+# What each mode accepts: its states, the options a state requires, and the options that only it takes
+# (given with the other mode - set to anything but their default - they fail the module).
+MODES: Dict[str, Dict[str, Any]] = {
+    'process': {
+        'states': ('present', 'absent'),
+        'required': {'present': ('command',)},
+        'options': ('command', 'detach', 'output', 'chdir', 'user', 'group', 'readonly_cgroupfs', 'launcher_dir'),
+    },
+    'container': {
+        'states': ('present',),
+        'required': {},
+        'options': ('stop_timeout',),
+    },
+}
 
 LAUNCHER_FILES = (
     # (installed name, module_utils module, mode)
@@ -441,13 +491,37 @@ LAUNCHER_FILES = (
     ('mtd-confine', launcher_lib, 0o755),
 )
 PROC = '/proc'
+# The name of the original container while its confined copy takes over.
+PARK_NAME = '%s_mtd_replaced_%s'
+# Seconds a recreated container gets to reach the running state.
+START_TIMEOUT = 10.0
 
 
-class ConfineFailure(MtdError):
-    """Ends the module with one clear sentence; ``details`` go into the result."""
+def check_mode_options(params: Dict[str, Any], modes: Optional[Dict[str, Dict[str, Any]]] = None,
+                       spec: Optional[Dict[str, Any]] = None) -> None:
+    """Raise MtdError when ``params`` do not fit the spec of their mode (``modes``, default MODES)."""
+    modes = MODES if modes is None else modes
+    spec = ARGUMENT_SPEC if spec is None else spec
+    mode, state = params['mode'], params['state']
+    rules = modes[mode]
+    if state not in rules['states']:
+        able = [name for name, other in modes.items() if state in other['states']]
+        raise MtdError('state=%s is only supported with mode=%s.' % (state, ' or '.join(able)))
+    for option in rules['required'].get(state, ()):
+        if not params.get(option):
+            raise MtdError('%s is required with mode=%s and state=%s.' % (option, mode, state))
+    for other, other_rules in modes.items():
+        if other == mode:
+            continue
+        given = [o for o in other_rules['options'] if params.get(o) != spec[o].get('default')]
+        if len(given) == 1:
+            raise MtdError('%s only applies to mode=%s; leave it out with mode=%s.' % (given[0], other, mode))
+        if given:
+            raise MtdError('%s and %s only apply to mode=%s; leave them out with mode=%s.'
+                           % (', '.join(given[:-1]), given[-1], other, mode))
 
 
-def module_source(module_obj):
+def module_source(module_obj: Any) -> str:
     """The source text of a module_utils module, also when it is imported from the AnsiballZ zip."""
     loader = getattr(module_obj, '__loader__', None)
     if loader is not None and hasattr(loader, 'get_source'):
@@ -461,7 +535,7 @@ def module_source(module_obj):
         return to_text(handle.read())
 
 
-def launcher_files(interpreter):
+def launcher_files(interpreter: str) -> Dict[str, Tuple[str, int]]:
     """``{name: (content, mode)}`` of the launcher directory; the launcher gets ``interpreter`` as shebang."""
     files = {}
     for name, module_obj, mode in LAUNCHER_FILES:
@@ -472,7 +546,7 @@ def launcher_files(interpreter):
     return files
 
 
-def limits_from_params(limits):
+def limits_from_params(limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Normalised limits from the module's O(limits) option; raises CgroupError."""
     limits = limits or {}
     return cgroup_lib.normalise_limits(
@@ -485,7 +559,7 @@ def limits_from_params(limits):
     )
 
 
-def project(limits, keys):
+def project(limits: Optional[Dict[str, Any]], keys: List[str]) -> Optional[Dict[str, Any]]:
     """Only ``keys`` of normalised limits, shown the user's way."""
     if limits is None:
         return None
@@ -495,35 +569,26 @@ def project(limits, keys):
 class Confiner:
     """Common part of both modes: the cgroup level and its limits."""
 
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.result = {'changed': False}
-        self.diff = {'before': {}, 'after': {}}
-        try:
-            self.limits = limits_from_params(self.params['limits'])
-            self.layout = cgroup_lib.Layout.from_host(self.params['cgroup_version'])
-        except cgroup_lib.CgroupError as exc:
-            raise ConfineFailure(exc.msg, **exc.details)
+    def __init__(self, mod: MtdModule) -> None:
+        self.mod = mod
+        self.params = mod.params
+        self.result = mod.result
+        self.diff: Dict[str, Dict[str, Any]] = {'before': {}, 'after': {}}
+        # CgroupError is an MtdError: a bad limit or a missing hierarchy fails the module as it is
+        self.limits = limits_from_params(self.params['limits'])
+        self.layout = cgroup_lib.Layout.from_host(self.params['cgroup_version'])
 
-    def fail(self, msg, **details):
-        raise ConfineFailure(msg, **details)
+    def level(self, name: str) -> cgroup_lib.Cgroup:
+        return cgroup_lib.Cgroup(self.layout, '%s/%s' % (self.params['cgroup_parent'] or '', name))
 
-    def level(self, name):
-        path = '%s/%s' % (self.params['cgroup_parent'] or '', name)
-        try:
-            return cgroup_lib.Cgroup(self.layout, path)
-        except cgroup_lib.CgroupError as exc:
-            self.fail(exc.msg)
+    def managed_keys(self) -> List[str]:
+        return [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits]
 
-    def plan_limits(self, cgroup):
-        """(before, writes, after) of the managed limits; fails on a missing controller."""
-        try:
-            cgroup.check_controllers(self.limits)
-            before = cgroup.read_limits() if cgroup.exists() else None
-            writes = cgroup.plan(self.limits, before)
-        except cgroup_lib.CgroupError as exc:
-            self.fail(exc.msg, **exc.details)
+    def plan_limits(self, cgroup: cgroup_lib.Cgroup) -> Tuple[Optional[Dict[str, Any]], Any]:
+        """(before, writes) of the managed limits; fails on a missing controller."""
+        cgroup.check_controllers(self.limits)
+        before = cgroup.read_limits() if cgroup.exists() else None
+        writes = cgroup.plan(self.limits, before)
         after = dict(before or cgroup_lib.Cgroup.fresh_defaults())
         after.update(self.limits)
         self.result['cgroup'] = {
@@ -531,31 +596,23 @@ class Confiner:
             'path': '/' + cgroup.path,
             'directories': cgroup.directories(),
         }
-        keys = [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits]
-        self.result['limits_before'] = project(before, keys)
-        self.result['limits'] = project(after, keys)
+        self.result['limits_before'] = project(before, self.managed_keys())
+        self.result['limits'] = project(after, self.managed_keys())
         self.diff['before']['cgroup'] = {'path': '/' + cgroup.path, 'exists': before is not None,
                                          'limits': self.result['limits_before']}
         self.diff['after']['cgroup'] = {'path': '/' + cgroup.path, 'exists': True, 'limits': self.result['limits']}
         return before, writes
 
-    def apply_limits(self, cgroup, writes):
-        try:
-            created = cgroup.create(self.limits)
-            cgroup.apply(writes)
-        except cgroup_lib.CgroupError as exc:
-            self.fail(exc.msg, **exc.details)
+    def apply_limits(self, cgroup: cgroup_lib.Cgroup, writes: Any) -> None:
+        created = cgroup.create(self.limits)
+        cgroup.apply(writes)
         if created or writes:
             self.result['changed'] = True
-        current = cgroup.read_limits()
-        keys = [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits]
-        self.result['limits'] = project(current, keys)
+        self.result['limits'] = project(cgroup.read_limits(), self.managed_keys())
         self.diff['after']['cgroup']['limits'] = self.result['limits']
 
-    def finish(self):
-        if self.module._diff:
-            self.result['diff'] = self.diff
-        return self.result
+    def finish(self) -> None:
+        self.mod.set_diff(self.diff['before'], self.diff['after'])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,44 +620,46 @@ class Confiner:
 
 class ProcessConfiner(Confiner):
 
-    def __init__(self, module):
-        super().__init__(module)
+    def __init__(self, mod: MtdModule) -> None:
+        super().__init__(mod)
         self.cgroup = self.level(self.params['cgroup_name'] or self.params['name'])
         self.launcher_dir = self.params['launcher_dir']
         self.launcher = os.path.join(self.launcher_dir, 'mtd-confine')
 
-    def run(self):
+    def run(self) -> None:
         if self.params['state'] == 'absent':
-            return self.run_absent()
-        if not self.params['command']:
-            self.fail('command is required with mode=process and state=present.')
+            self.run_absent()
+        else:
+            self.run_present()
+        self.finish()
+
+    def run_present(self) -> None:
         before, writes = self.plan_limits(self.cgroup)
         pids = self.cgroup.procs() if before is not None else []
         running = bool(pids) and self.params['detach']
         install = self.launcher_changes()
-        self.result['launcher'] = self.launcher
-        self.result['started'] = not running
-        self.result['pids'] = pids
-        self.result['pid'] = pids[0] if pids else None
+        self.result.update(launcher=self.launcher, started=not running, pids=pids, pid=pids[0] if pids else None)
         self.diff['before']['running'] = bool(pids)
         self.diff['after']['running'] = True
-        if self.module.check_mode:
+        if self.mod.check_mode:
             self.result['changed'] = bool(install or writes or before is None or not running)
             self.result['seccomp'] = {'mode': None, 'filters': None, 'verified_by': None,
                                       'program_sha256': seccomp_lib.program_digest(seccomp_lib.process_filter())}
-            return self.finish()
+            return
         if install:
             self.install_launcher(install)
         self.apply_limits(self.cgroup, writes)
         if running:
             self.result['seccomp'] = self.read_process_seccomp(pids[0])
-            return self.finish()
-        self.start()
-        return self.finish()
+            return
+        failure = self.start()
+        if failure:
+            self.finish()
+            raise MtdError(failure)
 
     # -- launcher ------------------------------------------------------------------------------
 
-    def launcher_changes(self):
+    def launcher_changes(self) -> Dict[str, Tuple[str, int]]:
         """``{name: (content, mode)}`` of the launcher files whose content or mode differs."""
         changes = {}
         for name, (content, mode) in launcher_files(sys.executable).items():
@@ -615,27 +674,23 @@ class ProcessConfiner(Confiner):
                 changes[name] = (content, mode)
         return changes
 
-    def install_launcher(self, files):
+    def install_launcher(self, files: Dict[str, Tuple[str, int]]) -> None:
         try:
             os.makedirs(self.launcher_dir, 0o755)
         except OSError:
             if not os.path.isdir(self.launcher_dir):
-                self.fail('Cannot create the launcher directory %s.' % self.launcher_dir)
+                raise MtdError('Cannot create the launcher directory %s.' % self.launcher_dir)
         for name, (content, mode) in files.items():
             path = os.path.join(self.launcher_dir, name)
             try:
-                fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, dir=self.launcher_dir)
-                with os.fdopen(fd, 'wb') as handle:
-                    handle.write(content.encode('utf-8'))
-                os.chmod(tmp, mode)
-                os.rename(tmp, path)
+                atomic_write(path, content, mode=mode)
             except (IOError, OSError) as exc:
-                self.fail('Cannot install the launcher file %s: %s.' % (path, to_text(exc)))
+                raise MtdError('Cannot install the launcher file %s: %s.' % (path, to_text(exc)))
         self.result['changed'] = True
 
     # -- starting ------------------------------------------------------------------------------
 
-    def spec(self):
+    def spec(self) -> Dict[str, Any]:
         return {
             'cgroup': self.cgroup.path,
             'cgroup_version': str(self.layout.version),
@@ -647,51 +702,51 @@ class ProcessConfiner(Confiner):
             'output': self.params['output'],
         }
 
-    def start(self):
-        status_file = os.path.join(self.module.tmpdir, 'mtd-confine-status.json')
-        argv = [sys.executable, self.launcher, '--spec-json', json.dumps(self.spec()), '--status-file', status_file]
+    def launch(self) -> Tuple[int, str, str, Optional[Dict[str, Any]]]:
+        """Run the launcher; (rc, stdout, stderr, the status it wrote or None)."""
+        status_file = os.path.join(self.mod.module.tmpdir, 'mtd-confine-status.json')
+        args = [self.launcher, '--spec-json', json.dumps(self.spec()), '--status-file', status_file]
         if self.params['detach']:
-            argv.append('--detach')
-        argv.append('--')
-        argv.extend(self.params['command'])
-        rc, out, err = self.module.run_command(argv, check_rc=False, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+            args.append('--detach')
+        args.append('--')
+        args.extend(self.params['command'])
+        rc, out, err = CmdRunner(sys.executable).run(args)
         self.result['changed'] = True
         try:
             with open(status_file) as handle:
                 status = json.load(handle)
         except (IOError, OSError, ValueError):
             status = None
+        return rc, out, err, status
+
+    def start(self) -> Optional[str]:
+        """Start the command confined; the failure message when it ran (detach=false) and failed."""
+        rc, out, err, status = self.launch()
         if status is None or not status.get('ok'):
             message = (status or {}).get('error') or (err.strip() or 'the launcher gave no status (rc %s)' % rc)
-            self.fail('The launcher could not start %s confined: %s' % (self.params['command'][0], message),
-                      rc=rc, stderr=err)
+            raise MtdError('The launcher could not start %s confined: %s' % (self.params['command'][0], message),
+                           rc=rc, stderr=err)
         self.result['seccomp'] = {'mode': status['seccomp']['mode'], 'filters': status['seccomp']['filters'],
                                   'verified_by': 'launcher', 'program_sha256': status['seccomp']['program_sha256']}
         self.result['readonly_mounts'] = status.get('readonly_mounts', [])
+        self.result['pid'] = status['pid']
         if self.params['detach']:
-            pid = status['pid']
-            self.result['pid'] = pid
-            observed = self.read_process_seccomp(pid)
+            observed = self.read_process_seccomp(status['pid'])
             if observed['mode'] is not None:
                 self.result['seccomp'].update(mode=observed['mode'], filters=observed['filters'],
                                               verified_by='host_proc')
             self.result['pids'] = self.cgroup.procs()
-        else:
-            self.result['pid'] = status['pid']
-            self.result['rc'] = rc
-            self.result['stdout'] = out
-            self.result['stderr'] = err
-            self.result['pids'] = self.cgroup.procs()
-            if rc != 0:
-                self.result['failed'] = True
-                self.result['msg'] = ('The confined command %s exited with %s.'
-                                      % (self.params['command'][0],
-                                         'signal %d' % -rc if rc < 0 else 'status %d' % rc))
+            return None
+        self.result.update(rc=rc, stdout=out, stderr=err, pids=self.cgroup.procs())
+        if rc == 0:
+            return None
+        return ('The confined command %s exited with %s.'
+                % (self.params['command'][0], 'signal %d' % -rc if rc < 0 else 'status %d' % rc))
 
-    def read_process_seccomp(self, pid):
+    def read_process_seccomp(self, pid: int) -> Dict[str, Any]:
         try:
             with open(os.path.join(PROC, str(pid), 'status')) as handle:
-                found = seccomp_lib.parse_status_seccomp(handle.read())
+                found: Dict[str, Any] = dict(seccomp_lib.parse_status_seccomp(handle.read()))
         except (IOError, OSError, ValueError):
             return {'mode': None, 'filters': None, 'verified_by': None}
         found['verified_by'] = 'host_proc'
@@ -699,7 +754,7 @@ class ProcessConfiner(Confiner):
 
     # -- state=absent --------------------------------------------------------------------------
 
-    def run_absent(self):
+    def run_absent(self) -> None:
         exists = self.cgroup.exists() or any(os.path.isdir(d) for d in self.cgroup.directories())
         self.result['cgroup'] = {'version': self.layout.version, 'path': '/' + self.cgroup.path,
                                  'directories': self.cgroup.directories()}
@@ -707,15 +762,10 @@ class ProcessConfiner(Confiner):
         self.diff['before'] = {'cgroup': {'path': '/' + self.cgroup.path, 'exists': exists}}
         self.diff['after'] = {'cgroup': {'path': '/' + self.cgroup.path, 'exists': False}}
         if not exists:
-            return self.finish()
+            return
         self.result['changed'] = True
-        if self.module.check_mode:
-            return self.finish()
-        try:
+        if not self.mod.check_mode:
             self.cgroup.remove()
-        except cgroup_lib.CgroupError as exc:
-            self.fail(exc.msg)
-        return self.finish()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,101 +773,106 @@ class ProcessConfiner(Confiner):
 
 class ContainerConfiner(Confiner):
 
-    def __init__(self, module):
-        super().__init__(module)
-        if self.params['state'] != 'present':
-            self.fail('state=absent is only supported with mode=process.')
-        self.client = client_from_module(module)
+    def __init__(self, mod: MtdModule) -> None:
+        super().__init__(mod)
+        self.client = mod.docker
 
-    def inspect(self, name):
-        try:
-            return self.client.inspect_container(name)
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def engine_socket(self):
+    def engine_socket(self) -> Optional[str]:
         host = self.client.docker_host
         if host.startswith('unix://'):
             return host[len('unix://'):]
         return host if host.startswith('/') else None
 
-    def preflight(self, inspect, version, info):
+    # -- steps ---------------------------------------------------------------------------------
+
+    def find(self) -> Dict[str, Any]:
+        name = self.params['name']
+        try:
+            return self.client.inspect_container(name)
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+        raise MtdError('There is no container %s on the Docker engine at %s; create it first, then confine it.'
+                       % (name, self.client.docker_host))
+
+    def preflight(self, inspect: Dict[str, Any], version: Dict[str, Any], info: Dict[str, Any]) -> None:
         refusal = privileged_refusal(inspect, version.get('Version'))
         if refusal:
-            self.fail(refusal)
-        extra = [self.engine_socket()] if self.engine_socket() else []
-        bad = forbidden_binds(inspect, extra)
+            raise MtdError(refusal)
+        engine_socket = self.engine_socket()
+        bad = forbidden_binds(inspect, [engine_socket] if engine_socket else [])
         if bad:
             source, reason = bad[0]
-            self.fail('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove that '
-                      'mount and run confine again.' % (self.container_name(inspect), source, reason),
-                      forbidden_binds=[b[0] for b in bad])
+            raise MtdError('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove '
+                           'that mount and run confine again.' % (container_name(inspect), source, reason),
+                           forbidden_binds=[b[0] for b in bad])
         options = ' '.join(info.get('SecurityOptions') or [])
         if 'seccomp' not in options:
-            self.fail('The Docker engine at %s has no seccomp support (SecurityOptions: %s), so the container cannot '
-                      'be confined.' % (self.client.docker_host, options or 'none'))
+            raise MtdError('The Docker engine at %s has no seccomp support (SecurityOptions: %s), so the container '
+                           'cannot be confined.' % (self.client.docker_host, options or 'none'))
         driver = info.get('CgroupDriver') or 'cgroupfs'
         if driver != 'cgroupfs':
-            self.fail('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, whose '
-                      'cgroup parents are plain paths.' % driver)
+            raise MtdError('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, '
+                           'whose cgroup parents are plain paths.' % driver)
         conflict = cpu_conflict(inspect, self.limits)
         if conflict:
-            self.fail(conflict)
+            raise MtdError(conflict)
 
-    def check_version_match(self, info):
+    def check_version_match(self, info: Dict[str, Any]) -> None:
         engine_version = str(info.get('CgroupVersion') or '')
         if engine_version in ('1', '2') and int(engine_version) != self.layout.version:
-            self.fail('The Docker engine uses cgroup v%s but cgroup v%d was selected (cgroup_version=%s); the limits '
-                      'must be on the hierarchy the engine uses.'
-                      % (engine_version, self.layout.version, self.params['cgroup_version']))
+            raise MtdError('The Docker engine uses cgroup v%s but cgroup v%d was selected (cgroup_version=%s); the '
+                           'limits must be on the hierarchy the engine uses.'
+                           % (engine_version, self.layout.version, self.params['cgroup_version']))
 
-    @staticmethod
-    def container_name(inspect):
-        return (inspect.get('Name') or '').lstrip('/') or inspect.get('Id', '')[:12]
-
-    def run(self):
-        name = self.params['name']
-        inspect = self.inspect(name)
-        if inspect is None:
-            self.fail('There is no container %s on the Docker engine at %s; create it first, then confine it.'
-                      % (name, self.client.docker_host))
-        version = self.client.version() or {}
-        info = self.client.info() or {}
-        self.preflight(inspect, version, info)
-        cname = self.container_name(inspect)
-        cgroup = self.level(self.params['cgroup_name'] or cname)
-        before, writes = self.plan_limits(cgroup)
-        self.check_version_match(info)
-
+    def plan_container(self, inspect: Dict[str, Any], cgroup: cgroup_lib.Cgroup) -> Tuple[Dict[str, Any], bool, List[str]]:
+        """(desired confinement, cgroupns, differences); fills the first result and diff entries."""
         cgroupns = api_at_least(self.client.api_version, CGROUPNS_MIN_API) and os.path.exists('/proc/self/ns/cgroup')
         desired = desired_confinement('/' + cgroup.path, cgroupns)
         current = current_confinement(inspect)
-        differences = confinement_differences(current, desired)
         self.diff['before']['container'] = current
         self.diff['after']['container'] = desired
-        was_running = bool((inspect.get('State') or {}).get('Running'))
         self.result['container'] = {
-            'id': inspect['Id'], 'name': cname, 'previous_id': None, 'recreated': False,
-            'running': was_running, 'cgroupns_mode': current.get('cgroupns_mode'), 'cgroupfs_readonly': None,
+            'id': inspect['Id'], 'name': container_name(inspect), 'previous_id': None, 'recreated': False,
+            'running': bool((inspect.get('State') or {}).get('Running')),
+            'cgroupns_mode': current.get('cgroupns_mode'), 'cgroupfs_readonly': None,
         }
         self.result['seccomp'] = {'mode': None, 'filters': None, 'verified_by': None,
                                   'profile_sha256': desired['seccomp_sha256']}
-        if self.module.check_mode:
-            self.result['changed'] = bool(writes or before is None or differences)
-            if differences:
-                self.result['container']['recreated'] = True
-            elif was_running:
-                self.verify(inspect['Id'], enforce=False)
-            return self.finish()
+        return desired, cgroupns, confinement_differences(current, desired)
 
+    def run(self) -> None:
+        inspect = self.find()
+        info = self.client.info() or {}
+        self.preflight(inspect, self.client.version() or {}, info)
+        cgroup = self.level(self.params['cgroup_name'] or container_name(inspect))
+        before, writes = self.plan_limits(cgroup)
+        self.check_version_match(info)
+        plan = self.plan_container(inspect, cgroup)
+        if self.mod.check_mode:
+            self.predict(inspect, before, writes, plan[2])
+        else:
+            self.apply(inspect, cgroup, before, writes, plan)
+        self.finish()
+
+    def predict(self, inspect: Dict[str, Any], before: Optional[Dict[str, Any]], writes: Any,
+                differences: List[str]) -> None:
+        self.result['changed'] = bool(writes or before is None or differences)
+        if differences:
+            self.result['container']['recreated'] = True
+        elif self.result['container']['running']:
+            self.verify(inspect['Id'], enforce=False)
+
+    def apply(self, inspect: Dict[str, Any], cgroup: cgroup_lib.Cgroup, before: Optional[Dict[str, Any]],
+              writes: Any, plan: Tuple[Dict[str, Any], bool, List[str]]) -> None:
+        """Write the limits; recreate the container when it differs from the plan; verify it."""
+        desired, cgroupns, differences = plan
         self.apply_limits(cgroup, writes)
         cid = inspect['Id']
         if differences:
             try:
                 cid = self.recreate(inspect, desired, cgroupns)
-            except ConfineFailure:
+            except MtdError:
                 if before is None:
                     # The level was made for this container only: do not leave it behind.
                     try:
@@ -832,83 +887,48 @@ class ContainerConfiner(Confiner):
             cgroupns_mode=(final.get('HostConfig') or {}).get('CgroupnsMode'))
         if self.result['container']['running']:
             self.verify(cid, enforce=True)
-        return self.finish()
 
     # -- recreation ----------------------------------------------------------------------------
 
-    def image_reference(self, inspect):
-        """The image name when it still points at the container's image, else the image id."""
-        image_id = inspect.get('Image')
-        wanted = (inspect.get('Config') or {}).get('Image')
-        if wanted:
-            found = self.client.inspect_image(wanted)
-            if found and found.get('Id') == image_id:
-                return wanted
-        return image_id
-
-    def recreate(self, inspect, desired, cgroupns):
+    def recreate(self, inspect: Dict[str, Any], desired: Dict[str, Any], cgroupns: bool) -> str:
         old_id = inspect['Id']
-        name = self.container_name(inspect)
+        name = container_name(inspect)
         was_running = bool((inspect.get('State') or {}).get('Running'))
         auto_remove = bool((inspect.get('HostConfig') or {}).get('AutoRemove'))
         image = self.client.inspect_image(inspect.get('Image')) or {}
-        body = recreate_body(inspect, image.get('Config') or {}, self.image_reference(inspect))
+        body = recreate_body(inspect, image.get('Config') or {}, same_image_reference(self.client, inspect))
         body['HostConfig'] = confine_host_config(body.get('HostConfig'), desired['cgroup_parent'], cgroupns)
-        parked = '%s_mtd_replaced_%s' % (name, old_id[:12])
-        new_id = None
-        stopped = False
-        renamed = False
-        layer = None
         try:
-            self.client.rename_container(old_id, parked)
-            renamed = True
-            new_id = self.client.create_container(name, body)
-            if auto_remove and was_running:
-                # Stopping would delete it: copy while it runs.
-                layer = self.copy_layer(old_id, new_id, inspect)
-            if was_running:
-                self.client.stop_container(old_id, timeout=self.params['stop_timeout'])
-                stopped = True
-            if layer is None:
-                layer = self.copy_layer(old_id, new_id, inspect)
-            if was_running:
-                self.client.start_container(new_id)
-                self.wait_running(new_id, name)
-        except (DockerError, ConfineFailure) as exc:
-            self.rollback(old_id, new_id, name, renamed, stopped and not auto_remove)
-            message = exc.msg if isinstance(exc, ConfineFailure) else to_text(exc)
-            self.fail('Recreating container %s confined failed, the original was put back: %s' % (name, message))
-        try:
-            self.client.remove_container(old_id, force=True)
-        except DockerError as exc:
-            if exc.status != 404:
-                self.module.warn('The replaced container %s (%s) could not be removed: %s'
-                                 % (parked, old_id[:12], to_text(exc)))
+            replaced = replace_container(
+                self.client, inspect, body, PARK_NAME % (name, old_id[:12]), stop_timeout=self.params['stop_timeout'],
+                carry=lambda old, new: self.copy_layer(old, new, inspect),
+                # stopping an auto-remove container deletes it: copy while it runs
+                carry_before_stop=auto_remove and was_running,
+                check=self.check_started)
+        except ReplaceError as exc:
+            raise MtdError('Recreating container %s confined failed, the original was put back: %s' % (name, exc.msg),
+                           **exc.details)
+        for warning in replaced['warnings']:
+            self.mod.warn(warning)
+        layer = replaced['carried']
         self.result['container'].update(previous_id=old_id, recreated=True)
         self.result['layer'] = layer
         if layer and layer['deleted_not_replayed']:
-            self.module.warn('Container %s: %d files deleted from its image could not be deleted in the new container '
-                             '(see layer.deleted_not_replayed).' % (name, len(layer['deleted_not_replayed'])))
-        return new_id
+            self.mod.warn('Container %s: %d files deleted from its image could not be deleted in the new container '
+                          '(see layer.deleted_not_replayed).' % (name, len(layer['deleted_not_replayed'])))
+        return replaced['id']
 
-    def rollback(self, old_id, new_id, name, renamed, restart):
-        if new_id:
-            try:
-                self.client.remove_container(new_id, force=True)
-            except DockerError:
-                pass
-        if renamed:
-            try:
-                self.client.rename_container(old_id, name)
-            except DockerError:
-                pass
-        if restart:
-            try:
-                self.client.start_container(old_id)
-            except DockerError:
-                pass
+    def check_started(self, cid: str) -> None:
+        """Refuse a recreated container that does not reach the running state."""
+        waited = wait_running(self.client, cid, timeout=START_TIMEOUT, interval=0.1)
+        state = waited['state']
+        if waited['ended'] == 'stopped':
+            raise MtdError('the new container exited right after its start (exit code %s%s); are the limits too low?'
+                           % (state.get('ExitCode'), ', OOM-killed' if state.get('OOMKilled') else ''))
+        if not waited['healthy']:
+            raise MtdError('the new container did not reach the running state within %s seconds' % START_TIMEOUT)
 
-    def copy_layer(self, old_id, new_id, inspect):
+    def copy_layer(self, old_id: str, new_id: str, inspect: Dict[str, Any]) -> Dict[str, List[str]]:
         """Copy the added and modified files of the old writable layer into the new container."""
         changes = self.client.get('/containers/%s/changes' % quote(old_id, safe='')) or []
         plan, deleted = plan_layer_copy(changes, exclude=mount_destinations(inspect))
@@ -917,20 +937,23 @@ class ContainerConfiner(Confiner):
             if kind != CHANGE_ADDED and self.is_directory(old_id, path):
                 skipped.append(path)
                 continue
-            with self.client.request('GET', '/containers/%s/archive' % quote(old_id, safe=''),
-                                     params={'path': path}, stream=True) as response:
-                with tempfile.TemporaryFile() as spool:
-                    for chunk in response.iter_content():
-                        spool.write(chunk)
-                    spool.seek(0)
-                    self.client.request('PUT', '/containers/%s/archive' % quote(new_id, safe=''),
-                                        params={'path': os.path.dirname(path) or '/'}, body=spool,
-                                        headers={'Content-Type': 'application/x-tar',
-                                                 'Content-Length': str(os.fstat(spool.fileno()).st_size)})
+            self.copy_path(old_id, new_id, path)
             copied.append(path)
         return {'copied': copied, 'skipped_directories': skipped, 'deleted_not_replayed': deleted}
 
-    def is_directory(self, cid, path):
+    def copy_path(self, old_id: str, new_id: str, path: str) -> None:
+        with self.client.request('GET', '/containers/%s/archive' % quote(old_id, safe=''),
+                                 params={'path': path}, stream=True) as response:
+            with tempfile.TemporaryFile() as spool:
+                for chunk in response.iter_content():
+                    spool.write(chunk)
+                spool.seek(0)
+                self.client.request('PUT', '/containers/%s/archive' % quote(new_id, safe=''),
+                                    params={'path': os.path.dirname(path) or '/'}, body=spool,
+                                    headers={'Content-Type': 'application/x-tar',
+                                             'Content-Length': str(os.fstat(spool.fileno()).st_size)})
+
+    def is_directory(self, cid: str, path: str) -> bool:
         response = self.client.request('HEAD', '/containers/%s/archive' % quote(cid, safe=''), params={'path': path})
         header = response.header('X-Docker-Container-Path-Stat')
         if not header:
@@ -942,43 +965,36 @@ class ContainerConfiner(Confiner):
         # Go's os.ModeDir is the top bit of a 32-bit mode.
         return bool(int(info.get('mode', 0)) & (1 << 31))
 
-    def wait_running(self, cid, name, timeout=10.0):
-        deadline = time.time() + timeout
-        while True:
-            state = (self.client.inspect_container(cid).get('State') or {})
-            if state.get('Running') and state.get('Pid'):
-                return state
-            if state.get('Status') in ('exited', 'dead'):
-                raise ConfineFailure(
-                    'the new container exited right after its start (exit code %s%s); are the limits too low?'
-                    % (state.get('ExitCode'), ', OOM-killed' if state.get('OOMKilled') else ''))
-            if time.time() > deadline:
-                raise ConfineFailure('the new container did not reach the running state within %s seconds' % timeout)
-            time.sleep(0.1)
-
     # -- verification --------------------------------------------------------------------------
 
-    def verify(self, cid, enforce):
-        """Read Seccomp from /proc/1/status inside the container (exec), else the host's /proc/<pid>."""
-        state = (self.client.inspect_container(cid).get('State') or {})
-        status_text, mountinfo, via = None, None, None
+    def exec_cat(self, cid: str, path: str) -> Optional[str]:
+        """The content of ``path`` inside the container (by ``cat``), or None."""
         try:
-            rc, out = self.client.exec_run(cid, ['cat', '/proc/1/status'])
-            if rc == 0 and 'Seccomp' in out:
-                status_text, via = out, 'exec'
-                rc, out = self.client.exec_run(cid, ['cat', '/proc/1/mountinfo'])
-                if rc == 0:
-                    mountinfo = out
+            rc, out = self.client.exec_run(cid, ['cat', path])
         except DockerError:
-            pass
-        if status_text is None and self.engine_socket() and state.get('Pid'):
-            try:
-                with open(os.path.join(PROC, str(state['Pid']), 'status')) as handle:
-                    status_text, via = handle.read(), 'host_proc'
-                with open(os.path.join(PROC, str(state['Pid']), 'mountinfo')) as handle:
-                    mountinfo = handle.read()
-            except (IOError, OSError):
-                pass
+            return None
+        return out if rc == 0 else None
+
+    def read_status(self, cid: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+        """(status text, mountinfo text, how) of PID 1: by exec inside the container, else the host's /proc."""
+        status_text = self.exec_cat(cid, '/proc/1/status')
+        if status_text is not None and 'Seccomp' in status_text:
+            return status_text, self.exec_cat(cid, '/proc/1/mountinfo'), 'exec'
+        pid = (self.client.inspect_container(cid).get('State') or {}).get('Pid')
+        if not (self.engine_socket() and pid):
+            return None, None, None
+        status_text = None
+        try:
+            with open(os.path.join(PROC, str(pid), 'status')) as handle:
+                status_text = handle.read()
+            with open(os.path.join(PROC, str(pid), 'mountinfo')) as handle:
+                return status_text, handle.read(), 'host_proc'
+        except (IOError, OSError):
+            return status_text, None, 'host_proc' if status_text is not None else None
+
+    def verify(self, cid: str, enforce: bool) -> None:
+        """Report the Seccomp field of the container's PID 1; with ``enforce``, stop it when it is not 2."""
+        status_text, mountinfo, via = self.read_status(cid)
         found = seccomp_lib.parse_status_seccomp(status_text) if status_text else {'mode': None, 'filters': None}
         self.result['seccomp'].update(mode=found['mode'], filters=found['filters'], verified_by=via)
         if mountinfo is not None:
@@ -986,57 +1002,25 @@ class ContainerConfiner(Confiner):
             self.result['container']['cgroupfs_readonly'] = bool(cgroup_mounts) and all(
                 'ro' in m['options'] for m in cgroup_mounts)
         if found['mode'] is None:
-            self.module.warn('Could not read the Seccomp field of container %s (no cat in its image, and the engine is '
-                             'not on this host); its HostConfig carries the profile.' % self.params['name'])
+            self.mod.warn('Could not read the Seccomp field of container %s (no cat in its image, and the engine is '
+                          'not on this host); its HostConfig carries the profile.' % self.params['name'])
         elif enforce and found['mode'] != 2:
             try:
                 self.client.stop_container(cid, timeout=self.params['stop_timeout'])
             except DockerError:
                 pass
-            self.fail('Container %s runs without an active seccomp filter (Seccomp: %s, read via %s); it was stopped.'
-                      % (self.params['name'], found['mode'], via))
+            raise MtdError('Container %s runs without an active seccomp filter (Seccomp: %s, read via %s); it was '
+                           'stopped.' % (self.params['name'], found['mode'], via))
 
 
-def main():
-    argument_spec = docker_argument_spec()
-    argument_spec.update(
-        mode=dict(type='str', required=True, choices=['process', 'container']),
-        name=dict(type='str', required=True),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        limits=dict(type='dict', default={}, options=dict(
-            memory=dict(type='raw'),
-            memory_swap=dict(type='raw'),
-            cpus=dict(type='float'),
-            cpu_period=dict(type='int', default=100000),
-            cpu_weight=dict(type='int'),
-            pids=dict(type='raw'),
-        )),
-        cgroup_parent=dict(type='str', default='mtd'),
-        cgroup_name=dict(type='str'),
-        cgroup_version=dict(type='str', default='auto', choices=['auto', '1', '2']),
-        command=dict(type='list', elements='str'),
-        detach=dict(type='bool', default=True),
-        output=dict(type='path'),
-        chdir=dict(type='path'),
-        user=dict(type='str'),
-        group=dict(type='str'),
-        readonly_cgroupfs=dict(type='bool', default=True),
-        launcher_dir=dict(type='path', default='/usr/local/libexec/mtd-confine'),
-        stop_timeout=dict(type='int', default=10),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        if module.params['mode'] == 'process':
-            result = ProcessConfiner(module).run()
-        else:
-            result = ContainerConfiner(module).run()
-    except ConfineFailure as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except DockerError as exc:
-        module.fail_json(msg='Docker engine error: %s' % to_text(exc))
-    if result.get('failed'):
-        module.fail_json(**result)
-    module.exit_json(**result)
+def run(mod: MtdModule) -> None:
+    check_mode_options(mod.params)
+    confiner = ProcessConfiner(mod) if mod.params['mode'] == 'process' else ContainerConfiner(mod)
+    confiner.run()
+
+
+def main() -> None:
+    run_module(run, ARGUMENT_SPEC, docker=True)
 
 
 if __name__ == '__main__':

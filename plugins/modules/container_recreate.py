@@ -79,9 +79,9 @@ options:
     type: bool
     default: true
 notes:
-  - The old container is stopped and renamed, the new one created and started; if creating or starting the new
-    one fails, the old one is renamed back and started again. Once the new container runs, the old one is
-    removed (its volumes are kept).
+  - The old container is renamed (to C(<name>-rb-old-<id>)), the new one created, the old one stopped and the new one
+    started; if creating or starting the new one fails, the new one is removed and the old one gets its name back
+    and is started again. Once the new container runs, the old one is removed (its volumes are kept).
 requirements:
   - No Python library beyond the standard library on the managed host.
   - A Docker engine with Engine API 1.41 or newer (Docker 20.10+), reachable at O(docker_host).
@@ -153,16 +153,18 @@ image_id:
   sample: sha256:55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee55ee
 """
 
-import time
+from typing import Any, Dict, List, Optional
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._container import (
+    ReplaceError,
     recreate_body,
+    repo_digest_for,
+    replace_container,
+    wait_running,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
+from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, run_module
 
 ARGUMENT_SPEC = dict(
     image=dict(type='str', required=True),
@@ -175,48 +177,53 @@ ARGUMENT_SPEC = dict(
     health_interval=dict(type='float', default=1),
     fail_unhealthy=dict(type='bool', default=True),
 )
-ARGUMENT_SPEC.update(docker_argument_spec())
+REQUIRED_ONE_OF = [('containers', 'from_image')]
+
+# The name the old container has while the new one takes over (rebase_rollout's cleanups look for it).
+PARK_NAME = '%s-rb-old-%s'
+OUTPUT_LIMIT = 2000
 
 
-def _repository(reference):
-    name = reference.split('@', 1)[0]
-    slash, colon = name.rfind('/'), name.rfind(':')
-    return name[:colon] if colon > slash else name
+def health_verdict(waited: Dict[str, Any], retries: int) -> Any:
+    """``(healthy, health_output)`` of a ``_container.wait_running`` result, in this module's words."""
+    if waited['healthy']:
+        return True, waited['output']
+    if waited['ended'] == 'timeout':
+        return False, waited['output'] or 'no healthy answer after %d tries' % (retries,)
+    return False, waited['reason']
 
 
 class Recreator:
-    def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.params = module.params
+    """Select the containers, make sure the image is there, recreate each one that runs another image."""
 
-    def _state(self, container):
+    def __init__(self, mod: MtdModule) -> None:
+        self.mod = mod
+        self.client = mod.docker
+        self.params = mod.params
+
+    def _state(self, container: Dict[str, Any]) -> Dict[str, Any]:
         image_id = container.get('Image')
         image_ref = (container.get('Config') or {}).get('Image')
-        repo_digest = None
         image = self.client.inspect_image(image_id) if image_id else None
-        digests = (image or {}).get('RepoDigests') or []
-        if image_ref:
-            wanted = _repository(image_ref)
-            repo_digest = next((d for d in digests if d.split('@', 1)[0] == wanted), None)
-        if repo_digest is None and digests:
-            repo_digest = digests[0]
         return {'id': container.get('Id'), 'name': container.get('Name', '').lstrip('/'), 'image': image_ref,
-                'image_id': image_id, 'repo_digest': repo_digest}
+                'image_id': image_id, 'repo_digest': repo_digest_for(image_ref, (image or {}).get('RepoDigests'))}
 
-    def select(self):
+    def _named(self) -> List[Dict[str, Any]]:
         selected = []
         for name in self.params['containers'] or []:
             try:
                 selected.append(self.client.inspect_container(name))
             except DockerError as exc:
                 if exc.status == 404:
-                    self.module.fail_json(msg='There is no container %s on this engine.' % (name,))
+                    raise MtdError('There is no container %s on this engine.' % (name,))
                 raise
+        return selected
+
+    def select(self) -> List[Dict[str, Any]]:
+        selected = self._named()
         if self.params['from_image']:
             ref = self.params['from_image']
-            local = self.client.inspect_image(ref)
-            local_id = (local or {}).get('Id')
+            local_id = (self.client.inspect_image(ref) or {}).get('Id')
             for summary in self.client.containers():
                 inspect = self.client.inspect_container(summary['Id'])
                 if any(c['Id'] == inspect['Id'] for c in selected):
@@ -225,93 +232,71 @@ class Recreator:
                     selected.append(inspect)
         return selected
 
-    def ensure_image(self):
+    def ensure_image(self) -> Optional[str]:
         image = self.params['image']
         local = self.client.inspect_image(image)
         if self.params['pull'] == 'always' or (local is None and self.params['pull'] == 'missing'):
-            if self.module.check_mode:
+            if self.mod.check_mode:
                 return local.get('Id') if local else None
             self.client.pull_image(image)
             local = self.client.inspect_image(image)
         if local is None:
-            self.module.fail_json(msg='The engine has no image %s and pull is never.' % (image,))
+            raise MtdError('The engine has no image %s and pull is never.' % (image,))
         return local['Id']
 
-    def health(self, container_id):
-        params = self.params
-        output = ''
-        for _attempt in range(max(params['health_retries'], 1)):
-            time.sleep(params['health_interval'])
-            state = (self.client.inspect_container(container_id).get('State') or {})
-            if not state.get('Running'):
-                return False, 'the container is not running (status %s, exit code %s)' % (
-                    state.get('Status'), state.get('ExitCode'))
-            if params['health_cmd']:
-                code, output = self.client.exec_run(container_id, params['health_cmd'])
-                if code == 0:
-                    return True, output[-2000:]
-                continue
-            health = (state.get('Health') or {}).get('Status')
-            if health is None or health == 'healthy':
-                return True, ''
-            if health == 'unhealthy':
-                return False, 'the image health check reports unhealthy'
-        return False, output[-2000:] if output else 'no healthy answer after %d tries' % (params['health_retries'],)
+    def health(self, container_id: str) -> Any:
+        """``(healthy, output)``: the health command, else the image's HEALTHCHECK, else still running."""
+        retries = self.params['health_retries']
+        interval = self.params['health_interval']
+        waited = wait_running(self.client, container_id, timeout=None, interval=interval,
+                              health_cmd=self.params['health_cmd'], image_health=True,
+                              attempts=max(retries, 1), first_delay=interval, output_limit=OUTPUT_LIMIT)
+        return health_verdict(waited, retries)
 
-    def recreate(self, container, image_id):
+    def recreate(self, container: Dict[str, Any], image_id: Optional[str]) -> Dict[str, Any]:
         before = self._state(container)
         name = before['name']
+        entry = {'name': name, 'changed': False, 'before': before, 'after': before, 'healthy': None,
+                 'health_output': ''}
         if before['image_id'] == image_id:
-            return {'name': name, 'changed': False, 'before': before, 'after': before, 'healthy': None,
-                    'health_output': ''}
-        if self.module.check_mode:
-            return {'name': name, 'changed': True, 'before': before, 'after': None, 'healthy': None,
-                    'health_output': ''}
+            return entry
+        entry.update(changed=True, after=None)
+        if self.mod.check_mode:
+            return entry
         old_image = self.client.inspect_image(before['image_id']) or {}
         body = recreate_body(container, old_image.get('Config'), self.params['image'])
-        was_running = (container.get('State') or {}).get('Running')
-        self.client.stop_container(before['id'], timeout=self.params['stop_timeout'])
-        parked = '%s-rb-old-%s' % (name, before['id'][:12])
-        self.client.rename_container(before['id'], parked)
-        new_id = None
         try:
-            new_id = self.client.create_container(name, body)
-            self.client.start_container(new_id)
-        except DockerError as exc:
-            if new_id:
-                self.client.remove_container(new_id, force=True)
-            self.client.rename_container(before['id'], name)
-            if was_running:
-                self.client.start_container(before['id'])
-            self.module.fail_json(msg='Recreating container %s from %s failed, the old container was restored: %s'
-                                  % (name, self.params['image'], exc))
-        self.client.remove_container(before['id'], force=True)
-        healthy, output = self.health(new_id)
-        after = self._state(self.client.inspect_container(new_id))
-        return {'name': name, 'changed': True, 'before': before, 'after': after, 'healthy': healthy,
-                'health_output': output}
+            replaced = replace_container(self.client, container, body, PARK_NAME % (name, before['id'][:12]),
+                                         start=True, stop_timeout=self.params['stop_timeout'])
+        except ReplaceError as exc:
+            raise MtdError('Recreating container %s from %s failed, the old container was restored: %s'
+                           % (name, self.params['image'], exc.msg), **exc.details)
+        for warning in replaced['warnings']:
+            self.mod.warn(warning)
+        healthy, output = self.health(replaced['id'])
+        entry.update(after=self._state(self.client.inspect_container(replaced['id'])), healthy=healthy,
+                     health_output=output)
+        return entry
 
 
-def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           required_one_of=[('containers', 'from_image')])
-    client = client_from_module(module)
-    recreator = Recreator(module, client)
-    try:
-        selected = recreator.select()
-        image_id = recreator.ensure_image() if selected else client.inspect_image(module.params['image'])
-        if isinstance(image_id, dict):
-            image_id = image_id.get('Id')
-        results = [recreator.recreate(container, image_id) for container in selected]
-    except DockerError as exc:
-        module.fail_json(msg=str(exc))
+def run(mod: MtdModule) -> None:
+    recreator = Recreator(mod)
+    selected = recreator.select()
+    if selected:
+        image_id = recreator.ensure_image()
+    else:
+        image_id = (mod.docker.inspect_image(mod.params['image']) or {}).get('Id')
+    results = [recreator.recreate(container, image_id) for container in selected]
     healthy = all(r['healthy'] is not False for r in results)
-    result = dict(changed=any(r['changed'] for r in results), containers=results, healthy=healthy,
-                  image_id=image_id)
-    if not healthy and module.params['fail_unhealthy']:
+    mod.result.update(changed=any(r['changed'] for r in results), containers=results, healthy=healthy,
+                      image_id=image_id)
+    if not healthy and mod.params['fail_unhealthy']:
         bad = ', '.join(r['name'] for r in results if r['healthy'] is False)
-        module.fail_json(msg='The recreated containers %s are not healthy.' % (bad,), **result)
-    module.exit_json(**result)
+        raise MtdError('The recreated containers %s are not healthy.' % (bad,))
+
+
+def main() -> None:
+    run_module(run, ARGUMENT_SPEC, docker=True, required_one_of=REQUIRED_ONE_OF)
 
 
 if __name__ == '__main__':

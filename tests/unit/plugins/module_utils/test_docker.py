@@ -26,6 +26,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     DockerError,
     client_from_module,
     compare_versions,
+    demux_stream,
     docker_argument_spec,
     encode_filters,
 )
@@ -245,6 +246,25 @@ def test_stream_json_lines(engine):
         assert [item['status'] for item in response.iter_json()] == ['Pulling', 'Downloading', 'Done']
 
 
+@pytest.mark.parametrize('reference, from_image, tag', [
+    ('busybox', 'busybox', 'latest'),
+    ('127.0.0.1:5000/team/app', '127.0.0.1:5000/team/app', 'latest'),
+    ('127.0.0.1:5000/team/app:1.4', '127.0.0.1:5000/team/app', '1.4'),
+    ('127.0.0.1:5000/team/app@sha256:' + 'a' * 64, '127.0.0.1:5000/team/app', 'sha256:' + 'a' * 64),
+])
+def test_pull_image_splits_the_reference(engine, reference, from_image, tag):
+    engine.routes[('POST', '/images/create')] = (200, [b'{"status":"Done"}\n'])
+    _client(engine, api_version='1.41').pull_image(reference)
+    query = engine.requests[-1]['query']
+    assert query == {'fromImage': [from_image], 'tag': [tag]}
+
+
+def test_pull_image_error_in_the_stream(engine):
+    engine.routes[('POST', '/images/create')] = (200, [b'{"error":"manifest unknown"}\n'])
+    with pytest.raises(DockerError, match='Pulling app:9 failed: manifest unknown'):
+        _client(engine, api_version='1.41').pull_image('app:9')
+
+
 def test_stream_error_raises_before_reading(engine):
     engine.routes[('GET', '/containers/gone/export')] = (404, {'message': 'No such container: gone'})
     client = _client(engine, api_version='1.41')
@@ -350,3 +370,10 @@ def test_client_from_module_bad_options(params, message):
         client_from_module(module)
     assert info.value.msg.startswith(message)
     assert module.failed is None
+
+
+def test_demux_stream():
+    raw = b'\x01\x00\x00\x00\x00\x00\x00\x03out' + b'\x02\x00\x00\x00\x00\x00\x00\x04err!'
+    assert demux_stream(raw) == b'outerr!'
+    assert demux_stream(b'plain tty output') == b'plain tty output'
+    assert demux_stream(b'') == b''

@@ -21,6 +21,7 @@ from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as c
 from ansible_collections.mtd.containers.plugins.module_utils import _confine as cf
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as sc
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.modules import confine
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import module_harness
 
@@ -468,3 +469,52 @@ def test_container_whose_filter_cannot_be_read_is_left_running(cgroupfs, engine_
     assert not result.get('failed'), result
     assert result['seccomp']['mode'] is None and result['seccomp']['verified_by'] is None
     assert engine.writes() == []
+
+
+# -- the per-mode spec --------------------------------------------------------------------------------
+
+def _params(**given):
+    params = dict((name, spec.get('default')) for name, spec in confine.ARGUMENT_SPEC.items())
+    params.update(given)
+    return params
+
+
+@pytest.mark.parametrize('given, message', [
+    ({'mode': 'process'}, 'command is required with mode=process and state=present.'),
+    ({'mode': 'process', 'command': []}, 'command is required with mode=process and state=present.'),
+    ({'mode': 'container', 'state': 'absent'}, 'state=absent is only supported with mode=process.'),
+    ({'mode': 'container', 'user': 'nobody'}, 'user only applies to mode=process; leave it out with mode=container.'),
+    ({'mode': 'container', 'command': ['x'], 'detach': False},
+     'command and detach only apply to mode=process; leave them out with mode=container.'),
+    ({'mode': 'process', 'command': ['x'], 'stop_timeout': 3},
+     'stop_timeout only applies to mode=container; leave it out with mode=process.'),
+])
+def test_mode_spec_refusals(given, message):
+    with pytest.raises(MtdError) as info:
+        confine.check_mode_options(_params(**given))
+    assert info.value.msg == message
+
+
+@pytest.mark.parametrize('given', [
+    {'mode': 'process', 'command': ['x'], 'user': 'nobody', 'detach': False},
+    {'mode': 'process', 'state': 'absent'},
+    {'mode': 'process', 'state': 'absent', 'command': ['x']},
+    {'mode': 'container', 'stop_timeout': 30},
+    {'mode': 'container', 'detach': True, 'launcher_dir': '/usr/local/libexec/mtd-confine'},
+])
+def test_mode_spec_accepts(given):
+    confine.check_mode_options(_params(**given))
+
+
+def test_every_option_of_a_mode_is_in_the_spec():
+    for rules in confine.MODES.values():
+        assert set(rules['options']) <= set(confine.ARGUMENT_SPEC)
+        for options in rules['required'].values():
+            assert set(options) <= set(rules['options'])
+
+
+def test_container_mode_with_a_process_option_fails_before_any_request(cgroupfs, engine_factory):
+    engine = engine_factory(_web1())
+    result = run_module({'mode': 'container', 'name': 'web-1', 'docker_host': engine.url, 'user': 'nobody'})
+    assert result['failed'] and result['msg'] == 'user only applies to mode=process; leave it out with mode=container.'
+    assert engine.server.requests == []
