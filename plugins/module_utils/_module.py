@@ -59,7 +59,7 @@ class MtdModule:
         self.check_mode: bool = bool(self.module.check_mode)
         self.diff_mode: bool = bool(getattr(self.module, '_diff', False))
         self.result: Dict[str, Any] = {'changed': False}
-        self._docker = None
+        self._docker: Optional[Any] = None   # a _docker.DockerClient, created on first use
         self._cleanups: List[Callable[[], None]] = []
         self._failure_details: List[Callable[[], Dict[str, Any]]] = []
 
