@@ -468,7 +468,7 @@ class ImageRebaser:
         for unit in units:
             self._plan_unit(unit, old_base, old_base_manifest, new_base, new_base_manifest)
         final_bytes, final_digest, final_type = self._final_manifest(source, units, new_base, new_base_manifest)
-        current = self.client.head_manifest(self.target.repository, self.target.tag)
+        current = self.client.head_manifest(self.target.repository, self.target.reference)
         current_digest = current[0] if current else None
         planned = time.monotonic()
         if self.mod.check_mode:
@@ -654,7 +654,7 @@ class ImageRebaser:
             self._write_unit(unit, new_base.repository, in_index=index_children)
         final_bytes, final_digest, final_type = final
         if current_digest != final_digest:
-            self.client.put_manifest(self.target.repository, self.target.tag, final_bytes, final_type)
+            self.client.put_manifest(self.target.repository, self.target.reference, final_bytes, final_type)
         self.result['changed'] = self.client.stats.writes > 0
 
     def _layer_sources(self, unit: _Unit, new_base_repository: str) -> Dict[str, List[str]]:
