@@ -458,8 +458,8 @@ class RegistryClient:
                     context = self._context()
                 except (OSError, ssl.SSLError) as exc:
                     raise RegistryError('Cannot load the CA bundle %s: %s.' % (self.ca_path, exc))
-                conn: http_client.HTTPConnection = http_client.HTTPSConnection(netloc, timeout=self.timeout,
-                                                                              context=context)
+                conn: http_client.HTTPConnection = http_client.HTTPSConnection(
+                    netloc, timeout=self.timeout, context=context)
             elif scheme == 'http':
                 conn = http_client.HTTPConnection(netloc, timeout=self.timeout)
             else:
