@@ -17,6 +17,7 @@ import json
 import math
 import posixpath
 import re
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 # One mountinfo parser for the collection (also used by the confine launcher, which is standalone).
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import parse_mountinfo
@@ -37,12 +38,12 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def round_cpus(value):
+def round_cpus(value: Any) -> float:
     """CPUs are floats; keep three decimals so that sums like 0.1 + 0.2 print as 0.3."""
     return round(float(value), 3)
 
 
-def round_mb(value):
+def round_mb(value: Any) -> Union[int, float]:
     """MiB figures are integers when whole, else floats with two decimals."""
     value = float(value)
     if value.is_integer():
@@ -50,7 +51,7 @@ def round_mb(value):
     return round(value, 2)
 
 
-def bytes_to_mb(value):
+def bytes_to_mb(value: Any) -> Union[int, float]:
     return round_mb(float(value) / MIB)
 
 
@@ -71,7 +72,7 @@ def _os_release_value(raw):
     return raw
 
 
-def parse_os_release(text):
+def parse_os_release(text: Optional[str]) -> Dict[str, str]:
     """Parse os-release(5) text into a dict of all its variables.
 
     Blank lines, comments and malformed lines are skipped, as the specification asks.
@@ -89,7 +90,7 @@ def parse_os_release(text):
     return result
 
 
-def os_facts(os_release, kernel, arch):
+def os_facts(os_release: Optional[Dict[str, str]], kernel: str, arch: str) -> Dict[str, Any]:
     """The ``os`` part of the facts from a parse_os_release() dict, ``uname -r`` and the machine."""
     os_release = os_release or {}
     os_id = os_release.get('ID', '') or 'linux'
@@ -111,7 +112,7 @@ _MEMINFO_LINE = re.compile(r'^(?P<key>[A-Za-z0-9_()]+):\s+(?P<value>\d+)(?:\s+(?
 _UNIT_FACTOR = {None: 1, 'kb': 1024, 'mb': 1024 ** 2, 'gb': 1024 ** 3}
 
 
-def parse_meminfo(text):
+def parse_meminfo(text: str) -> int:
     """Return MemTotal from /proc/meminfo text in MiB (an integer, rounded down).
 
     Raises HostInfoError when the text has no MemTotal line.
@@ -129,7 +130,7 @@ def parse_meminfo(text):
 _CPUINFO_PROCESSOR = re.compile(r'^processor(?:\s+\d+)?\s*:', re.MULTILINE)
 
 
-def count_cpus(text):
+def count_cpus(text: str) -> int:
     """Number of logical CPUs listed in /proc/cpuinfo text (0 when none is recognised).
 
     This is the host capacity: cgroup quotas and the affinity mask of the caller are deliberately
@@ -149,7 +150,7 @@ CGROUP_V1_CONTROLLERS = frozenset([
 ])
 
 
-def detect_cgroup(mountinfo_text):
+def detect_cgroup(mountinfo_text: str) -> Dict[str, Any]:
     """Find the cgroup layout from /proc/self/mountinfo text.
 
     Returns ``{'version', 'mountpoint', 'controllers', 'unified_mountpoint'}``:
@@ -201,7 +202,7 @@ def detect_cgroup(mountinfo_text):
     return {'version': None, 'mountpoint': None, 'controllers': [], 'unified_mountpoint': None}
 
 
-def parse_cgroup_controllers(text):
+def parse_cgroup_controllers(text: Optional[str]) -> List[str]:
     """Controllers listed in a cgroup v2 ``cgroup.controllers`` file, sorted."""
     return sorted(set((text or '').split()))
 
@@ -216,18 +217,18 @@ _TIMESTAMP = re.compile(
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
-def utc_now():
+def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def format_timestamp(moment):
+def format_timestamp(moment: datetime.datetime) -> str:
     """RFC 3339 UTC with second precision: ``2026-11-28T09:30:01Z``."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def parse_timestamp(text):
+def parse_timestamp(text: Optional[str]) -> Optional[float]:
     """Parse a Docker timestamp (RFC 3339, up to nanoseconds) into epoch seconds (float).
 
     Returns None for an empty value and for Go's zero time ``0001-01-01T00:00:00Z`` (never started).
@@ -256,7 +257,7 @@ def parse_timestamp(text):
     return epoch
 
 
-def epoch_to_rfc3339(epoch):
+def epoch_to_rfc3339(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return format_timestamp(_EPOCH + datetime.timedelta(seconds=int(math.floor(epoch))))
@@ -289,7 +290,7 @@ def _int_label(value):
         return None
 
 
-def container_reservations(inspect):
+def container_reservations(inspect: Dict[str, Any]) -> Dict[str, Any]:
     """``{cpus, memory_mb, units}`` a container reserves, per docs/facts-schema.md.
 
     cpus = NanoCpus / 1e9, else CpuQuota / CpuPeriod, else 0; memory_mb = Memory, else
@@ -345,7 +346,7 @@ def _severity(value):
     return _int_label(text)
 
 
-def container_summary(inspect, now=None):
+def container_summary(inspect: Dict[str, Any], now: Any = None) -> Dict[str, Any]:
     """The per-container dict of docs/facts-schema.md from a container inspect result.
 
     ``now`` is an aware datetime or epoch seconds (default: the current time); uptime_seconds is
@@ -390,11 +391,11 @@ def container_summary(inspect, now=None):
 CAPACITY_KEYS = ('cpus', 'memory_mb', 'units')
 
 
-def zero_reservations():
+def zero_reservations() -> Dict[str, Any]:
     return {'cpus': 0.0, 'memory_mb': 0, 'units': 0}
 
 
-def sum_reservations(reservations):
+def sum_reservations(reservations: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Sum a list of ``{cpus, memory_mb, units}`` dicts."""
     total = {'cpus': 0.0, 'memory_mb': 0.0, 'units': 0}
     for item in reservations:
@@ -408,7 +409,7 @@ def sum_reservations(reservations):
     }
 
 
-def remaining_capacity(capacity, reserved):
+def remaining_capacity(capacity: Dict[str, Any], reserved: Dict[str, Any]) -> Dict[str, Any]:
     """capacity - reserved, per key (may go negative when the host is overcommitted)."""
     return {
         'cpus': round_cpus(float(capacity['cpus']) - float(reserved['cpus'])),
@@ -417,7 +418,8 @@ def remaining_capacity(capacity, reserved):
     }
 
 
-def merge_capacity(proc_capacity, overrides, default_units):
+def merge_capacity(proc_capacity: Dict[str, Any], overrides: Dict[str, Any],
+                   default_units: int) -> Tuple[Dict[str, Any], Dict[str, str]]:
     """Combine the /proc figures with the local fact overrides.
 
     ``proc_capacity`` has ``cpus`` and ``memory_mb``; ``overrides`` is what parse_local_fact()
@@ -454,7 +456,7 @@ def _override_value(key, value):
     raise HostInfoError('capacity.units must be an integer, got %r' % (value,))
 
 
-def parse_local_fact(text):
+def parse_local_fact(text: Optional[str]) -> Dict[str, Any]:
     """Capacity overrides from the JSON text of the local fact file.
 
     The file is ``{"capacity": {"cpus": 4, "memory_mb": 8192, "units": 200}}``; every key is optional

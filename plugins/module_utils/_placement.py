@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
@@ -51,7 +52,7 @@ def _number(value):
     return number
 
 
-def os_key(os_facts, granularity='id'):
+def os_key(os_facts: Any, granularity: str = 'id') -> Tuple[str, ...]:
     """Return the tuple that decides whether two hosts run the "same OS".
 
     ``id``: ``(ID,)``; ``id_version``: ``(ID, VERSION_ID)``; ``kernel``: ``(ID, VERSION_ID, kernel)``
@@ -75,7 +76,7 @@ def os_key(os_facts, granularity='id'):
     return (os_id, version, str(kernel).strip())
 
 
-def describe_os_key(key):
+def describe_os_key(key: Tuple[str, ...]) -> str:
     """Render an ``os_key`` tuple for messages: ``debian``, ``debian 12``, ``debian 12, kernel 6.1.0``."""
     text = ' '.join(part for part in key[:2] if part)
     if len(key) > 2:
@@ -96,7 +97,7 @@ def _unwrap(facts):
     return facts
 
 
-def remaining_of(facts, keys=None):
+def remaining_of(facts: Dict[str, Any], keys: Optional[Iterable[str]] = None) -> Dict[str, float]:
     """Return ``{resource: float}``: ``facts['remaining']`` per key, else ``capacity - reserved``.
 
     ``keys`` limits the resources looked at (default: every key of ``remaining`` and ``capacity``).
@@ -123,7 +124,7 @@ def remaining_of(facts, keys=None):
     return result
 
 
-def normalise_candidates(candidates):
+def normalise_candidates(candidates: Any) -> List[Dict[str, Any]]:
     """Return a list of ``{'name', 'facts', 'os', 'docker_available'}``, in input order.
 
     ``candidates`` is a dict ``{host name: mtd facts}`` or a list of dicts that carry ``name`` and
@@ -196,8 +197,9 @@ def _rank_key(remaining, rank_by):
     return tuple(-remaining[key] if key in remaining else math.inf for key in rank_by)
 
 
-def choose_target(container, candidates, granularity='id', resources=None, rank_by=DEFAULT_RANK_BY,
-                  ranking_limit=None):
+def choose_target(container: Dict[str, Any], candidates: Any, granularity: str = 'id',
+                  resources: Optional[Iterable[str]] = None, rank_by: Iterable[str] = DEFAULT_RANK_BY,
+                  ranking_limit: Optional[int] = None) -> Dict[str, Any]:
     """Choose the host a container should move to.
 
     ``container``: dict with ``id``, ``name``, ``ip``, ``host`` (inventory name of its current host,
@@ -219,6 +221,42 @@ def choose_target(container, candidates, granularity='id', resources=None, rank_
     ``ranking`` (``[{rank, name, remaining}]`` of the fitting hosts, best first), ``chosen`` (summary
     of the target or None), ``target_facts``, ``container_os``, ``os_key``, ``required`` and ``reason``.
     """
+    rank_by = _check_choice_options(container, granularity, rank_by)
+    required = _required(container, resources)
+    hosts = normalise_candidates(candidates)
+    current = container.get('host')
+    current = None if current in (None, '') else str(current)
+    container_os = _container_os(container, hosts, current)
+    try:
+        reference = os_key(container_os, granularity)
+    except MtdError as exc:
+        raise MtdError("the OS of the container's host is unusable: %s" % exc)
+
+    screen = _screen(hosts, current, reference, granularity, required, rank_by)
+    if screen['fitting']:
+        decision = _pick(screen['fitting'], screen['rejected'], rank_by, required, ranking_limit)
+    else:
+        decision = {'target': None, 'target_facts': None, 'chosen': None, 'ranking': [],
+                    'reason': _no_target_reason(hosts, screen['rejected'])}
+    rejected = screen['rejected']
+    return {
+        'target': decision['target'],
+        'fits': decision['target'] is not None,
+        'preliminary': screen['preliminary'],
+        'rejected': [{'name': host['name'], 'reason': rejected[host['name']][0], 'code': rejected[host['name']][1]}
+                     for host in hosts if host['name'] in rejected],
+        'ranking': decision['ranking'],
+        'chosen': decision['chosen'],
+        'target_facts': decision['target_facts'],
+        'container_os': container_os,
+        'os_key': list(reference),
+        'required': required,
+        'reason': decision['reason'],
+    }
+
+
+def _check_choice_options(container: Any, granularity: str, rank_by: Iterable[str]) -> List[str]:
+    """Validate the shape of the container and the choice options; return ``rank_by`` as a list."""
     if not isinstance(container, dict):
         raise MtdError('container must be a dict with id, name, host, os and required')
     if isinstance(rank_by, str):
@@ -228,11 +266,11 @@ def choose_target(container, candidates, granularity='id', resources=None, rank_
         raise MtdError('rank_by must be a non-empty list of resource names such as units, memory_mb, cpus')
     if granularity not in GRANULARITIES:
         raise MtdError('granularity %r is not supported; use one of %s' % (granularity, ', '.join(GRANULARITIES)))
-    required = _required(container, resources)
-    hosts = normalise_candidates(candidates)
-    current = container.get('host')
-    current = None if current in (None, '') else str(current)
+    return rank_by
 
+
+def _container_os(container: Dict[str, Any], hosts: List[Dict[str, Any]], current: Optional[str]) -> Any:
+    """``container.os``, else the OS facts of the container's current host among the candidates."""
     container_os = container.get('os') or None
     if container_os is None and current is not None:
         for host in hosts:
@@ -242,11 +280,34 @@ def choose_target(container, candidates, granularity='id', resources=None, rank_
     if not container_os:
         raise MtdError('cannot tell the OS of the host of container %s: give container.os or include its host%s '
                        'in the candidates' % (_label(container), ' %s' % current if current else ''))
-    try:
-        reference = os_key(container_os, granularity)
-    except MtdError as exc:
-        raise MtdError("the OS of the container's host is unusable: %s" % exc)
+    return container_os
 
+
+def shortfall(remaining: Dict[str, float], required: Dict[str, float]) -> Tuple[List[str], str]:
+    """Why ``remaining`` figures do not cover ``required`` ones: ``(problems, code)``; no problems when they do.
+
+    ``code`` is ``missing_facts`` when a required figure is missing, else ``insufficient``.
+    ``shortfall({'units': 4}, {'units': 5})`` -> ``(['insufficient units: remaining 4 < required 5'], 'insufficient')``.
+    """
+    problems = []
+    code = 'insufficient'
+    for resource, need in required.items():
+        have = remaining.get(resource)
+        if have is None:
+            problems.append('missing facts: no remaining %s' % resource)
+            code = 'missing_facts'
+        elif have < need:
+            problems.append('insufficient %s: remaining %s < required %s' % (resource, _fmt(have), _fmt(need)))
+    return problems, code
+
+
+def _screen(hosts: List[Dict[str, Any]], current: Optional[str], reference: Tuple[str, ...], granularity: str,
+            required: Dict[str, float], rank_by: List[str]) -> Dict[str, Any]:
+    """Steps 1 and 2: the preliminary hosts (other OS), the fitting ones with their rank keys, and the rejected.
+
+    Returns ``{'preliminary': [name], 'rejected': {name: (reason, code)}, 'fitting': [((rank key, name), host)]}``;
+    every fitting host gets ``host['remaining']``.
+    """
     # Only the figures that decide are computed per host; the target's full figures come at the end.
     needed = list(required) + [key for key in rank_by if key not in required]
     preliminary = []
@@ -271,74 +332,48 @@ def choose_target(container, candidates, granularity='id', resources=None, rank_
             continue
         remaining = remaining_of(host['facts'], needed)
         host['remaining'] = remaining
-        problems = []
-        code = 'insufficient'
-        for resource, need in required.items():
-            have = remaining.get(resource)
-            if have is None:
-                problems.append('missing facts: no remaining %s' % resource)
-                code = 'missing_facts'
-            elif have < need:
-                problems.append('insufficient %s: remaining %s < required %s' % (resource, _fmt(have), _fmt(need)))
+        problems, code = shortfall(remaining, required)
         if problems:
             rejected[name] = ('; '.join(problems), code)
             continue
         fitting.append(((_rank_key(remaining, rank_by), name), host))
+    return {'preliminary': preliminary, 'rejected': rejected, 'fitting': fitting}
 
-    target = None
-    target_facts = None
-    chosen = None
-    ranking = []
-    shown = list(rank_by) + [key for key in required if key not in rank_by]
-    if fitting:
-        best_key, best = min(fitting, key=lambda pair: pair[0])
-        target = best['name']
-        target_facts = best['facts']
-        for sort_key, host in fitting:
-            if host is best:
-                continue
-            if sort_key[0] == best_key[0]:
-                reason = 'fits but ties with %s on remaining %s; %s comes first by name' % (
-                    target, ', '.join(rank_by), target)
-            else:
-                reason = 'fits but has less remaining than %s' % target
-            rejected[host['name']] = (reason, 'not_chosen')
-        if ranking_limit is None:
-            best_first = sorted(fitting, key=lambda pair: pair[0])
+
+def _pick(fitting: List[Tuple[Tuple[Any, str], Dict[str, Any]]], rejected: Dict[str, Tuple[str, str]],
+          rank_by: List[str], required: Dict[str, float], ranking_limit: Optional[int]) -> Dict[str, Any]:
+    """Step 3: the fitting host with the largest remaining figures; the others go to ``rejected``.
+
+    Returns ``{'target', 'target_facts', 'chosen', 'ranking', 'reason'}``.
+    """
+    best_key, best = min(fitting, key=lambda pair: pair[0])
+    target = best['name']
+    for sort_key, host in fitting:
+        if host is best:
+            continue
+        if sort_key[0] == best_key[0]:
+            reason = 'fits but ties with %s on remaining %s; %s comes first by name' % (
+                target, ', '.join(rank_by), target)
         else:
-            best_first = heapq.nsmallest(max(0, int(ranking_limit)), fitting, key=lambda pair: pair[0])
-        for rank, (_dummy, host) in enumerate(best_first, start=1):
-            ranking.append({
-                'rank': rank,
-                'name': host['name'],
-                'remaining': dict((key, host['remaining'].get(key)) for key in shown),
-            })
-        remaining = remaining_of(best['facts'])
-        chosen = {
-            'name': target,
-            'os': best['os'],
-            'remaining': dict(remaining),
-            'remaining_after': dict((key, round(remaining[key] - need, 6)) for key, need in required.items()),
-        }
-        reason = '%s has the largest remaining %s among %d fitting host%s' % (
-            target, ', '.join(rank_by), len(fitting), '' if len(fitting) == 1 else 's')
+            reason = 'fits but has less remaining than %s' % target
+        rejected[host['name']] = (reason, 'not_chosen')
+    if ranking_limit is None:
+        best_first = sorted(fitting, key=lambda pair: pair[0])
     else:
-        reason = _no_target_reason(hosts, rejected)
-
-    return {
-        'target': target,
-        'fits': target is not None,
-        'preliminary': preliminary,
-        'rejected': [{'name': host['name'], 'reason': rejected[host['name']][0], 'code': rejected[host['name']][1]}
-                     for host in hosts if host['name'] in rejected],
-        'ranking': ranking,
-        'chosen': chosen,
-        'target_facts': target_facts,
-        'container_os': container_os,
-        'os_key': list(reference),
-        'required': required,
-        'reason': reason,
+        best_first = heapq.nsmallest(max(0, int(ranking_limit)), fitting, key=lambda pair: pair[0])
+    shown = list(rank_by) + [key for key in required if key not in rank_by]
+    ranking = [{'rank': rank, 'name': host['name'], 'remaining': dict((key, host['remaining'].get(key)) for key in shown)}
+               for rank, (_dummy, host) in enumerate(best_first, start=1)]
+    remaining = remaining_of(best['facts'])
+    chosen = {
+        'name': target,
+        'os': best['os'],
+        'remaining': dict(remaining),
+        'remaining_after': dict((key, round(remaining[key] - need, 6)) for key, need in required.items()),
     }
+    reason = '%s has the largest remaining %s among %d fitting host%s' % (
+        target, ', '.join(rank_by), len(fitting), '' if len(fitting) == 1 else 's')
+    return {'target': target, 'target_facts': best['facts'], 'chosen': chosen, 'ranking': ranking, 'reason': reason}
 
 
 _CODE_TEXT = (
@@ -353,7 +388,7 @@ _CODE_TEXT = (
 def _no_target_reason(hosts, rejected):
     if not hosts:
         return 'no candidate hosts were given'
-    counts = {}
+    counts: Dict[str, int] = {}
     for _reason, code in rejected.values():
         counts[code] = counts.get(code, 0) + 1
     parts = ['%d %s' % (counts[code], text) for code, text in _CODE_TEXT if counts.get(code)]
@@ -367,7 +402,7 @@ def _label(container):
     return str(name)
 
 
-def severity_level(severity, levels=None):
+def severity_level(severity: Any, levels: Optional[Dict[str, Any]] = None) -> Union[int, float]:
     """Return the numeric level of ``severity``.
 
     ``severity`` is a name looked up (case-insensitively) in ``levels`` (default low/medium/high =
@@ -398,12 +433,12 @@ def severity_level(severity, levels=None):
     return int(level) if level.is_integer() else level
 
 
-def rebuild_decision(level, threshold=DEFAULT_REBUILD_THRESHOLD):
+def rebuild_decision(level: Union[int, float], threshold: Union[int, float] = DEFAULT_REBUILD_THRESHOLD) -> bool:
     """Return True when the container must be rebuilt: ``level > threshold``."""
     return level > threshold
 
 
-def container_summary(container):
+def container_summary(container: Dict[str, Any]) -> Dict[str, Any]:
     """The identifying, JSON-serialisable fields of a container."""
     return {
         'id': container.get('id'),
@@ -414,7 +449,7 @@ def container_summary(container):
     }
 
 
-def build_alert(container, severity, level, reason):
+def build_alert(container: Dict[str, Any], severity: Any, level: Union[int, float], reason: str) -> Dict[str, Any]:
     """The alert raised when no host fits: plain, JSON-serialisable dict."""
     return {
         'container': container_summary(container),
@@ -425,7 +460,8 @@ def build_alert(container, severity, level, reason):
     }
 
 
-def build_rebuild_request(container, os, required, level, threshold=DEFAULT_REBUILD_THRESHOLD):
+def build_rebuild_request(container: Dict[str, Any], os: Any, required: Any, level: Union[int, float],
+                          threshold: Union[int, float] = DEFAULT_REBUILD_THRESHOLD) -> Dict[str, Any]:
     """The rebuild decision (and request) when no host fits: plain, JSON-serialisable dict.
 
     ``decision`` is ``rebuild_decision(level, threshold)``; ``os`` and ``required`` tell the

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
@@ -48,25 +49,25 @@ _DOCKER_TO_OCI_LAYER = {
     'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip':
         'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
 }
-_OCI_TO_DOCKER_LAYER = dict((v, k) for k, v in _DOCKER_TO_OCI_LAYER.items())
+_OCI_TO_DOCKER_LAYER: Dict[str, Optional[str]] = dict((v, k) for k, v in _DOCKER_TO_OCI_LAYER.items())
 _OCI_TO_DOCKER_LAYER['application/vnd.oci.image.layer.v1.tar'] = None  # no Docker name for uncompressed
 
 
-def canonical_json(obj):
+def canonical_json(obj: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no insignificant whitespace, UTF-8."""
     return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
 
 
-def sha256_digest(data):
+def sha256_digest(data: bytes) -> str:
     return 'sha256:' + hashlib.sha256(data).hexdigest()
 
 
-def short(digest):
+def short(digest: Any) -> str:
     """``sha256:0123456789ab`` for messages."""
     return digest[:19] if isinstance(digest, str) else str(digest)
 
 
-def manifest_format(media_type):
+def manifest_format(media_type: Optional[str]) -> str:
     """``docker`` or ``oci`` for an image manifest media type; MtdError otherwise."""
     if media_type == DOCKER_MANIFEST:
         return 'docker'
@@ -76,7 +77,7 @@ def manifest_format(media_type):
                    'can be rebased.' % (media_type,))
 
 
-def convert_layer_media_type(media_type, fmt):
+def convert_layer_media_type(media_type: str, fmt: str) -> str:
     """The layer media type ``media_type`` named in manifest format ``fmt`` (``docker`` or ``oci``)."""
     if fmt == 'oci':
         if media_type.startswith('application/vnd.oci.'):
@@ -93,15 +94,15 @@ def convert_layer_media_type(media_type, fmt):
                    'rebase onto a base of the same format.' % (media_type, 'Docker' if fmt == 'docker' else 'OCI'))
 
 
-def layer_digests(manifest):
+def layer_digests(manifest: Dict[str, Any]) -> List[Optional[str]]:
     return [layer.get('digest') for layer in manifest.get('layers') or []]
 
 
-def diff_ids(config):
+def diff_ids(config: Dict[str, Any]) -> List[str]:
     return list(((config.get('rootfs') or {}).get('diff_ids')) or [])
 
 
-def history(config):
+def history(config: Dict[str, Any]) -> List[Dict[str, Any]]:
     return list(config.get('history') or [])
 
 
@@ -109,7 +110,7 @@ def _non_empty(entries):
     return sum(1 for entry in entries if not entry.get('empty_layer'))
 
 
-def platform_of(config, descriptor_platform=None):
+def platform_of(config: Dict[str, Any], descriptor_platform: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """``{os, architecture[, variant][, os.version]}`` from a config, else from an index descriptor."""
     source = descriptor_platform or {}
     result = {
@@ -125,14 +126,14 @@ def platform_of(config, descriptor_platform=None):
     return result
 
 
-def platform_string(platform):
+def platform_string(platform: Dict[str, Any]) -> str:
     text = '%s/%s' % (platform.get('os') or '?', platform.get('architecture') or '?')
     if platform.get('variant'):
         text += '/' + platform['variant']
     return text
 
 
-def platform_matches(wanted, candidate):
+def platform_matches(wanted: Dict[str, Any], candidate: Optional[Dict[str, Any]]) -> bool:
     """Same os and architecture, and same variant when both give one."""
     if not candidate or wanted.get('os') != candidate.get('os'):
         return False
@@ -143,7 +144,7 @@ def platform_matches(wanted, candidate):
     return True
 
 
-def check_consistent(manifest, config, what):
+def check_consistent(manifest: Dict[str, Any], config: Dict[str, Any], what: str) -> None:
     """The layers of a manifest, its config's diff_ids and its history must agree in number."""
     layers = layer_digests(manifest)
     ids = diff_ids(config)
@@ -162,7 +163,8 @@ def _describe_entry(entry):
     return text[:80] + ('...' if len(text) > 80 else '')
 
 
-def check_prefix(image_manifest, image_config, base_manifest, base_config, base_name='the old base'):
+def check_prefix(image_manifest: Dict[str, Any], image_config: Dict[str, Any], base_manifest: Dict[str, Any],
+                 base_config: Dict[str, Any], base_name: str = 'the old base') -> Dict[str, int]:
     """Check strictly that the base is a prefix of the image; return the split.
 
     Returns ``{'layers': n, 'history': h}``: the image's first n layers / h history entries are the base's.
@@ -190,21 +192,23 @@ def check_prefix(image_manifest, image_config, base_manifest, base_config, base_
         raise MtdError('%s is not a prefix of the image: it has %d history entries and the image only %d.'
                        % (base_name[0].upper() + base_name[1:], len(base_history), len(image_history)))
     layer = 0
-    for index, (mine, theirs) in enumerate(zip(image_history, base_history)):
-        if not theirs.get('empty_layer'):
+    for index, (image_entry, base_entry) in enumerate(zip(image_history, base_history)):
+        if not base_entry.get('empty_layer'):
             layer += 1
-        if canonical_json(mine) != canonical_json(theirs):
-            where = 'layer %d' % layer if not theirs.get('empty_layer') else 'an empty-layer step after layer %d' % layer
+        if canonical_json(image_entry) != canonical_json(base_entry):
+            where = ('layer %d' % layer if not base_entry.get('empty_layer')
+                     else 'an empty-layer step after layer %d' % layer)
             raise MtdError('%s is not a prefix of the image: history entry %d (%s) differs: image "%s", base "%s".'
-                           % (base_name[0].upper() + base_name[1:], index + 1, where, _describe_entry(mine),
-                              _describe_entry(theirs)),
+                           % (base_name[0].upper() + base_name[1:], index + 1, where, _describe_entry(image_entry),
+                              _describe_entry(base_entry)),
                            differing_layer=layer, differing_history_entry=index + 1)
     if _non_empty(base_history) != len(base_layers) and base_history:
         raise MtdError('%s has inconsistent history.' % (base_name,))  # pragma: no cover (check_consistent)
     return {'layers': len(base_layers), 'history': len(base_history)}
 
 
-def is_prefix(image_manifest, image_config, base_manifest, base_config):
+def is_prefix(image_manifest: Dict[str, Any], image_config: Dict[str, Any], base_manifest: Dict[str, Any],
+              base_config: Dict[str, Any]) -> bool:
     try:
         check_prefix(image_manifest, image_config, base_manifest, base_config)
     except MtdError:
@@ -212,14 +216,14 @@ def is_prefix(image_manifest, image_config, base_manifest, base_config):
     return True
 
 
-def check_platform(image_config, new_base_config):
+def check_platform(image_config: Dict[str, Any], new_base_config: Dict[str, Any]) -> None:
     image_platform, base_platform = platform_of(image_config), platform_of(new_base_config)
     if not platform_matches(image_platform, base_platform):
         raise MtdError('The new base is for %s but the image is for %s; give a base of the same platform.'
                        % (platform_string(base_platform), platform_string(image_platform)))
 
 
-def upper_part(image_manifest, image_config, split):
+def upper_part(image_manifest: Dict[str, Any], image_config: Dict[str, Any], split: Dict[str, int]) -> Dict[str, Any]:
     """The image's own layers (descriptors), diff_ids and history entries above the base."""
     n, h = split['layers'], split['history']
     return {
@@ -229,7 +233,7 @@ def upper_part(image_manifest, image_config, split):
     }
 
 
-def base_layer_descriptors(new_base_manifest, fmt):
+def base_layer_descriptors(new_base_manifest: Dict[str, Any], fmt: str) -> List[Dict[str, Any]]:
     """The new base's layer descriptors, with media types named in the image's format."""
     result = []
     for layer in new_base_manifest.get('layers') or []:
@@ -239,7 +243,7 @@ def base_layer_descriptors(new_base_manifest, fmt):
     return result
 
 
-def rebased_config(image_config, new_base_config, upper):
+def rebased_config(image_config: Dict[str, Any], new_base_config: Dict[str, Any], upper: Dict[str, Any]) -> Dict[str, Any]:
     """The image's config with rootfs/history re-prefixed and os.version/variant of the new base."""
     config = copy.deepcopy(image_config)
     config['rootfs'] = {'type': 'layers', 'diff_ids': diff_ids(new_base_config) + list(upper['diff_ids'])}
@@ -254,7 +258,8 @@ def rebased_config(image_config, new_base_config, upper):
     return config
 
 
-def base_annotations(base_name, base_digest, source_digest, existing=None):
+def base_annotations(base_name: str, base_digest: str, source_digest: str,
+                     existing: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     annotations = dict(existing or {})
     annotations[ANNOTATION_BASE_NAME] = base_name
     annotations[ANNOTATION_BASE_DIGEST] = base_digest
@@ -265,7 +270,8 @@ def base_annotations(base_name, base_digest, source_digest, existing=None):
     return annotations
 
 
-def build_manifest(media_type, config_media_type, config_bytes, layers, annotations=None, extra=None):
+def build_manifest(media_type: str, config_media_type: str, config_bytes: bytes, layers: List[Dict[str, Any]],
+                   annotations: Optional[Dict[str, str]] = None, extra: Optional[Dict[str, Any]] = None) -> bytes:
     """Canonical manifest bytes for ``layers`` (descriptors) and the config bytes."""
     manifest = dict(extra or {})
     manifest.update({
@@ -281,8 +287,9 @@ def build_manifest(media_type, config_media_type, config_bytes, layers, annotati
     return canonical_json(manifest)
 
 
-def rebase_image(image_manifest, image_config, old_base_manifest, old_base_config, new_base_manifest,
-                 new_base_config, new_base_name, new_base_digest, source_digest):
+def rebase_image(image_manifest: Dict[str, Any], image_config: Dict[str, Any], old_base_manifest: Dict[str, Any],
+                 old_base_config: Dict[str, Any], new_base_manifest: Dict[str, Any], new_base_config: Dict[str, Any],
+                 new_base_name: str, new_base_digest: str, source_digest: str) -> Dict[str, Any]:
     """Plan the rebase of one image manifest.
 
     Returns a dict with ``split`` (from :func:`check_prefix`), ``upper`` (see :func:`upper_part`),
@@ -319,17 +326,17 @@ def rebase_image(image_manifest, image_config, old_base_manifest, old_base_confi
 
 # -- steps ------------------------------------------------------------------------------------
 
-def step_id(new_base_digest, chain):
+def step_id(new_base_digest: str, chain: List[str]) -> str:
     """The id of the step "new base + these upper layers": hex sha256 of a canonical description."""
     return hashlib.sha256(canonical_json({'v': STEP_ID_VERSION, 'base': new_base_digest,
                                           'layers': list(chain)})).hexdigest()
 
 
-def step_tag(identifier):
+def step_tag(identifier: str) -> str:
     return STEP_TAG_PREFIX + identifier
 
 
-def step_config(new_base_config, upper_diff_ids):
+def step_config(new_base_config: Dict[str, Any], upper_diff_ids: List[str]) -> Dict[str, Any]:
     """The config of a step: the new base's config with the step's diff_ids and one history entry per layer.
 
     It depends only on the new base and the layers, so that any image sharing the layers shares the step.
@@ -342,7 +349,8 @@ def step_config(new_base_config, upper_diff_ids):
     return config
 
 
-def plan_steps(new_base_manifest, new_base_config, new_base_name, new_base_digest, upper, fmt):
+def plan_steps(new_base_manifest: Dict[str, Any], new_base_config: Dict[str, Any], new_base_name: str,
+               new_base_digest: str, upper: Dict[str, Any], fmt: str) -> List[Dict[str, Any]]:
     """The chain of steps for ``upper`` layers on the new base: one dict per upper layer, lowest first.
 
     Each step has ``index`` (1-based), ``id``, ``tag``, ``layer`` (its own layer digest), ``layers`` (all
@@ -379,7 +387,7 @@ def plan_steps(new_base_manifest, new_base_config, new_base_name, new_base_diges
     return steps
 
 
-def reuse_plan(steps, found):
+def reuse_plan(steps: List[Dict[str, Any]], found: Dict[str, Optional[str]]) -> Dict[str, List[Any]]:
     """Which steps to reuse and which to create.
 
     ``found`` maps a step tag to the digest the registry has under it (missing tags are absent or None).
@@ -406,7 +414,7 @@ def reuse_plan(steps, found):
 
 # -- indexes ----------------------------------------------------------------------------------
 
-def select_platform(index_manifest, platform):
+def select_platform(index_manifest: Dict[str, Any], platform: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The descriptor of ``index_manifest`` for ``platform`` (dict), or None."""
     for descriptor in index_manifest.get('manifests') or []:
         if platform_matches(platform, descriptor.get('platform')):
@@ -414,7 +422,7 @@ def select_platform(index_manifest, platform):
     return None
 
 
-def is_image_descriptor(descriptor):
+def is_image_descriptor(descriptor: Dict[str, Any]) -> bool:
     """False for attestation / unknown-platform children that are not runnable images."""
     platform = descriptor.get('platform') or {}
     if platform.get('os') == 'unknown' or platform.get('architecture') == 'unknown':
@@ -422,7 +430,8 @@ def is_image_descriptor(descriptor):
     return descriptor.get('mediaType') in (DOCKER_MANIFEST, OCI_MANIFEST)
 
 
-def rebased_index(index_manifest, children, new_base_name, new_base_digest, source_digest):
+def rebased_index(index_manifest: Dict[str, Any], children: Dict[str, Dict[str, Any]], new_base_name: str,
+                  new_base_digest: str, source_digest: str) -> Tuple[bytes, str]:
     """New index bytes: the same children in the same order, rebased ones replaced.
 
     ``children`` maps an old child digest to ``{'digest', 'size', 'mediaType', 'os.version'?}``.
@@ -451,3 +460,83 @@ def rebased_index(index_manifest, children, new_base_name, new_base_digest, sour
     index['annotations'] = base_annotations(new_base_name, new_base_digest, source_digest, index.get('annotations'))
     data = canonical_json(index)
     return data, sha256_digest(data)
+
+
+# -- the module's decisions -------------------------------------------------------------------
+
+STEP_REPOSITORY = 'rebase-steps'
+
+
+def default_step_repository(target_repository: str) -> str:
+    """``<namespace of the target repository>/rebase-steps``, or ``rebase-steps`` without namespace.
+
+    ``team/app`` -> ``team/rebase-steps``; ``a/b/app`` -> ``a/b/rebase-steps``; ``app`` -> ``rebase-steps``.
+    """
+    if '/' in target_repository:
+        return target_repository.rsplit('/', 1)[0] + '/' + STEP_REPOSITORY
+    return STEP_REPOSITORY
+
+
+def base_sources(image: str, new_base: Optional[str], old_base: Optional[str],
+                 annotations: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    """Which texts name the new and the old base: the options first, else the image's base annotations.
+
+    Returns ``{'new_base': text, 'old_base': text or None, 'old_base_digest': the annotated digest or None,
+    'old_source': 'option' | 'annotation' | None, 'old_option': what to name in a message about the text}``.
+    The annotations give the old base only when they carry both its name and its digest (the digest then
+    replaces whatever the name points to). Raises MtdError when nothing names the new base.
+    """
+    annotations = annotations or {}
+    new_text = new_base or annotations.get(ANNOTATION_BASE_NAME)
+    if not new_text:
+        raise MtdError('The image %s does not name its base (no %s annotation): give new_base.'
+                       % (image, ANNOTATION_BASE_NAME))
+    result: Dict[str, Any] = {'new_base': new_text, 'old_base': None, 'old_base_digest': None, 'old_source': None,
+                              'old_option': 'old_base'}
+    if old_base:
+        result.update(old_base=old_base, old_source='option')
+    elif annotations.get(ANNOTATION_BASE_DIGEST) and annotations.get(ANNOTATION_BASE_NAME):
+        result.update(old_base=annotations[ANNOTATION_BASE_NAME], old_base_digest=annotations[ANNOTATION_BASE_DIGEST],
+                      old_source='annotation', old_option='annotation %s' % ANNOTATION_BASE_NAME)
+    return result
+
+
+def index_child(plan: Dict[str, Any], new_base_config: Dict[str, Any]) -> Dict[str, Any]:
+    """The entry of ``rebased_index``'s ``children`` for one rebased platform ``plan`` (see ``rebase_image``)."""
+    new_platform = platform_of(new_base_config)
+    return {'digest': plan['digest'], 'size': len(plan['manifest']), 'mediaType': plan['media_type'],
+            'os.version': new_platform.get('os.version'), 'variant': new_platform.get('variant')}
+
+
+def would_write(current_digest: Optional[str], final_digest: str, steps_to_create: int,
+                blob_counts: Dict[str, int]) -> bool:
+    """Check mode: would a real run write anything (the target tag, a step, a mounted or uploaded blob)?"""
+    return bool(current_digest != final_digest or steps_to_create or blob_counts.get('mounted')
+                or blob_counts.get('uploaded'))
+
+
+def platform_summary(platform: Dict[str, Any], source_digest: str, plan: Dict[str, Any],
+                     reuse: Dict[str, List[Any]]) -> Dict[str, Any]:
+    """One entry of the module's ``platforms`` result: what the rebase of one image manifest did."""
+    return {
+        'platform': platform_string(platform),
+        'source_digest': source_digest,
+        'digest': plan['digest'],
+        'own_layers': [layer['digest'] for layer in plan['upper']['layers']],
+        'old_base_layers': plan['split']['layers'],
+        'new_base_layers': len(plan['base_layers']),
+        'steps_reused': len(reuse['reuse']),
+        'steps_created': len(reuse['create']),
+    }
+
+
+def steps_summary(repository: str, chains: List[List[Dict[str, Any]]],
+                  reuses: List[Dict[str, List[Any]]]) -> Dict[str, Any]:
+    """The module's ``steps`` result over all platforms: ``chains`` (steps per platform) and their reuse plans."""
+    return {
+        'repository': repository,
+        'total': sum(len(chain) for chain in chains),
+        'reused': sum(len(reuse['reuse']) for reuse in reuses),
+        'created': sum(len(reuse['create']) for reuse in reuses),
+        'tags': [step['tag'] for chain in chains for step in chain],
+    }

@@ -36,6 +36,7 @@ import socket
 import ssl
 import time
 from http import client as http_client
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union, overload
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
@@ -74,18 +75,18 @@ class RegistryError(MtdError):
     ``code`` is the first error code of the registry's JSON error body (such as ``MANIFEST_UNKNOWN``).
     """
 
-    def __init__(self, msg, status=None, code=None, **details):
+    def __init__(self, msg: str, status: Optional[int] = None, code: Optional[str] = None, **details: Any) -> None:
         super().__init__(msg, **details)
         self.status = status
         self.code = code
 
 
-def sha256_digest(data):
+def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data`` (bytes)."""
     return 'sha256:' + hashlib.sha256(data).hexdigest()
 
 
-def is_digest(value):
+def is_digest(value: Any) -> bool:
     return isinstance(value, str) and bool(_DIGEST_RE.match(value))
 
 
@@ -94,26 +95,33 @@ def is_digest(value):
 class Reference:
     """A parsed image reference: ``registry``, ``repository``, ``tag`` and/or ``digest``."""
 
-    def __init__(self, registry, repository, tag=None, digest=None):
+    def __init__(self, registry: str, repository: str, tag: Optional[str] = None, digest: Optional[str] = None) -> None:
         self.registry = registry
         self.repository = repository
         self.tag = tag
         self.digest = digest
 
     @property
-    def reference(self):
-        """What goes into ``/v2/<repo>/manifests/<reference>``: the digest when there is one, else the tag."""
-        return self.digest or self.tag
+    def reference(self) -> str:
+        """What goes into ``/v2/<repo>/manifests/<reference>``: the digest when there is one, else the tag.
+
+        ``parse_reference`` always gives one unless called with ``default_tag=None``; without either the
+        reference names no manifest (ValueError).
+        """
+        value = self.digest or self.tag
+        if not value:
+            raise ValueError('%s has neither a tag nor a digest' % (self.name,))
+        return value
 
     @property
-    def name(self):
+    def name(self) -> str:
         """``registry/repository`` (the docker.io short form is not used)."""
         return '%s/%s' % (self.registry, self.repository)
 
-    def with_digest(self, digest):
+    def with_digest(self, digest: str) -> str:
         return '%s@%s' % (self.name, digest)
 
-    def with_tag(self, tag):
+    def with_tag(self, tag: str) -> str:
         return '%s:%s' % (self.name, tag)
 
     def __str__(self):
@@ -134,7 +142,7 @@ class Reference:
         return hash(str(self))
 
 
-def parse_reference(text, default_tag='latest'):
+def parse_reference(text: Any, default_tag: Optional[str] = 'latest') -> Reference:
     """Parse ``[registry/]repository[:tag][@sha256:...]``.
 
     The first path component is the registry when it contains ``.`` or ``:`` or is ``localhost``;
@@ -173,7 +181,7 @@ def parse_reference(text, default_tag='latest'):
     return Reference(registry, '/'.join(components), tag=tag, digest=digest)
 
 
-def is_loopback_host(host):
+def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``), with or without port."""
     name = host
     if name.startswith('['):
@@ -190,7 +198,7 @@ def is_loopback_host(host):
 
 # -- challenges and errors --------------------------------------------------------------------
 
-def parse_challenge(header):
+def parse_challenge(header: Optional[str]) -> Tuple[Optional[str], Dict[str, str]]:
     """``WWW-Authenticate`` → ``(scheme, {param: value})``; scheme lowercased, ``(None, {})`` if empty."""
     if not header:
         return None, {}
@@ -203,7 +211,7 @@ def parse_challenge(header):
     return scheme.lower(), params
 
 
-def registry_error_detail(body):
+def registry_error_detail(body: Union[bytes, str, None]) -> Tuple[Optional[str], str]:
     """``(code, text)`` from a registry error body ``{"errors": [{"code", "message", "detail"}]}``."""
     text = body.decode('utf-8', 'replace').strip() if isinstance(body, bytes) else (body or '').strip()
     try:
@@ -226,7 +234,7 @@ def registry_error_detail(body):
 class Manifest:
     """A manifest as the registry holds it: the exact ``data`` bytes, their ``digest`` and ``media_type``."""
 
-    def __init__(self, data, media_type, digest=None):
+    def __init__(self, data: bytes, media_type: str, digest: Optional[str] = None) -> None:
         self.data = data
         self.digest = digest or sha256_digest(data)
         try:
@@ -238,14 +246,14 @@ class Manifest:
         self.media_type = self.json.get('mediaType') or media_type
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.data)
 
     @property
-    def is_index(self):
+    def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
 
-    def descriptor(self):
+    def descriptor(self) -> Dict[str, Any]:
         return {'mediaType': self.media_type, 'digest': self.digest, 'size': self.size}
 
 
@@ -257,13 +265,13 @@ class RequestStats:
 
     def __init__(self):
         self.requests = 0
-        self.by_method = {}
+        self.by_method: Dict[str, int] = {}
         self.by_kind = dict((kind, 0) for kind in self.KINDS)
         self.bytes_uploaded = 0
         self.blob_bytes_uploaded = 0
         self.bytes_downloaded = 0
 
-    def count(self, method, kind, sent=0):
+    def count(self, method: str, kind: Optional[str], sent: int = 0) -> None:
         self.requests += 1
         self.by_method[method] = self.by_method.get(method, 0) + 1
         if kind:
@@ -271,11 +279,11 @@ class RequestStats:
         self.bytes_uploaded += sent
 
     @property
-    def writes(self):
+    def writes(self) -> int:
         """How many requests changed something in the registry (manifest PUTs, mounts, uploads)."""
         return self.by_kind['manifest_put'] + self.by_kind['blob_mount'] + self.by_kind['blob_upload']
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         return {
             'requests': self.requests,
             'by_method': dict(sorted(self.by_method.items())),
@@ -307,8 +315,9 @@ class RegistryClient:
     ``ca_path`` control TLS verification. Scopes (``add_scope``) are requested together in one token.
     """
 
-    def __init__(self, registry, scheme='auto', username=None, password=None, validate_certs=True, ca_path=None,
-                 timeout=DEFAULT_TIMEOUT):
+    def __init__(self, registry: str, scheme: str = 'auto', username: Optional[str] = None,
+                 password: Optional[str] = None, validate_certs: bool = True, ca_path: Optional[str] = None,
+                 timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         if not registry:
             raise ValueError('a registry host is required')
         self.registry = registry
@@ -325,24 +334,24 @@ class RegistryClient:
         self.ca_path = ca_path
         self.timeout = timeout if timeout else DEFAULT_TIMEOUT
         self.stats = RequestStats()
-        self._scopes = {}
-        self._token_scopes = None
-        self._authorization = None
-        self._auth_scheme = None
+        self._scopes: Dict[str, Set[str]] = {}
+        self._token_scopes: Optional[List[str]] = None
+        self._authorization: Optional[str] = None
+        self._auth_scheme: Optional[str] = None
         self._challenge = None
-        self._connections = {}
-        self._ssl_context = None
+        self._connections: Dict[Tuple[str, str], http_client.HTTPConnection] = {}
+        self._ssl_context: Optional[ssl.SSLContext] = None
 
     # -- scopes and auth --------------------------------------------------------------------
 
-    def add_scope(self, repository, actions):
+    def add_scope(self, repository: str, actions: Union[str, Sequence[str]]) -> None:
         """Remember that the operation needs ``actions`` (``pull`` / ``push``, str or list) on ``repository``."""
         if isinstance(actions, str):
             actions = [a.strip() for a in actions.split(',') if a.strip()]
         current = self._scopes.setdefault(repository, set())
         current.update(actions)
 
-    def scopes(self):
+    def scopes(self) -> List[str]:
         """The scope strings of a token request, ``repository:<name>:<actions>``, sorted."""
         order = {'pull': 0, 'push': 1}
         return ['repository:%s:%s' % (repo, ','.join(sorted(actions, key=lambda a: (order.get(a, 9), a))))
@@ -449,7 +458,8 @@ class RegistryClient:
                     context = self._context()
                 except (OSError, ssl.SSLError) as exc:
                     raise RegistryError('Cannot load the CA bundle %s: %s.' % (self.ca_path, exc))
-                conn = http_client.HTTPSConnection(netloc, timeout=self.timeout, context=context)
+                conn: http_client.HTTPConnection = http_client.HTTPSConnection(
+                    netloc, timeout=self.timeout, context=context)
             elif scheme == 'http':
                 conn = http_client.HTTPConnection(netloc, timeout=self.timeout)
             else:
@@ -457,7 +467,7 @@ class RegistryClient:
             self._connections[key] = conn
         return self._connections[key]
 
-    def close(self):
+    def close(self) -> None:
         for conn in self._connections.values():
             conn.close()
         self._connections = {}
@@ -510,7 +520,8 @@ class RegistryClient:
             return _Response(response.status, response.reason, response.headers, data)
         raise RegistryError('Cannot reach the registry at %s.' % (url,))  # pragma: no cover
 
-    def request(self, method, path, headers=None, body=None, kind=None, expect=(200,), allow=()):
+    def request(self, method: str, path: str, headers: Optional[Dict[str, str]] = None, body: Optional[bytes] = None,
+                kind: Optional[str] = None, expect: Sequence[int] = (200,), allow: Sequence[int] = ()) -> _Response:
         """A request to ``/v2/...`` (or an absolute URL) with authentication; returns the response.
 
         Statuses in ``expect`` and ``allow`` are returned; others raise RegistryError.
@@ -550,12 +561,12 @@ class RegistryClient:
     def _path(repository, kind, reference=''):
         return '/v2/%s/%s/%s' % (repository, kind, quote(reference, safe=':@'))
 
-    def ping(self):
+    def ping(self) -> bool:
         """``GET /v2/``: checks that the registry answers and authenticates; True on 200."""
         self.request('GET', '/v2/', kind='ping')
         return True
 
-    def head_manifest(self, repository, reference):
+    def head_manifest(self, repository: str, reference: str) -> Optional[Tuple[str, str, int]]:
         """``(digest, media_type, size)`` of a manifest, or None when the registry does not have it."""
         response = self.request('HEAD', self._path(repository, 'manifests', reference),
                                 headers={'Accept': MANIFEST_ACCEPT}, kind='manifest_head', allow=(404,))
@@ -569,6 +580,14 @@ class RegistryClient:
             manifest = self.get_manifest(repository, reference)
             return manifest.digest, manifest.media_type, manifest.size
         return digest, media_type, size
+
+    @overload
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        ...
+
+    @overload
+    def get_manifest(self, repository: str, reference: str, missing_ok: bool) -> Optional[Manifest]:
+        ...
 
     def get_manifest(self, repository, reference, missing_ok=False):
         """The Manifest at ``reference`` (tag or digest); None when missing and ``missing_ok``.
@@ -596,7 +615,7 @@ class RegistryClient:
                                 % (self.registry, repository, reference, header_digest, manifest.digest))
         return manifest
 
-    def put_manifest(self, repository, reference, data, media_type):
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """PUT the exact ``data`` with ``Content-Type: media_type``; returns the digest (checked)."""
         digest = sha256_digest(data)
         response = self.request('PUT', self._path(repository, 'manifests', reference), body=data,
@@ -607,12 +626,12 @@ class RegistryClient:
                                 % (self.registry, repository, reference, answered, digest))
         return digest
 
-    def blob_exists(self, repository, digest):
+    def blob_exists(self, repository: str, digest: str) -> bool:
         """HEAD a blob in one repository (registry 2.x answers per repository)."""
         response = self.request('HEAD', self._path(repository, 'blobs', digest), kind='blob_head', allow=(404,))
         return response.status == 200
 
-    def get_blob(self, repository, digest, max_size=64 * 1024 * 1024):
+    def get_blob(self, repository: str, digest: str, max_size: int = 64 * 1024 * 1024) -> bytes:
         """GET a (small) blob and check its digest; follows a storage redirect without credentials."""
         response = self.request('GET', self._path(repository, 'blobs', digest), kind='blob_get',
                                 allow=(307, 302, 303, 404))
@@ -634,7 +653,7 @@ class RegistryClient:
                                 % (self.registry, digest, repository))
         return data
 
-    def mount_blob(self, repository, digest, from_repository):
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; True when mounted (201).
 
         When the registry refuses (202, it opened an upload session instead) the session is cancelled with
@@ -652,7 +671,7 @@ class RegistryClient:
                          expect=(204, 200, 202), allow=(404,))
         return False
 
-    def upload_blob(self, repository, data):
+    def upload_blob(self, repository: str, data: bytes) -> str:
         """Monolithic upload (POST then PUT with the bytes); returns the digest. For small blobs only."""
         digest = sha256_digest(data)
         response = self.request('POST', '/v2/%s/blobs/uploads/' % (repository,), kind=None, expect=(202,))
@@ -671,7 +690,7 @@ class RegistryClient:
         self.stats.blob_bytes_uploaded += len(data)
         return digest
 
-    def ensure_blob(self, repository, digest, sources, data=None):
+    def ensure_blob(self, repository: str, digest: str, sources: Sequence[str], data: Optional[bytes] = None) -> str:
         """Make blob ``digest`` present in ``repository`` without moving layer bytes when possible.
 
         Returns ``present``, ``mounted`` or ``uploaded``. ``sources`` are repositories that hold the blob
@@ -690,7 +709,7 @@ class RegistryClient:
         self.upload_blob(repository, data)
         return 'uploaded'
 
-    def list_tags(self, repository):
+    def list_tags(self, repository: str) -> List[str]:
         response = self.request('GET', '/v2/%s/tags/list' % (repository,), kind='tags', allow=(404,))
         if response.status == 404:
             return []
@@ -701,6 +720,6 @@ class RegistryClient:
                                 % (self.registry, repository))
 
 
-def elapsed_since(start):
+def elapsed_since(start: float) -> float:
     """Seconds since ``start`` (a ``time.monotonic()`` value), rounded to milliseconds."""
     return round(time.monotonic() - start, 3)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
@@ -55,7 +56,7 @@ def _describe(item):
     return '<unnamed>'
 
 
-def time_to_first_attack(item, where='reference item'):
+def time_to_first_attack(item: Any, where: str = 'reference item') -> float:
     """Return the time to first attack, in seconds, of one reference item.
 
     ``item`` is a duration (number of seconds or a string such as ``"15m"``) or a dict with the
@@ -89,7 +90,7 @@ def time_to_first_attack(item, where='reference item'):
         raise MtdError('%s: %s' % (where, exc))
 
 
-def mean_time_to_first_attack(reference):
+def mean_time_to_first_attack(reference: Any) -> float:
     """Return T1, the mean time to first attack (float seconds) over the ``m`` reference items.
 
     ``reference`` is a list whose items are durations or ``{created, first_attack}`` records (see
@@ -136,8 +137,8 @@ def _normalise_containers(containers, clock):
     if isinstance(containers, (str, bytes, dict)) or not hasattr(containers, '__iter__'):
         raise MtdError('containers must be a list of dicts, got %s' % type(containers).__name__)
     items = []
-    seen_ids = {}
-    seen_names = {}
+    seen_ids: Dict[str, int] = {}
+    seen_names: Dict[Tuple[Optional[str], str], int] = {}
     for index, container in enumerate(containers):
         where = 'containers[%d]' % index
         if not isinstance(container, dict):
@@ -164,26 +165,7 @@ def _normalise_containers(containers, clock):
                                % ('%s/%s' % key if host else name, seen_names[key], where))
             seen_names[key] = index
 
-        started_at = container.get('started_at')
-        started_epoch = None
-        if started_at not in (None, ''):
-            try:
-                started_epoch = to_epoch(started_at)
-            except ValueError as exc:
-                raise MtdError('%s (%s): started_at: %s' % (where, _describe(container), exc))
-        uptime = container.get('uptime_seconds')
-        if uptime not in (None, ''):
-            try:
-                uptime = parse_duration(uptime)
-            except ValueError as exc:
-                raise MtdError('%s (%s): uptime_seconds: %s' % (where, _describe(container), exc))
-        elif started_epoch is not None:
-            # A start slightly in the future (clock skew between hosts) counts as just started.
-            uptime = max(0.0, clock.now() - started_epoch)
-        else:
-            raise MtdError('%s (%s) has neither uptime_seconds nor started_at; give one of them'
-                           % (where, _describe(container)))
-
+        uptime, started_epoch = _uptime_of(container, where, clock)
         labels = container.get('labels') or {}
         if not isinstance(labels, dict):
             raise MtdError('%s (%s): labels must be a dict' % (where, _describe(container)))
@@ -201,6 +183,28 @@ def _normalise_containers(containers, clock):
     return items
 
 
+def _uptime_of(container: Dict[str, Any], where: str, clock: _Clock) -> Tuple[float, Optional[float]]:
+    """``(uptime seconds, start epoch or None)``: ``uptime_seconds``, else ``now - started_at``."""
+    started_at = container.get('started_at')
+    started_epoch = None
+    if started_at not in (None, ''):
+        try:
+            started_epoch = to_epoch(started_at)
+        except ValueError as exc:
+            raise MtdError('%s (%s): started_at: %s' % (where, _describe(container), exc))
+    uptime = container.get('uptime_seconds')
+    if uptime not in (None, ''):
+        try:
+            return parse_duration(uptime), started_epoch
+        except ValueError as exc:
+            raise MtdError('%s (%s): uptime_seconds: %s' % (where, _describe(container), exc))
+    if started_epoch is not None:
+        # A start slightly in the future (clock skew between hosts) counts as just started.
+        return max(0.0, clock.now() - started_epoch), started_epoch
+    raise MtdError('%s (%s) has neither uptime_seconds nor started_at; give one of them'
+                   % (where, _describe(container)))
+
+
 def _resolve_attacked(items, attacked):
     """Return the set of item indexes named in ``attacked`` (ids, id prefixes, names, host/name)."""
     if attacked is None:
@@ -208,7 +212,7 @@ def _resolve_attacked(items, attacked):
     if isinstance(attacked, str):
         attacked = [attacked]
     by_ref = {}
-    by_name = {}
+    by_name: Dict[str, List[Dict[str, Any]]] = {}
     for item in items:
         for ref in (item['id'], item['host'] and item['name'] and '%s/%s' % (item['host'], item['name']),
                     item['host'] and item['id'] and '%s/%s' % (item['host'], item['id'])):
@@ -295,7 +299,8 @@ def _check_sort_key(sort_key):
                    % (sort_key, ', '.join(SORT_KEYS)))
 
 
-def plan(containers, t1, delta_t, sort_key='uptime', descending=True, attacked=(), group_by=None, now=None):
+def plan(containers: Any, t1: Any, delta_t: Any, sort_key: Optional[str] = 'uptime', descending: bool = True,
+         attacked: Any = (), group_by: Optional[str] = None, now: Any = None) -> Dict[str, List[Dict[str, Any]]]:
     """Build the staggered migration plan.
 
     ``containers``: list of dicts with ``id`` and/or ``name``, optional ``host``, ``uptime_seconds``
@@ -323,38 +328,21 @@ def plan(containers, t1, delta_t, sort_key='uptime', descending=True, attacked=(
     t1 = _seconds(t1, 't1')
     delta_t = _seconds(delta_t, 'delta_t')
     sort_key = _check_sort_key(sort_key)
-    if group_by is not None and not isinstance(group_by, str):
-        raise MtdError('group_by must be a label key such as mtd.service')
-    if group_by and group_by.startswith(LABEL_PREFIX):
-        group_by = group_by[len(LABEL_PREFIX):]
+    group_by = _check_group_by(group_by)
     clock = _Clock(now)
 
     items = _normalise_containers(containers, clock)
     flagged = _resolve_attacked(items, attacked)
     ordered = _sort(items, sort_key, descending, clock)
 
-    counters = {}
+    counters: Dict[Optional[str], int] = {}
     entries = []
     for item in ordered:
-        group = None
-        if group_by:
-            group = item['labels'].get(group_by)
-            group = None if group is None else str(group)
+        group = _group_of(item, group_by)
         i = counters.get(group, 0) + 1
         counters[group] = i
         threshold = round(t1 + (i - 1) * delta_t, 3)
-        uptime = item['uptime']
-        attacked_now = item['attacked'] or item['index'] in flagged
-        past = uptime > threshold
-        if attacked_now:
-            start_offset = 0.0
-            reason = 'under attack: migrate now'
-        elif past:
-            start_offset = 0.0
-            reason = 'uptime %ss exceeds threshold %ss' % (_fmt(uptime), _fmt(threshold))
-        else:
-            start_offset = round(threshold - uptime, 3)
-            reason = 'uptime %ss within threshold %ss; due in %ss' % (_fmt(uptime), _fmt(threshold), _fmt(start_offset))
+        timing = due_timing(item['uptime'], threshold, item['attacked'] or item['index'] in flagged)
         entries.append({
             'i': i,
             'id': item['id'],
@@ -362,17 +350,56 @@ def plan(containers, t1, delta_t, sort_key='uptime', descending=True, attacked=(
             'host': item['host'],
             'group': group,
             'threshold': threshold,
-            'uptime': uptime,
-            'due': past or attacked_now,
-            'immediate': attacked_now,
-            'start_offset': start_offset,
-            'reason': reason,
+            'uptime': item['uptime'],
+            'due': timing['due'],
+            'immediate': timing['immediate'],
+            'start_offset': timing['start_offset'],
+            'reason': timing['reason'],
             'severity': item['severity'],
         })
+    return {'plan': entries, 'due': due_order(entries)}
 
-    # Immediate first, then by threshold and i; the plan position settles ties between groups.
+
+def _check_group_by(group_by: Any) -> Optional[str]:
+    if group_by is not None and not isinstance(group_by, str):
+        raise MtdError('group_by must be a label key such as mtd.service')
+    if group_by and group_by.startswith(LABEL_PREFIX):
+        group_by = group_by[len(LABEL_PREFIX):]
+    return group_by
+
+
+def _group_of(item: Dict[str, Any], group_by: Optional[str]) -> Optional[str]:
+    if not group_by:
+        return None
+    group = item['labels'].get(group_by)
+    return None if group is None else str(group)
+
+
+def due_timing(uptime: float, threshold: float, attacked: bool) -> Dict[str, Any]:
+    """When one container is due: ``{'due', 'immediate', 'start_offset', 'reason'}``.
+
+    Under attack it is due at once; else it is due once its uptime exceeds the threshold, and
+    ``start_offset`` is the time left until then: ``due_timing(200, 230, False)`` ->
+    ``{'due': False, 'immediate': False, 'start_offset': 30.0, 'reason': 'uptime 200s within threshold 230s;
+    due in 30s'}``.
+    """
+    past = uptime > threshold
+    if attacked:
+        start_offset = 0.0
+        reason = 'under attack: migrate now'
+    elif past:
+        start_offset = 0.0
+        reason = 'uptime %ss exceeds threshold %ss' % (_fmt(uptime), _fmt(threshold))
+    else:
+        start_offset = round(threshold - uptime, 3)
+        reason = 'uptime %ss within threshold %ss; due in %ss' % (_fmt(uptime), _fmt(threshold), _fmt(start_offset))
+    return {'due': past or attacked, 'immediate': attacked, 'start_offset': start_offset, 'reason': reason}
+
+
+def due_order(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Copies of the due ``entries``: immediate first, then by threshold and ``i``; the plan position settles
+    ties between groups."""
     ranked = [((not entry['immediate'], entry['threshold'], entry['i'], position), entry)
               for position, entry in enumerate(entries) if entry['due']]
     ranked.sort(key=lambda pair: pair[0])
-    due = [dict(entry) for dummy, entry in ranked]
-    return {'plan': entries, 'due': due}
+    return [dict(entry) for dummy, entry in ranked]

@@ -280,6 +280,7 @@ ansible_facts:
 import os
 import platform
 import socket
+from typing import List, Tuple
 
 from ansible.module_utils.common.text.converters import to_text
 
@@ -335,14 +336,10 @@ class HostFactsCollector:
         self.subsets = set(SUBSETS) if 'all' in subsets else subsets
         self.now = utc_now()
 
-    @staticmethod
-    def fail(msg, **details):
-        raise MtdError(msg, **details)
-
     # -- always gathered ----------------------------------------------------------------------
 
     def os_release(self):
-        errors = []
+        errors: List[Tuple[str, str]] = []
         for path in (self.params['os_release_path'], OS_RELEASE_FALLBACK):
             if any(path == tried for tried, dummy in errors):
                 continue
@@ -350,14 +347,14 @@ class HostFactsCollector:
                 return parse_os_release(_read_text(path))
             except (IOError, OSError, UnicodeError) as exc:
                 errors.append((path, to_text(exc)))
-        self.fail('Cannot read an os-release file (%s). Set os_release_path to a readable file.'
-                  % ('; '.join('%s: %s' % item for item in errors),))
+        raise MtdError('Cannot read an os-release file (%s). Set os_release_path to a readable file.'
+                       % ('; '.join('%s: %s' % item for item in errors),))
 
     def proc_capacity(self):
         try:
             memory_mb = parse_meminfo(_read_text(PROC_MEMINFO))
         except (IOError, OSError, UnicodeError, HostInfoError) as exc:
-            self.fail('Cannot read the memory size from %s: %s.' % (PROC_MEMINFO, to_text(exc)))
+            raise MtdError('Cannot read the memory size from %s: %s.' % (PROC_MEMINFO, to_text(exc)))
         try:
             cpus = count_cpus(_read_text(PROC_CPUINFO))
         except (IOError, OSError, UnicodeError):
@@ -376,12 +373,12 @@ class HostFactsCollector:
         try:
             text = _read_text(path)
         except (IOError, OSError, UnicodeError) as exc:
-            self.fail('Cannot read the local fact file %s: %s. Fix its permissions or set local_fact_path.'
-                      % (path, to_text(exc)))
+            raise MtdError('Cannot read the local fact file %s: %s. Fix its permissions or set local_fact_path.'
+                           % (path, to_text(exc)))
         try:
             return parse_local_fact(text)
         except HostInfoError as exc:
-            self.fail('The local fact file %s cannot be used: %s.' % (path, to_text(exc)))
+            raise MtdError('The local fact file %s cannot be used: %s.' % (path, to_text(exc)))
 
     # -- optional parts -----------------------------------------------------------------------
 
@@ -463,7 +460,7 @@ class HostFactsCollector:
         try:
             path = find_criu(self.module, self.params['criu_path'])
         except CriuError as exc:
-            self.fail(to_text(exc))
+            raise MtdError(to_text(exc))
         if not path:
             return facts
         facts['path'] = path

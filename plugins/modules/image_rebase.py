@@ -276,29 +276,37 @@ timings:
 
 import json
 import time
+from typing import Any, Dict, List, Optional, Tuple
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, error_message, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._rebase import (
     ANNOTATION_BASE_DIGEST,
-    ANNOTATION_BASE_NAME,
+    base_sources,
     check_prefix,
+    default_step_repository,
+    index_child,
     is_image_descriptor,
     is_prefix,
     manifest_format,
     plan_steps,
     platform_of,
     platform_string,
+    platform_summary,
     rebase_image,
     rebased_index,
     reuse_plan,
     select_platform,
     sha256_digest,
+    steps_summary,
+    would_write,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._registry import (
+    Manifest,
+    Reference,
     RegistryClient,
-    RegistryError,
     parse_reference,
 )
 
@@ -324,42 +332,97 @@ ARGUMENT_SPEC = dict(
 )
 ARGUMENT_SPEC.update(registry_argument_spec())
 
+# A base image as read for one platform: (manifest json, digest, config).
+Base = Tuple[Dict[str, Any], str, Dict[str, Any]]
+
+
+def reference(text: str, option: str, default_tag: Optional[str] = 'latest') -> Reference:
+    """``parse_reference`` whose error names the option the text came from."""
+    try:
+        return parse_reference(text, default_tag=default_tag)
+    except ValueError as exc:
+        raise MtdError('Option %s: %s.' % (option, exc))
+
+
+def image_and_target(params: Dict[str, Any]) -> Tuple[Reference, Reference]:
+    """The image to rebase and the tag to write to (by default the image's own tag); no I/O."""
+    image = reference(params['image'], 'image', default_tag='latest')
+    if params['target']:
+        target = reference(params['target'], 'target', default_tag=None)
+        if not target.tag or target.digest:
+            raise MtdError('Option target must be a reference with a tag and without digest, got %r.'
+                           % (params['target'],))
+    else:
+        if not image.tag or image.digest:
+            raise MtdError('The image %s is given by digest: give target, the tag to write the rebased image to.'
+                           % (params['image'],))
+        target = image
+    if params['registry_timeout'] is not None and params['registry_timeout'] <= 0:
+        raise MtdError('registry_timeout must be a positive number of seconds, got %s.' % (params['registry_timeout'],))
+    return image, target
+
+
+def check_one_registry(image: Reference, target: Reference, new_base: Reference,
+                       old_base: Optional[Reference]) -> None:
+    """Every reference must be in the image's registry: layers are mounted between repositories, never copied."""
+    for ref, what in ((new_base, 'new_base'), (old_base, 'old_base')):
+        if ref is not None and ref.registry != image.registry:
+            raise MtdError('%s is in registry %s but the image is in %s; all references must be in one registry '
+                           '(layers are mounted, never copied).' % (what, ref.registry, image.registry))
+    if target.registry != image.registry:
+        raise MtdError('target is in registry %s but the image is in %s; all references must be in one registry.'
+                       % (target.registry, image.registry))
+
+
+def registry_client(params: Dict[str, Any], image: Reference) -> RegistryClient:
+    try:
+        return RegistryClient(image.registry, scheme=params['registry_scheme'], username=params['registry_username'],
+                              password=params['registry_password'], validate_certs=params['validate_certs'],
+                              ca_path=params['ca_path'], timeout=params['registry_timeout'])
+    except ValueError as exc:
+        raise MtdError('Invalid registry option: %s.' % (exc,))
+
 
 class _Unit:
     """One image manifest to rebase (the image itself, or one platform child of an index)."""
 
-    def __init__(self, manifest_json, digest, descriptor=None):
+    def __init__(self, manifest_json: Dict[str, Any], digest: str, descriptor: Optional[Dict[str, Any]] = None):
         self.manifest = manifest_json
         self.digest = digest
         self.descriptor = descriptor
-        self.config = None
-        self.platform = None
-        self.old_base = None      # (manifest json, digest, config)
-        self.new_base = None
-        self.plan = None
-        self.steps = []
-        self.reuse = None
+        self.config: Dict[str, Any] = {}
+        self.platform: Dict[str, Any] = {}
+        self.old_base: Base = ({}, '', {})
+        self.new_base: Base = ({}, '', {})
+        self.plan: Dict[str, Any] = {}
+        self.steps: List[Dict[str, Any]] = []
+        self.reuse: Dict[str, List[Any]] = {}
+
+    def error(self, exc: MtdError) -> MtdError:
+        """``exc`` naming this unit's platform when the unit is a child of an index."""
+        if self.descriptor is not None:
+            return MtdError('Platform %s: %s' % (platform_string(self.platform), exc.msg), **exc.details)
+        return exc
 
 
 class ImageRebaser:
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.client = None
-        self.result = {'changed': False}
+    """Read and plan everything (validate → bases → detect → plan), then write (or count, in check mode)."""
+
+    def __init__(self, mod: MtdModule, client: RegistryClient, image: Reference, target: Reference):
+        self.mod = mod
+        self.params = mod.params
+        self.client = client
+        self.image = image
+        self.target = target
+        self.step_repo = self.params['step_repository'] or default_step_repository(target.repository)
+        self.result: Dict[str, Any] = {'changed': False, 'requests': client.stats.as_dict()}
         self.blob_counts = {'present': 0, 'mounted': 0, 'uploaded': 0}
-        self._config_cache = {}
+        self._config_cache: Dict[str, Dict[str, Any]] = {}
+        self._old_source: Optional[str] = None
 
-    # -- helpers ------------------------------------------------------------------------------
+    # -- registry reads -----------------------------------------------------------------------
 
-    def _ref(self, text, option, default_tag='latest'):
-        try:
-            return parse_reference(text, default_tag=default_tag)
-        except ValueError as exc:
-            raise MtdError('Option %s: %s.' % (option, exc))
-
-    def _config(self, repository, manifest_json):
+    def _config(self, repository: str, manifest_json: Dict[str, Any]) -> Dict[str, Any]:
         descriptor = manifest_json.get('config') or {}
         digest = descriptor.get('digest')
         if not digest:
@@ -372,182 +435,122 @@ class ImageRebaser:
                 raise MtdError('The config %s in %s is not JSON.' % (digest, repository))
         return self._config_cache[digest]
 
-    def _manifest(self, repository, reference, what):
-        manifest = self.client.get_manifest(repository, reference, missing_ok=True)
+    def _manifest(self, repository: str, reference_text: str, what: str) -> Manifest:
+        manifest = self.client.get_manifest(repository, reference_text, missing_ok=True)
         if manifest is None:
             raise MtdError('%s %s/%s%s%s does not exist in the registry (no manifest).'
-                           % (what, self.client.registry, repository, '@' if reference.startswith('sha256:') else ':',
-                              reference))
+                           % (what, self.client.registry, repository,
+                              '@' if reference_text.startswith('sha256:') else ':', reference_text))
         if not manifest.is_index:
             manifest_format(manifest.media_type)
         return manifest
 
-    def _child_manifest(self, repository, descriptor):
-        return self.client.get_manifest(repository, descriptor['digest']).json
+    # -- the steps ----------------------------------------------------------------------------
 
-    # -- main ---------------------------------------------------------------------------------
-
-    def run(self):
+    def run(self) -> Dict[str, Any]:
         start = time.monotonic()
-        params = self.params
-        image = self._ref(params['image'], 'image', default_tag='latest')
-        if params['target']:
-            target = self._ref(params['target'], 'target', default_tag=None)
-            if not target.tag or target.digest:
-                raise MtdError('Option target must be a reference with a tag and without digest, got %r.'
-                               % (params['target'],))
-        else:
-            if not image.tag or image.digest:
-                raise MtdError('The image %s is given by digest: give target, the tag to write the rebased image to.'
-                               % (params['image'],))
-            target = image
-        if params['registry_timeout'] is not None and params['registry_timeout'] <= 0:
-            raise MtdError('registry_timeout must be a positive number of seconds, got %s.' % (params['registry_timeout'],))
-
-        try:
-            self.client = RegistryClient(image.registry, scheme=params['registry_scheme'],
-                                         username=params['registry_username'],
-                                         password=params['registry_password'],
-                                         validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                                         timeout=params['registry_timeout'])
-        except ValueError as exc:
-            raise MtdError('Invalid registry option: %s.' % (exc,))
-        self.result['requests'] = self.client.stats.as_dict()
-        writing = not (self.check_mode or params['detect_only'])
-        step_repo = params['step_repository'] or (
-            target.repository.rsplit('/', 1)[0] + '/rebase-steps' if '/' in target.repository else 'rebase-steps')
-        self.client.add_scope(image.repository, 'pull')
-        self.client.add_scope(target.repository, 'pull,push' if writing else 'pull')
-        self.client.add_scope(step_repo, 'pull,push' if writing else 'pull')
-        # Every repository known now goes into the first token; an annotated base adds its scope later.
-        for option in ('new_base', 'old_base'):
-            if params[option]:
-                self.client.add_scope(self._ref(params[option], option).repository, 'pull')
-
-        source = self._manifest(image.repository, image.reference, 'The image')
-        self.result['image'] = {'name': params['image'], 'digest': source.digest, 'media_type': source.media_type}
-        annotations = source.json.get('annotations') or {}
-
-        # The new base: option, else the annotated base name.
-        new_base_text = params['new_base'] or annotations.get(ANNOTATION_BASE_NAME)
-        if not new_base_text:
-            raise MtdError('The image %s does not name its base (no %s annotation): give new_base.'
-                           % (params['image'], ANNOTATION_BASE_NAME))
-        new_base = self._ref(new_base_text, 'new_base')
-        # The old base: option, else annotations.
-        old_base, old_source = None, None
-        if params['old_base']:
-            old_base, old_source = self._ref(params['old_base'], 'old_base'), 'option'
-        elif annotations.get(ANNOTATION_BASE_DIGEST) and annotations.get(ANNOTATION_BASE_NAME):
-            annotated = self._ref(annotations[ANNOTATION_BASE_NAME], 'annotation %s' % ANNOTATION_BASE_NAME)
-            annotated.digest = annotations[ANNOTATION_BASE_DIGEST]
-            old_base, old_source = annotated, 'annotation'
-        for ref, what in ((new_base, 'new_base'), (old_base, 'old_base')):
-            if ref is not None and ref.registry != image.registry:
-                raise MtdError('%s is in registry %s but the image is in %s; all references must be in one registry '
-                               '(layers are mounted, never copied).' % (what, ref.registry, image.registry))
-        if target.registry != image.registry:
-            raise MtdError('target is in registry %s but the image is in %s; all references must be in one registry.'
-                           % (target.registry, image.registry))
-        self.client.add_scope(new_base.repository, 'pull')
-        if old_base is not None:
-            self.client.add_scope(old_base.repository, 'pull')
-
-        new_base_manifest = self._manifest(new_base.repository, new_base.reference, 'The new base')
-        self.result['new_base'] = {'name': str(new_base), 'digest': new_base_manifest.digest}
-        old_base_manifest = None
-        if old_base is not None:
-            old_base_manifest = self._manifest(old_base.repository, old_base.reference, 'The old base')
-            self.result['old_base'] = {'name': old_base.name, 'digest': old_base_manifest.digest,
-                                       'source': old_source}
-        else:
-            self.result['old_base'] = None
-
-        units = self._units(image, source)
-        update = self._update_available(image, source, units, old_base, new_base, new_base_manifest,
-                                        old_base_manifest)
+        self._request_scopes()
+        source = self._manifest(self.image.repository, self.image.reference, 'The image')
+        self.result['image'] = {'name': self.params['image'], 'digest': source.digest, 'media_type': source.media_type}
+        new_base, old_base = self._bases(source)
+        new_base_manifest, old_base_manifest = self._base_manifests(new_base, old_base)
+        units = self._units(source)
+        update = self._update_available(units, old_base, new_base, new_base_manifest, old_base_manifest)
         self.result['update_available'] = update
-        base_result = {
-            'digest': source.digest, 'media_type': source.media_type, 'tag': None, 'tag_written': False,
-            'platforms': [], 'steps': {'repository': step_repo, 'total': 0, 'reused': 0, 'created': 0, 'tags': []},
-            'bytes_uploaded': 0, 'layer_bytes_uploaded': 0, 'blobs': dict(self.blob_counts),
-        }
-        if not update or params['detect_only']:
-            self.result.update(base_result)
+        self.result.update(self._empty_result(source))
+        if not update or self.params['detect_only']:
             self._finish(start, start)
             return self.result
-        if old_base_manifest is None:
+        if old_base is None or old_base_manifest is None:
             raise MtdError('The image %s does not record its base (no %s annotation): give old_base, the base it '
-                           'was built on.' % (params['image'], ANNOTATION_BASE_DIGEST))
-
+                           'was built on.' % (self.params['image'], ANNOTATION_BASE_DIGEST))
         # Plan every platform before writing anything.
         for unit in units:
-            self._plan_unit(image, unit, old_base, old_base_manifest, new_base, new_base_manifest, step_repo)
-        if source.is_index:
-            children = {}
-            for unit in units:
-                new_platform = platform_of(unit.new_base[2])
-                children[unit.digest] = {'digest': unit.plan['digest'], 'size': len(unit.plan['manifest']),
-                                         'mediaType': unit.plan['media_type'],
-                                         'os.version': new_platform.get('os.version'),
-                                         'variant': new_platform.get('variant')}
-            final_bytes, final_digest = rebased_index(source.json, children, str(new_base),
-                                                      new_base_manifest.digest, source.digest)
-            final_type = source.media_type
-        else:
-            final_bytes, final_digest = units[0].plan['manifest'], units[0].plan['digest']
-            final_type = units[0].plan['media_type']
-        current = self.client.head_manifest(target.repository, target.tag)
+            self._plan_unit(unit, old_base, old_base_manifest, new_base, new_base_manifest)
+        final_bytes, final_digest, final_type = self._final_manifest(source, units, new_base, new_base_manifest)
+        current = self.client.head_manifest(self.target.repository, self.target.reference)
         current_digest = current[0] if current else None
         planned = time.monotonic()
-
-        if self.check_mode:
-            for unit in units:
-                self._check_blobs(unit, target, image, new_base, step_repo)
-            would_write = bool(current_digest != final_digest or any(u.reuse['create'] for u in units)
-                               or self.blob_counts['mounted'] or self.blob_counts['uploaded'])
-            self.result['changed'] = would_write
+        if self.mod.check_mode:
+            self._count_writes(units, current_digest, final_digest)
         else:
-            for unit in units:
-                self._write_unit(unit, target, image, new_base, step_repo, index_child=source.is_index)
-            if current_digest != final_digest:
-                self.client.put_manifest(target.repository, target.tag, final_bytes, final_type)
-            self.result['changed'] = self.client.stats.writes > 0
-
-        steps_tags = []
-        for unit in units:
-            steps_tags.extend(step['tag'] for step in unit.steps)
-        self.result.update(base_result)
-        self.result.update({
-            'digest': final_digest,
-            'media_type': final_type,
-            'tag': '%s:%s' % (target.name, target.tag),
-            'tag_written': current_digest != final_digest,
-            'platforms': [{
-                'platform': platform_string(unit.platform),
-                'source_digest': unit.digest,
-                'digest': unit.plan['digest'],
-                'own_layers': [layer['digest'] for layer in unit.plan['upper']['layers']],
-                'old_base_layers': unit.plan['split']['layers'],
-                'new_base_layers': len(unit.plan['base_layers']),
-                'steps_reused': len(unit.reuse['reuse']),
-                'steps_created': len(unit.reuse['create']),
-            } for unit in units],
-            'steps': {
-                'repository': step_repo,
-                'total': sum(len(u.steps) for u in units),
-                'reused': sum(len(u.reuse['reuse']) for u in units),
-                'created': sum(len(u.reuse['create']) for u in units),
-                'tags': steps_tags,
-            },
-        })
-        if self.module._diff:
-            self.result['diff'] = {'before': {'tag': self.result['tag'], 'digest': current_digest},
-                                   'after': {'tag': self.result['tag'], 'digest': final_digest}}
+            self._write(units, new_base, source.is_index, current_digest, (final_bytes, final_digest, final_type))
+        self._report(units, current_digest, final_digest, final_type)
         self._finish(start, planned)
         return self.result
 
-    def _finish(self, start, planned):
+    def _request_scopes(self) -> None:
+        """Every repository known now goes into the first token; an annotated base adds its scope later."""
+        writing = not (self.mod.check_mode or self.params['detect_only'])
+        self.client.add_scope(self.image.repository, 'pull')
+        self.client.add_scope(self.target.repository, 'pull,push' if writing else 'pull')
+        self.client.add_scope(self.step_repo, 'pull,push' if writing else 'pull')
+        for option in ('new_base', 'old_base'):
+            if self.params[option]:
+                self.client.add_scope(reference(self.params[option], option).repository, 'pull')
+
+    def _bases(self, source: Manifest) -> Tuple[Reference, Optional[Reference]]:
+        """The new base (option, else annotated name) and the old base (option, else annotations) as references."""
+        texts = base_sources(self.params['image'], self.params['new_base'], self.params['old_base'],
+                             source.json.get('annotations'))
+        new_base = reference(texts['new_base'], 'new_base')
+        old_base = None
+        if texts['old_base']:
+            old_base = reference(texts['old_base'], texts['old_option'])
+            if texts['old_base_digest']:
+                old_base.digest = texts['old_base_digest']
+        check_one_registry(self.image, self.target, new_base, old_base)
+        self.client.add_scope(new_base.repository, 'pull')
+        if old_base is not None:
+            self.client.add_scope(old_base.repository, 'pull')
+        self._old_source = texts['old_source']
+        return new_base, old_base
+
+    def _base_manifests(self, new_base: Reference,
+                        old_base: Optional[Reference]) -> Tuple[Manifest, Optional[Manifest]]:
+        new_base_manifest = self._manifest(new_base.repository, new_base.reference, 'The new base')
+        self.result['new_base'] = {'name': str(new_base), 'digest': new_base_manifest.digest}
+        if old_base is None:
+            self.result['old_base'] = None
+            return new_base_manifest, None
+        old_base_manifest = self._manifest(old_base.repository, old_base.reference, 'The old base')
+        self.result['old_base'] = {'name': old_base.name, 'digest': old_base_manifest.digest,
+                                   'source': self._old_source}
+        return new_base_manifest, old_base_manifest
+
+    def _empty_result(self, source: Manifest) -> Dict[str, Any]:
+        """The result when nothing is (or is to be) written; a rebase overwrites its keys."""
+        return {
+            'digest': source.digest, 'media_type': source.media_type, 'tag': None, 'tag_written': False,
+            'platforms': [], 'bytes_uploaded': 0, 'layer_bytes_uploaded': 0, 'blobs': dict(self.blob_counts),
+            'steps': {'repository': self.step_repo, 'total': 0, 'reused': 0, 'created': 0, 'tags': []},
+        }
+
+    def _final_manifest(self, source: Manifest, units: List[_Unit], new_base: Reference,
+                        new_base_manifest: Manifest) -> Tuple[bytes, str, str]:
+        """(bytes, digest, media type) of what the target tag is to hold: the one rebased manifest, or the index."""
+        if not source.is_index:
+            plan = units[0].plan
+            return plan['manifest'], plan['digest'], plan['media_type']
+        children = {}
+        for unit in units:
+            children[unit.digest] = index_child(unit.plan, unit.new_base[2])
+        data, digest = rebased_index(source.json, children, str(new_base), new_base_manifest.digest, source.digest)
+        return data, digest, source.media_type
+
+    def _report(self, units: List[_Unit], current_digest: Optional[str], final_digest: str, final_type: str) -> None:
+        self.result.update({
+            'digest': final_digest,
+            'media_type': final_type,
+            'tag': '%s:%s' % (self.target.name, self.target.tag),
+            'tag_written': current_digest != final_digest,
+            'platforms': [platform_summary(unit.platform, unit.digest, unit.plan, unit.reuse) for unit in units],
+            'steps': steps_summary(self.step_repo, [unit.steps for unit in units], [unit.reuse for unit in units]),
+        })
+        self.mod.set_diff({'tag': self.result['tag'], 'digest': current_digest},
+                          {'tag': self.result['tag'], 'digest': final_digest})
+
+    def _finish(self, start: float, planned: float) -> None:
         stats = self.client.stats
         self.result['requests'] = stats.as_dict()
         self.result['bytes_uploaded'] = stats.bytes_uploaded
@@ -559,20 +562,20 @@ class ImageRebaser:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def _units(self, image, source):
+    def _units(self, source: Manifest) -> List[_Unit]:
         if not source.is_index:
             return [_Unit(source.json, source.digest)]
         units = []
         for descriptor in source.json.get('manifests') or []:
             if is_image_descriptor(descriptor):
-                child = self.client.get_manifest(image.repository, descriptor['digest'])
+                child = self.client.get_manifest(self.image.repository, descriptor['digest'])
                 manifest_format(child.media_type)
                 units.append(_Unit(child.json, child.digest, descriptor))
         if not units:
             raise MtdError('The index %s has no image manifest to rebase.' % (self.params['image'],))
         return units
 
-    def _base_for(self, unit, base_ref, base_manifest, what):
+    def _base_for(self, unit: _Unit, base_ref: Reference, base_manifest: Manifest, what: str) -> Base:
         """(manifest json, digest, config) of the base for this unit's platform."""
         if base_manifest.is_index:
             descriptor = select_platform(base_manifest.json, unit.platform)
@@ -584,75 +587,86 @@ class ImageRebaser:
             return child.json, child.digest, self._config(base_ref.repository, child.json)
         return base_manifest.json, base_manifest.digest, self._config(base_ref.repository, base_manifest.json)
 
-    def _update_available(self, image, source, units, old_base, new_base, new_base_manifest, old_base_manifest):
+    def _update_available(self, units: List[_Unit], old_base: Optional[Reference], new_base: Reference,
+                          new_base_manifest: Manifest, old_base_manifest: Optional[Manifest]) -> bool:
         for unit in units:
-            unit.config = self._config(image.repository, unit.manifest)
+            unit.config = self._config(self.image.repository, unit.manifest)
             unit.platform = platform_of(unit.config, (unit.descriptor or {}).get('platform'))
         if old_base_manifest is not None and old_base_manifest.digest == new_base_manifest.digest:
             return False
-        if old_base_manifest is not None:
+        first_error = None
+        if old_base is not None and old_base_manifest is not None:
             # The usual case: the image is on its old base, so an update is available.
-            first_error = None
-            for unit in units:
-                base_json, _digest, base_config = self._base_for(unit, old_base, old_base_manifest, 'The old base')
-                try:
-                    check_prefix(unit.manifest, unit.config, base_json, base_config)
-                except MtdError as exc:
-                    first_error = self._platform_error(unit, exc)
-                    break
+            first_error = self._first_prefix_error(units, old_base, old_base_manifest)
             if first_error is None:
                 return True
         # Not on the old base (or none known): already on the new base, for instance rebased before in place?
         for unit in units:
             base_json, _digest, base_config = self._base_for(unit, new_base, new_base_manifest, 'The new base')
             if not is_prefix(unit.manifest, unit.config, base_json, base_config):
-                if old_base_manifest is None:
+                if first_error is None:
                     raise MtdError('The image %s does not record its base (no %s annotation) and is not on the new '
                                    'base %s: give old_base, the base it was built on.'
                                    % (self.params['image'], ANNOTATION_BASE_DIGEST, new_base))
                 raise first_error
         return False
 
-    @staticmethod
-    def _platform_error(unit, exc):
-        if unit.descriptor is not None:
-            return MtdError('Platform %s: %s' % (platform_string(unit.platform), exc.msg), **exc.details)
-        return exc
+    def _first_prefix_error(self, units: List[_Unit], old_base: Reference,
+                            old_base_manifest: Manifest) -> Optional[MtdError]:
+        """The error of the first unit that is not on the old base, or None when all are."""
+        for unit in units:
+            base_json, _digest, base_config = self._base_for(unit, old_base, old_base_manifest, 'The old base')
+            try:
+                check_prefix(unit.manifest, unit.config, base_json, base_config)
+            except MtdError as exc:
+                return unit.error(exc)
+        return None
 
-    def _plan_unit(self, image, unit, old_base, old_base_manifest, new_base, new_base_manifest, step_repo):
+    def _plan_unit(self, unit: _Unit, old_base: Reference, old_base_manifest: Manifest,
+                   new_base: Reference, new_base_manifest: Manifest) -> None:
         unit.old_base = self._base_for(unit, old_base, old_base_manifest, 'The old base')
         unit.new_base = self._base_for(unit, new_base, new_base_manifest, 'The new base')
         try:
             unit.plan = rebase_image(unit.manifest, unit.config, unit.old_base[0], unit.old_base[2],
                                      unit.new_base[0], unit.new_base[2], str(new_base), unit.new_base[1], unit.digest)
         except MtdError as exc:
-            raise self._platform_error(unit, exc)
+            raise unit.error(exc)
         fmt = manifest_format(unit.plan['media_type'])
         unit.steps = plan_steps(unit.new_base[0], unit.new_base[2], str(new_base), unit.new_base[1],
                                 unit.plan['upper'], fmt)
         # Find the highest stored step (each contains the lower ones): look from the top down.
         found = {}
         for step in reversed(unit.steps):
-            head = self.client.head_manifest(step_repo, step['tag'])
+            head = self.client.head_manifest(self.step_repo, step['tag'])
             found[step['tag']] = head[0] if head else None
             if head and head[0] == step['digest']:
                 break
         unit.reuse = reuse_plan(unit.steps, found)
         if unit.reuse['mismatch']:
-            self.module.warn('Step tags %s in %s hold other content than planned; they are written again.'
-                             % (', '.join(unit.reuse['mismatch']), step_repo))
+            self.mod.warn('Step tags %s in %s hold other content than planned; they are written again.'
+                          % (', '.join(unit.reuse['mismatch']), self.step_repo))
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _layer_sources(self, unit, image, new_base, step_repo):
+    def _write(self, units: List[_Unit], new_base: Reference, index_children: bool, current_digest: Optional[str],
+               final: Tuple[bytes, str, str]) -> None:
+        for unit in units:
+            self._write_unit(unit, new_base.repository, in_index=index_children)
+        final_bytes, final_digest, final_type = final
+        if current_digest != final_digest:
+            self.client.put_manifest(self.target.repository, self.target.reference, final_bytes, final_type)
+        self.result['changed'] = self.client.stats.writes > 0
+
+    def _layer_sources(self, unit: _Unit, new_base_repository: str) -> Dict[str, List[str]]:
         sources = {}
         for layer in unit.plan['base_layers']:
-            sources[layer['digest']] = [new_base.repository, step_repo]
+            sources[layer['digest']] = [new_base_repository, self.step_repo]
         for layer in unit.plan['upper']['layers']:
-            sources[layer['digest']] = [image.repository, step_repo]
+            sources[layer['digest']] = [self.image.repository, self.step_repo]
         return sources
 
-    def _ensure(self, repository, digest, sources, data=None, known=None):
+    def _ensure(self, repository: str, digest: str, sources: List[str], data: Optional[bytes] = None,
+                known: Optional[set] = None) -> None:
         if known is not None and (repository, digest) in known:
             return
         outcome = self.client.ensure_blob(repository, digest, sources, data=data)
@@ -660,8 +674,9 @@ class ImageRebaser:
         if known is not None:
             known.add((repository, digest))
 
-    def _write_unit(self, unit, target, image, new_base, step_repo, index_child):
-        sources = self._layer_sources(unit, image, new_base, step_repo)
+    def _write_unit(self, unit: _Unit, new_base_repository: str, in_index: bool) -> None:
+        step_repo, target = self.step_repo, self.target
+        sources = self._layer_sources(unit, new_base_repository)
         known = set()
         if unit.reuse['reuse']:
             for layer in unit.reuse['reuse'][-1]['layers']:
@@ -676,41 +691,46 @@ class ImageRebaser:
         for layer in final_layers:
             self._ensure(target.repository, layer['digest'], sources[layer['digest']], known=known)
         self._ensure(target.repository, sha256_digest(unit.plan['config']), [], data=unit.plan['config'], known=known)
-        if index_child:
+        if in_index:
             head = self.client.head_manifest(target.repository, unit.plan['digest'])
             if not head:
                 self.client.put_manifest(target.repository, unit.plan['digest'], unit.plan['manifest'],
                                          unit.plan['media_type'])
 
-    def _check_blobs(self, unit, target, image, new_base, step_repo):
+    def _count_writes(self, units: List[_Unit], current_digest: Optional[str], final_digest: str) -> None:
         """Check mode: count what would be mounted / uploaded into the target repository (HEAD only)."""
-        for layer in unit.plan['base_layers'] + unit.plan['upper']['layers']:
-            if self.client.blob_exists(target.repository, layer['digest']):
+        for unit in units:
+            for layer in unit.plan['base_layers'] + unit.plan['upper']['layers']:
+                if self.client.blob_exists(self.target.repository, layer['digest']):
+                    self.blob_counts['present'] += 1
+                else:
+                    self.blob_counts['mounted'] += 1
+            if self.client.blob_exists(self.target.repository, sha256_digest(unit.plan['config'])):
                 self.blob_counts['present'] += 1
             else:
-                self.blob_counts['mounted'] += 1
-        if self.client.blob_exists(target.repository, sha256_digest(unit.plan['config'])):
-            self.blob_counts['present'] += 1
-        else:
-            self.blob_counts['uploaded'] += 1
+                self.blob_counts['uploaded'] += 1
+        self.result['changed'] = would_write(current_digest, final_digest,
+                                             sum(len(unit.reuse['create']) for unit in units), self.blob_counts)
+
+
+def run(mod: MtdModule) -> Dict[str, Any]:
+    """Validate the references, open the registry client (closed on every exit), rebase."""
+    image, target = image_and_target(mod.params)
+    client = registry_client(mod.params, image)
+    mod.add_cleanup(client.close)
+    # A failure reports the requests sent so far, as a success does.
+    mod.add_failure_details(lambda: {'requests': client.stats.as_dict()})
+    try:
+        return ImageRebaser(mod, client, image, target).run()
+    except MtdError as exc:
+        if not exc.details:
+            raise
+        # This module's failures keep the error's details under one key, ``details`` (documented shape).
+        raise MtdError(error_message(exc, mod.module._name), details=exc.details) from exc
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    rebaser = ImageRebaser(module)
-    try:
-        result = rebaser.run()
-    except (MtdError, RegistryError) as exc:
-        extra = {}
-        if rebaser.client is not None:
-            extra['requests'] = rebaser.client.stats.as_dict()
-        if isinstance(exc, MtdError) and exc.details:
-            extra['details'] = exc.details
-        module.fail_json(msg=exc.msg if isinstance(exc, MtdError) else exc.message, **extra)
-    finally:
-        if rebaser.client is not None:
-            rebaser.client.close()
-    module.exit_json(**result)
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

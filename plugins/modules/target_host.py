@@ -403,6 +403,7 @@ elapsed_ms:
 
 import json
 import time
+from typing import Any, Dict, Optional
 from urllib.error import HTTPError
 from urllib.parse import urlsplit, urlunsplit
 
@@ -410,7 +411,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
-from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
+from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._placement import (
     build_alert,
     build_rebuild_request,
@@ -494,11 +495,11 @@ class Webhook:
 class TargetHost:
     """Decide the target, build the alert and the rebuild decision, notify the webhook."""
 
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
+    def __init__(self, mod: MtdModule):
+        self.mod = mod
+        self.params = mod.params
 
-    def run(self):
+    def run(self) -> Dict[str, Any]:
         params = self.params
         container = dict(params['container'])
         webhook = Webhook(params['webhook']) if params['webhook'] else None
@@ -516,20 +517,7 @@ class TargetHost:
             rebuild = build_rebuild_request(container, decision['container_os'], decision['required'], level,
                                             params['rebuild_threshold'])
         elapsed_ms = round((time.perf_counter() - started) * 1000.0, 3)
-
-        delivery = {'url': webhook.url if webhook else None, 'sent': False, 'would_send': False, 'status': None,
-                    'attempts': 0, 'error': None}
-        if webhook and alert is not None:
-            delivery['would_send'] = True
-            if not self.module.check_mode:
-                document = {'event': EVENT, 'alert': alert}
-                if rebuild['decision']:
-                    document['rebuild'] = rebuild
-                delivery = webhook.post(document)
-                if not delivery['sent']:
-                    self.module.warn('The no-target alert was not delivered to the webhook after %d attempt(s): %s'
-                                     % (delivery['attempts'], delivery['error']))
-
+        delivery = self._notify(webhook, alert, rebuild)
         return {
             'changed': delivery['sent'],
             'target': decision['target'],
@@ -547,6 +535,25 @@ class TargetHost:
             'webhook': delivery,
             'elapsed_ms': elapsed_ms,
         }
+
+    def _notify(self, webhook: Optional[Webhook], alert: Optional[Dict[str, Any]],
+                rebuild: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """POST the no-target alert (and the rebuild request when decided) to the webhook, unless in check mode."""
+        delivery = {'url': webhook.url if webhook else None, 'sent': False, 'would_send': False, 'status': None,
+                    'attempts': 0, 'error': None}
+        if webhook is None or alert is None or rebuild is None:
+            return delivery
+        delivery['would_send'] = True
+        if self.mod.check_mode:
+            return delivery
+        document = {'event': EVENT, 'alert': alert}
+        if rebuild['decision']:
+            document['rebuild'] = rebuild
+        delivery = webhook.post(document)
+        if not delivery['sent']:
+            self.mod.warn('The no-target alert was not delivered to the webhook after %d attempt(s): %s'
+                          % (delivery['attempts'], delivery['error']))
+        return delivery
 
 
 ARGUMENT_SPEC = dict(
@@ -585,7 +592,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    run_module(lambda mod: TargetHost(mod.module).run(), ARGUMENT_SPEC)
+    run_module(lambda mod: TargetHost(mod).run(), ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._placement import (
     rebuild_decision,
     remaining_of,
     severity_level,
+    shortfall,
 )
 
 DEBIAN12 = {'id': 'debian', 'version_id': '12', 'kernel': '6.1.0-28-amd64'}
@@ -366,3 +367,16 @@ def test_build_alert_and_rebuild_request():
     assert low['decision'] is False
     assert low['reason'] == 'severity level 3 does not exceed threshold 5: no rebuild'
     json.dumps([alert, request, low])
+
+
+@pytest.mark.parametrize('remaining, required, expected', [
+    ({'units': 5, 'cpus': 1.5}, {'units': 5, 'cpus': 1.5}, ([], 'insufficient')),     # exactly enough fits
+    ({'units': 4}, {'units': 5}, (['insufficient units: remaining 4 < required 5'], 'insufficient')),
+    ({'units': 9, 'memory_mb': 255.5}, {'units': 5, 'memory_mb': 256},
+     (['insufficient memory_mb: remaining 255.5 < required 256'], 'insufficient')),
+    ({'units': 4}, {'units': 5, 'cpus': 1},
+     (['insufficient units: remaining 4 < required 5', 'missing facts: no remaining cpus'], 'missing_facts')),
+    ({}, {}, ([], 'insufficient')),                                                     # nothing required
+])
+def test_shortfall(remaining, required, expected):
+    assert shortfall(remaining, required) == expected

@@ -20,13 +20,17 @@ from ansible_collections.mtd.containers.plugins.module_utils._rebase import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    base_sources,
     canonical_json,
     check_prefix,
     convert_layer_media_type,
+    default_step_repository,
+    index_child,
     is_image_descriptor,
     plan_steps,
     platform_of,
     platform_string,
+    platform_summary,
     rebase_image,
     rebased_config,
     rebased_index,
@@ -35,7 +39,9 @@ from ansible_collections.mtd.containers.plugins.module_utils._rebase import (
     sha256_digest,
     step_id,
     step_tag,
+    steps_summary,
     upper_part,
+    would_write,
 )
 
 GZ = 'application/vnd.docker.image.rootfs.diff.tar.gzip'
@@ -278,3 +284,76 @@ def test_rebased_index_keeps_children_and_order():
     assert index['manifests'][1]['platform']['variant'] == 'v8'
     assert index['annotations'][ANNOTATION_SOURCE] == d('index')
     assert rebased_index(INDEX, children, 'r.example/base:2', 'sha256:' + '2' * 64, d('index'))[1] == digest
+
+
+# -- the module's decisions ---------------------------------------------------------------------
+
+@pytest.mark.parametrize('repository, expected', [
+    ('team/app', 'team/rebase-steps'),
+    ('a/b/app', 'a/b/rebase-steps'),
+    ('app', 'rebase-steps'),
+])
+def test_default_step_repository(repository, expected):
+    assert default_step_repository(repository) == expected
+
+
+ANNOTATED = {ANNOTATION_BASE_NAME: 'r.example/base:1', ANNOTATION_BASE_DIGEST: 'sha256:' + '1' * 64}
+
+
+@pytest.mark.parametrize('new_base, old_base, annotations, expected', [
+    # options win over annotations
+    ('r.example/base:2', 'r.example/base@sha256:' + '0' * 64, ANNOTATED,
+     ('r.example/base:2', 'r.example/base@sha256:' + '0' * 64, None, 'option', 'old_base')),
+    # annotations name both bases: the annotated digest pins the old one
+    (None, None, ANNOTATED,
+     ('r.example/base:1', 'r.example/base:1', 'sha256:' + '1' * 64, 'annotation',
+      'annotation ' + ANNOTATION_BASE_NAME)),
+    # a name without digest gives the new base only
+    (None, None, {ANNOTATION_BASE_NAME: 'r.example/base:1'}, ('r.example/base:1', None, None, None, 'old_base')),
+    ('r.example/base:2', None, None, ('r.example/base:2', None, None, None, 'old_base')),
+])
+def test_base_sources(new_base, old_base, annotations, expected):
+    texts = base_sources('r.example/app:1', new_base, old_base, annotations)
+    assert (texts['new_base'], texts['old_base'], texts['old_base_digest'], texts['old_source'],
+            texts['old_option']) == expected
+
+
+def test_base_sources_without_new_base():
+    with pytest.raises(MtdError, match=r'The image r.example/app:1 does not name its base \(no '
+                                       r'org.opencontainers.image.base.name annotation\): give new_base.'):
+        base_sources('r.example/app:1', None, 'r.example/base:1', {ANNOTATION_BASE_DIGEST: 'sha256:' + '1' * 64})
+
+
+def test_index_child_takes_the_new_base_platform_details():
+    plan = {'digest': d('m'), 'manifest': b'x' * 321, 'media_type': DOCKER_MANIFEST}
+    assert index_child(plan, {'os': 'windows', 'architecture': 'amd64', 'os.version': '10.0.20348'}) == {
+        'digest': d('m'), 'size': 321, 'mediaType': DOCKER_MANIFEST, 'os.version': '10.0.20348', 'variant': None}
+    assert index_child(plan, {'os': 'linux', 'architecture': 'arm64', 'variant': 'v8'})['variant'] == 'v8'
+
+
+@pytest.mark.parametrize('current, steps_to_create, mounted, uploaded, expected', [
+    ('D', 0, 0, 0, False),    # the tag holds the final digest, every step and blob is there
+    (None, 0, 0, 0, True),    # the tag does not exist yet
+    ('old', 0, 0, 0, True),   # the tag holds another digest
+    ('D', 1, 0, 0, True),     # a step to create
+    ('D', 0, 2, 0, True),     # blobs to mount
+    ('D', 0, 0, 1, True),     # a config to upload
+])
+def test_would_write(current, steps_to_create, mounted, uploaded, expected):
+    counts = {'present': 7, 'mounted': mounted, 'uploaded': uploaded}
+    assert would_write(current, 'D', steps_to_create, counts) is expected
+
+
+def test_platform_and_steps_summaries():
+    steps = _steps()
+    plan = rebase_image(APP[0], APP[1], BASE1[0], BASE1[1], BASE2[0], BASE2[1], 'r.example/base:2',
+                        'sha256:' + '2' * 64, d('app'))
+    reuse = reuse_plan(steps, {steps[0]['tag']: steps[0]['digest']})
+    entry = platform_summary({'os': 'linux', 'architecture': 'amd64'}, d('app'), plan, reuse)
+    assert entry == {'platform': 'linux/amd64', 'source_digest': d('app'), 'digest': plan['digest'],
+                     'own_layers': [d('one'), d('two')], 'old_base_layers': 2, 'new_base_layers': 3,
+                     'steps_reused': 1, 'steps_created': 1}
+    # two platforms: 2 + 2 steps, 1 + 0 reused
+    summary = steps_summary('ns/rebase-steps', [steps, steps], [reuse, reuse_plan(steps, {})])
+    assert summary == {'repository': 'ns/rebase-steps', 'total': 4, 'reused': 1, 'created': 3,
+                       'tags': [steps[0]['tag'], steps[1]['tag'], steps[0]['tag'], steps[1]['tag']]}

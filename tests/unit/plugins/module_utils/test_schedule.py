@@ -11,6 +11,8 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._schedule import (
+    due_order,
+    due_timing,
     mean_time_to_first_attack,
     plan,
     time_to_first_attack,
@@ -289,3 +291,28 @@ def test_same_name_on_different_hosts_is_fine():
         {'id': 'd', 'name': 'db', 'uptime_seconds': 1},
     ]
     assert len(plan(containers, 1, 1)['plan']) == 4
+
+
+@pytest.mark.parametrize('uptime, threshold, attacked, expected', [
+    # T1 = 200 s, delta_t = 30 s: container 2's threshold is 230 s
+    (200.0, 230.0, False, (False, False, 30.0, 'uptime 200s within threshold 230s; due in 30s')),
+    (230.0, 230.0, False, (False, False, 0.0, 'uptime 230s within threshold 230s; due in 0s')),   # not yet past
+    (230.5, 230.0, False, (True, False, 0.0, 'uptime 230.5s exceeds threshold 230s')),
+    (10.0, 230.0, True, (True, True, 0.0, 'under attack: migrate now')),
+    (100.25, 130.5, False, (False, False, 30.25, 'uptime 100.25s within threshold 130.5s; due in 30.25s')),
+])
+def test_due_timing(uptime, threshold, attacked, expected):
+    timing = due_timing(uptime, threshold, attacked)
+    assert (timing['due'], timing['immediate'], timing['start_offset'], timing['reason']) == expected
+
+
+def test_due_order_immediate_first_then_threshold_i_and_position():
+    entries = [
+        {'name': 'a', 'i': 1, 'threshold': 200.0, 'due': True, 'immediate': False},
+        {'name': 'b', 'i': 2, 'threshold': 230.0, 'due': False, 'immediate': False},
+        {'name': 'c', 'i': 3, 'threshold': 260.0, 'due': True, 'immediate': True},
+        {'name': 'd', 'i': 1, 'threshold': 200.0, 'due': True, 'immediate': False},   # other group, same i
+    ]
+    due = due_order(entries)
+    assert [entry['name'] for entry in due] == ['c', 'a', 'd']
+    assert due[0] == entries[2] and due[0] is not entries[2]

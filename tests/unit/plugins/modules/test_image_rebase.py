@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 
@@ -147,3 +148,59 @@ def test_index_is_rebased_per_platform(reg):
     assert len(stored['manifests']) == 2
     assert [m['digest'] for m in stored['manifests']] == [p['digest'] for p in result['platforms']]
     assert result['steps']['created'] == 3
+
+
+def test_failure_keeps_requests_and_details(reg):
+    """A failure carries the registry's request counts and the error's details under ``details``."""
+    result = run(args(reg, old_base='%s/ns/base:v2' % reg.addr, new_base='%s/ns/app2:1' % reg.addr), fail=True)
+    assert 'layer 2 differs' in result['msg']
+    assert result['details']['differing_layer'] == 2
+    assert 'differing_layer' not in result
+    assert result['requests']['writes'] == 0 and result['requests']['requests'] > 0
+
+
+def test_failure_before_the_client_has_no_requests():
+    result = run({'image': 'BAD REF'}, fail=True)
+    assert result['msg'].startswith('Option image: ')
+    assert 'requests' not in result and 'details' not in result
+
+
+def _params(**extra):
+    params = {'image': 'r.example/ns/app:1', 'target': None, 'registry_timeout': 60}
+    params.update(extra)
+    return params
+
+
+@pytest.mark.parametrize('params, expected', [
+    (_params(), ('ns/app', '1', 'ns/app', '1')),
+    (_params(target='r.example/ns/app:1-rb'), ('ns/app', '1', 'ns/app', '1-rb')),
+    (_params(image='r.example/ns/app@sha256:' + 'a' * 64, target='r.example/ns/app:rb'),
+     ('ns/app', None, 'ns/app', 'rb')),
+])
+def test_image_and_target(params, expected):
+    image, target = image_rebase.image_and_target(params)
+    assert (image.repository, image.tag, target.repository, target.tag) == expected
+
+
+@pytest.mark.parametrize('params, message', [
+    (_params(target='r.example/ns/app@sha256:' + 'a' * 64),
+     'Option target must be a reference with a tag and without digest'),
+    (_params(image='r.example/ns/app@sha256:' + 'a' * 64),
+     'is given by digest: give target, the tag to write the rebased image to.'),
+    (_params(registry_timeout=0), 'registry_timeout must be a positive number of seconds, got 0.'),
+])
+def test_image_and_target_refuses(params, message):
+    with pytest.raises(image_rebase.MtdError, match=re.escape(message)):
+        image_rebase.image_and_target(params)
+
+
+def test_check_one_registry():
+    ref = image_rebase.parse_reference
+    image, other = ref('r.example/ns/app:1'), ref('o.example/ns/base:2')
+    image_rebase.check_one_registry(image, image, ref('r.example/ns/base:2'), None)
+    with pytest.raises(image_rebase.MtdError, match='new_base is in registry o.example but the image is in r.example'):
+        image_rebase.check_one_registry(image, image, other, None)
+    with pytest.raises(image_rebase.MtdError, match='old_base is in registry o.example'):
+        image_rebase.check_one_registry(image, image, image, other)
+    with pytest.raises(image_rebase.MtdError, match='target is in registry o.example'):
+        image_rebase.check_one_registry(image, other, image, None)
