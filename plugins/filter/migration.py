@@ -21,7 +21,7 @@ def _dict(value: Any) -> Dict[str, Any]:
 
 
 def _major(version: Any) -> Optional[str]:
-    return str(version).split('.')[0] if version else None
+    return str(version).split('.', maxsplit=1)[0] if version else None
 
 
 def migration_preflight(choice: Any, source: Any, target: Any, memory: str = 'copy') -> Dict[str, Any]:

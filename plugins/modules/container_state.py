@@ -38,7 +38,7 @@ options:
   state:
     description:
       - The state to reach.
-      - V(query) only reads the container (read-only probe); RV(changed) is always false.
+      - V(query) only reads the container (a read-only probe) and never reports a change.
     type: str
     choices: [running, paused, stopped, absent, query]
     required: true
