@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write
 
 
 def render(record):
@@ -35,24 +37,12 @@ def read_existing(path):
 
 
 def write_atomically(path, text):
-    """Write text to path through a temporary file in the same directory, fsync'd, then renamed."""
+    """Write text to path with _files.atomic_write (temporary file beside it, fsync'd, renamed over it);
+    a missing directory is created 0700 (an existing one is left as it is)."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(to_bytes(text, errors='surrogate_or_strict'))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, to_bytes(text, errors='surrogate_or_strict'), mode=0o600)
 
 
 class ActionModule(ActionBase):
@@ -78,7 +68,7 @@ class ActionModule(ActionBase):
             changed = old != text
             if changed and not self._task.check_mode:
                 write_atomically(path, text)
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, MtdError) as exc:
             raise AnsibleActionFail('Cannot write the record %s: %s' % (path, to_native(exc)))
         result.update(changed=changed, path=path, bytes=len(to_bytes(text)))
         if self._task.diff and changed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: container_state
-short_description: Resume, freeze, stop or remove a Docker container
+short_description: Resume, freeze, stop or remove a Docker container, or only report its status
 version_added: 0.1.0
 description:
   - Puts an existing container into a state, with the Engine API and nothing else. The migration uses
@@ -16,6 +16,8 @@ description:
     once the target runs.
   - V(running) resumes a paused container or starts a stopped one; V(paused) freezes a running one;
     V(stopped) stops it; V(absent) removes it (and, with O(remove_volumes), its anonymous volumes).
+  - V(query) changes nothing (not even outside check mode) and reports the container's status, id and
+    labels; a missing container is reported as RV(status=absent), not as an error.
 extends_documentation_fragment:
   - mtd.containers.docker
   - mtd.containers.attributes
@@ -34,9 +36,11 @@ options:
     type: str
     required: true
   state:
-    description: The state to reach.
+    description:
+      - The state to reach.
+      - V(query) only reads the container (a read-only probe) and never reports a change.
     type: str
-    choices: [running, paused, stopped, absent]
+    choices: [running, paused, stopped, absent, query]
     required: true
   stop_timeout:
     description: Seconds the container gets to stop before it is killed (V(stopped) and V(absent)).
@@ -48,7 +52,7 @@ options:
     default: false
   missing_ok:
     description: With V(absent), a container that does not exist is not an error (the default). Other
-      states fail on a missing container.
+      states fail on a missing container, except V(query), which reports it as V(absent).
     type: bool
     default: true
 author:
@@ -65,6 +69,16 @@ EXAMPLES = r"""
   mtd.containers.container_state:
     container: web-1
     state: absent
+
+- name: Look at a container without changing it
+  mtd.containers.container_state:
+    container: web-1
+    state: query
+  register: web
+
+- name: Say where it stands
+  ansible.builtin.debug:
+    msg: "web-1 is {{ web.status }} (migration {{ web.labels['mtd.migration.id'] | default('none') }})"
 """
 
 RETURN = r"""
@@ -78,26 +92,35 @@ after:
   returned: always
   type: str
   sample: running
+status:
+  description:
+    - The container's status, one of V(running), V(paused), V(stopped) or V(absent) (no such container).
+    - Equal to RV(before) and RV(after), since a query changes nothing.
+  returned: with O(state=query)
+  type: str
+  sample: running
 id:
   description: The container's id.
   returned: when the container existed
   type: str
+  sample: 4f1c0e4a9b3d8a2e6f0c1b7d5e9a3c2b1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c
 labels:
   description: The container's labels.
   returned: when the container existed
   type: dict
+  sample: {"mtd.migration.id": "m-3f9a1c0b2d4e"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from typing import Any, Dict, Optional
 
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
-)
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
+from ansible_collections.mtd.containers.plugins.module_utils._module import MtdModule, run_module
+
+STATES = ['running', 'paused', 'stopped', 'absent', 'query']
 
 
-def status_of(inspect):
+def status_of(inspect: Optional[Dict[str, Any]]) -> str:
     if inspect is None:
         return 'absent'
     state = inspect.get('State') or {}
@@ -108,65 +131,82 @@ def status_of(inspect):
     return 'stopped'
 
 
-def main():
-    argument_spec = docker_argument_spec()
-    argument_spec.update(
-        container=dict(type='str', required=True),
-        state=dict(type='str', required=True, choices=['running', 'paused', 'stopped', 'absent']),
-        stop_timeout=dict(type='int', default=10),
-        remove_volumes=dict(type='bool', default=False),
-        missing_ok=dict(type='bool', default=True),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    client = client_from_module(module)
+def inspect_or_none(client, container: str) -> Optional[Dict[str, Any]]:
+    """The container's inspect document, None when the engine does not know it."""
     try:
-        try:
-            inspect = client.inspect_container(p['container'])
-        except DockerError as exc:
-            if exc.status != 404:
-                raise
-            inspect = None
-        before = status_of(inspect)
-        want = p['state']
-        result = {'changed': False, 'before': before, 'after': before}
-        if inspect is None:
-            if want == 'absent' and p['missing_ok']:
-                module.exit_json(**result)
-            module.fail_json(msg='No such container %r on this host.' % p['container'], **result)
-        cid = inspect['Id']
-        result['id'] = cid
-        result['labels'] = (inspect.get('Config') or {}).get('Labels') or {}
-        if want == 'paused' and before not in ('running', 'paused'):
-            # fails in check mode too: the real run would
-            module.fail_json(msg='Only a running container can be paused; %s is %s.' % (p['container'], before), **result)
-        if before != want:
-            result['changed'] = True
-            result['after'] = want
-            if not module.check_mode:
-                if want == 'running':
-                    if before == 'paused':
-                        client.post('/containers/%s/unpause' % cid)
-                    else:
-                        client.start_container(cid)
-                elif want == 'paused':
-                    client.post('/containers/%s/pause' % cid)
-                elif want == 'stopped':
-                    if before == 'paused':
-                        client.post('/containers/%s/unpause' % cid)
-                    client.stop_container(cid, timeout=p['stop_timeout'])
-                else:
-                    if before == 'paused':
-                        # a frozen container cannot receive the stop signal
-                        client.post('/containers/%s/kill' % cid)
-                    elif before == 'running':
-                        client.stop_container(cid, timeout=p['stop_timeout'])
-                    client.delete('/containers/%s' % cid, params={'force': 'true', 'v': p['remove_volumes'] or None})
-        if module._diff:
-            result['diff'] = {'before': {'state': before}, 'after': {'state': result['after']}}
-        module.exit_json(**result)
+        return client.inspect_container(container)
     except DockerError as exc:
-        module.fail_json(msg='Docker engine error on %s: %s' % (p['container'], exc))
+        if exc.status != 404:
+            raise
+        return None
+
+
+def change(client, cid: str, before: str, want: str, stop_timeout: int, remove_volumes: bool) -> None:
+    """The Engine API calls that take the container from ``before`` to ``want``."""
+    if want == 'running':
+        if before == 'paused':
+            client.post('/containers/%s/unpause' % cid)
+        else:
+            client.start_container(cid)
+    elif want == 'paused':
+        client.post('/containers/%s/pause' % cid)
+    elif want == 'stopped':
+        if before == 'paused':
+            client.post('/containers/%s/unpause' % cid)
+        client.stop_container(cid, timeout=stop_timeout)
+    else:
+        if before == 'paused':
+            # a frozen container cannot receive the stop signal
+            client.post('/containers/%s/kill' % cid)
+        elif before == 'running':
+            client.stop_container(cid, timeout=stop_timeout)
+        client.delete('/containers/%s' % cid, params={'force': 'true', 'v': remove_volumes or None})
+
+
+def reach_state(mod: MtdModule) -> None:
+    p = mod.params
+    inspect = inspect_or_none(mod.docker, p['container'])
+    before = status_of(inspect)
+    want = p['state']
+    mod.result.update(before=before, after=before)
+    if want == 'query':
+        mod.result['status'] = before
+    if inspect is not None:
+        mod.result['id'] = inspect['Id']
+        mod.result['labels'] = (inspect.get('Config') or {}).get('Labels') or {}
+    mod.set_diff({'state': before}, {'state': before})
+    if want == 'query' or (inspect is None and want == 'absent' and p['missing_ok']):
+        return
+    if inspect is None:
+        raise MtdError('No such container %r on this host.' % p['container'])
+    if want == 'paused' and before not in ('running', 'paused'):
+        # fails in check mode too: the real run would
+        raise MtdError('Only a running container can be paused; %s is %s.' % (p['container'], before))
+    if before != want:
+        mod.result.update(changed=True, after=want)
+        mod.set_diff({'state': before}, {'state': want})
+        if not mod.check_mode:
+            change(mod.docker, inspect['Id'], before, want, p['stop_timeout'], p['remove_volumes'])
+
+
+def run(mod: MtdModule) -> None:
+    try:
+        reach_state(mod)
+    except DockerError as exc:
+        raise MtdError('Docker engine error on %s: %s' % (mod.params['container'], exc.msg), **exc.details)
+
+
+ARGUMENT_SPEC = dict(
+    container=dict(type='str', required=True),
+    state=dict(type='str', required=True, choices=STATES),
+    stop_timeout=dict(type='int', default=10),
+    remove_volumes=dict(type='bool', default=False),
+    missing_ok=dict(type='bool', default=True),
+)
+
+
+def main():
+    run_module(run, ARGUMENT_SPEC, docker=True)
 
 
 if __name__ == '__main__':

@@ -275,6 +275,109 @@ def test_controller_killed_then_rerun_converges(workload, memory):
     assert not lazy_processes(rec) and not lazy_leftovers(rec) and not leftover_checkpoints(rec)
 
 
+def sender_pids(port):
+    """Processes holding a TCP connection to 127.0.0.1:port (the lab hosts share this network namespace)."""
+    inodes = set()
+    with open('/proc/net/tcp') as handle:
+        for line in handle.readlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].split(':')[1], 16)
+            if remote_port == port and fields[3] == '01':      # ESTABLISHED
+                inodes.add('socket:[%s]' % fields[9])
+    found = set()
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir('/proc/%s/fd' % pid):
+                if os.readlink('/proc/%s/fd/%s' % (pid, fd)) in inodes:
+                    found.add(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_failed_cleanup_on_converge_still_resumes_the_source(workload, tmp_path):
+    """An interrupted run leaves the source frozen; on the re-run the cleanup of the target fails for
+    real (a foreign container uses the standby's volume, so the engine refuses to remove it). The
+    rollback goes on: the source must run again, the only running copy, its files intact."""
+    name, report = workload
+    ready = str(tmp_path / 'held')
+    proxy, extra = wait_for_port_and_start_proxy('hold', 1000, ready)
+    proxy_port = int(extra[-1].rsplit(':', 1)[1])
+    run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
+                            '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-3',
+                            '-e', 'mtd_report=%s' % report] + extra,
+                           cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                           env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg')))
+    holder = name + '-holder'
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(ready) and time.time() < deadline and run.poll() is None:
+            time.sleep(0.05)
+        assert os.path.exists(ready), 'the transfer never started'
+        # the controller dies while the frozen source sends; so does the module that sends (a host-side
+        # crash: nothing is left on the source that could resume the container by itself)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        senders = sender_pids(proxy_port) - {proxy.pid}
+        assert senders, 'no process sends to the proxy'
+        for pid in senders:
+            os.kill(pid, signal.SIGKILL)
+        rec = record(report)
+        assert rec['state'] == 'Migrating' and rec['target'] == 'lab-3', rec
+        assert status('lab-1', name) == 'paused'
+        # the real fault: a container that is not part of the migration uses the standby's volume
+        labels = json.loads(docker('lab-3', 'volume', 'inspect', '-f', '{{json .Labels}}', name + '-vol').stdout)
+        assert labels.get('mtd.migration.id') == rec['id'], labels
+        docker('lab-3', 'run', '-d', '--name', holder, '--network', 'none', '-v', '%s-vol:/held' % name, IMAGE,
+               'sleep', '600')
+        proxy.kill()                                      # the rest of the stream goes nowhere
+        proxy.wait()
+
+        # The re-run converges first (its cleanup of lab-3 fails), then tries again towards lab-4, which
+        # has the source's OS and is refused before anything is frozen: the source must run on.
+        seen = []
+        again = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
+                                  '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-4',
+                                  '-e', 'mtd_report=%s' % report, '-e', '{"mtd_health_cmd": ["cat", "/state/counter.log"]}'],
+                                 cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1'))
+        while again.poll() is None:
+            try:
+                now = record(report)
+            except (OSError, ValueError):
+                continue
+            if now['state'] == 'Failed' and now not in seen:
+                seen.append(now)
+            time.sleep(0.01)
+        out = again.stdout.read()
+        converged = [r for r in seen if r['error'].startswith('interrupted in state Migrating')]
+        assert converged, 'the re-run never recorded the rolled-back attempt:\n' + out[-4000:]
+        # the cleanup of the target really failed, and the source was resumed all the same
+        assert converged[0]['rollback'] == {'source': 'running', 'target_cleaned': False, 'checkpoint_cleaned': True}, \
+            converged[0]['rollback']
+        assert again.returncode != 0 and 'no target host fits' in out, out[-4000:]
+        assert 'volume is in use' in docker('lab-3', 'volume', 'rm', name + '-vol', check=False).stderr
+    finally:
+        for process in (proxy, run):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        docker('lab-3', 'rm', '-f', holder, check=False)
+    running = [h for h in ('lab-1', 'lab-2', 'lab-3', 'lab-4') if status(h, name) == 'running']
+    assert running == ['lab-1'], running
+    rec = record(report)
+    assert rec['state'] == 'Failed' and 'refused before the freeze' in rec['error'], rec
+    first = counter_lines('lab-1', name, '/state/counter.log')
+    time.sleep(0.6)
+    later = counter_lines('lab-1', name, '/state/counter.log')
+    assert_consecutive(later, 'the source file after the rollback')
+    assert_consecutive(counter_lines('lab-1', name, '/vol/counter.log'), 'the source volume after the rollback')
+    assert len(later) > len(first), 'the source counter does not go on'
+    assert not leftover_checkpoints(converged[0])
+
+
 def test_bad_input_changes_nothing(workload, tmp_path):
     name, report = workload
     unknown = migrate('it-mg-no-such', 'lab-1', report=str(tmp_path / 'u.json'), check=False)

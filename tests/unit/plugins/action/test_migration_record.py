@@ -93,3 +93,17 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path):
     with pytest.raises(AnsibleActionFail, match='cannot be written as JSON'):
         run({'path': str(path), 'record': {'when': object()}})
     assert not path.exists()
+
+
+def test_an_existing_directory_keeps_its_mode_and_a_failed_write_leaves_no_temporary_file(tmp_path):
+    directory = tmp_path / 'shared'
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    path = directory / 'r.json'
+    run({'path': str(path), 'record': RECORD})
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755
+    with mock.patch('os.replace', side_effect=OSError(28, 'No space left on device')):
+        with pytest.raises(AnsibleActionFail, match='Cannot write the record .*No space left on device'):
+            run({'path': str(path), 'record': dict(RECORD, state='Ready')})
+    assert [p.name for p in directory.iterdir()] == ['r.json']
+    assert json.loads(path.read_text()) == RECORD

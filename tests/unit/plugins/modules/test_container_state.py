@@ -154,3 +154,43 @@ def test_unreachable_engine(tmp_path):
     result = fakes.run_module(container_state, {'docker_host': 'unix://%s/none.sock' % tmp_path,
                                                 'container': 'x', 'state': 'running'}, fail=True)
     assert result['msg'].startswith('Docker engine error on x: Cannot reach the Docker engine at unix://')
+
+
+# ---- state=query: the read-only probe ------------------------------------------------------------
+
+@pytest.mark.parametrize('engine_status, status', [
+    ('running', 'running'), ('paused', 'paused'), ('exited', 'stopped'), ('created', 'stopped'),
+])
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_query_reports_and_changes_nothing(model, engine_status, status, check_mode):
+    c = model.add_container('it-web', status=engine_status, labels={'mtd.migration.id': 'm-1'})
+    result = run(model, container='it-web', state='query', _ansible_check_mode=check_mode, _ansible_diff=True)
+    assert result['changed'] is False
+    assert result['status'] == result['before'] == result['after'] == status
+    assert result['id'] == c['Id'] and result['labels'] == {'mtd.migration.id': 'm-1'}
+    assert result['diff'] == {'before': {'state': status}, 'after': {'state': status}}
+    assert model.state_changes() == []
+    assert model.status(c['Id']) == engine_status
+
+
+@pytest.mark.parametrize('missing_ok', [True, False])
+def test_query_of_a_missing_container_is_absent_not_an_error(model, missing_ok):
+    result = run(model, container='it-nothing', state='query', missing_ok=missing_ok)
+    assert result['changed'] is False
+    assert result['status'] == result['before'] == result['after'] == 'absent'
+    assert 'id' not in result and 'labels' not in result
+    assert model.state_changes() == []
+
+
+def test_query_reads_only(model):
+    c = model.add_container('it-web', status='running')
+    run(model, container=c['Id'][:12], state='query')
+    assert [r['method'] for r in model.requests if '/containers/' in r['path']] == ['GET']
+
+
+def test_query_of_an_unreachable_engine_fails(tmp_path):
+    # a probe that cannot see the engine must not pass for "absent"
+    result = fakes.run_module(container_state, {'docker_host': 'unix://%s/none.sock' % tmp_path,
+                                                'container': 'x', 'state': 'query'}, fail=True)
+    assert result['msg'].startswith('Docker engine error on x: Cannot reach the Docker engine at unix://')
+    assert result['changed'] is False

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migrate role's filters: preflight, the Completed record, state transitions, the rollback outcome."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.mtd.containers.plugins.filter.migration import (
+    FilterModule,
+    migration_completed,
+    migration_preflight,
+    migration_transition,
+    rollback_outcome,
+)
+
+
+def host(experimental=True, check_ok=True, version='4.1.1', lazy=True, available=True):
+    return {'docker': {'available': available, 'experimental': experimental},
+            'criu': {'check_ok': check_ok, 'version': version, 'lazy_pages': lazy}}
+
+
+CHOICE = {'target': 'lab-3', 'rejected': []}
+
+
+def test_filters_are_registered():
+    assert set(FilterModule().filters()) == {'migration_preflight', 'migration_completed', 'migration_transition',
+                                             'rollback_outcome'}
+
+
+# ---- migration_preflight ---------------------------------------------------------------------------
+
+def test_preflight_passes():
+    assert migration_preflight(CHOICE, host(), host()) == {'ok': True, 'reason': ''}
+    assert migration_preflight(CHOICE, host(), host(version='4.0'), 'lazy') == {'ok': True, 'reason': ''}
+
+
+def test_no_target_names_the_rejected_hosts():
+    choice = {'target': None, 'rejected': [{'name': 'lab-2', 'reason': 'same OS'},
+                                           {'name': 'lab-4', 'reason': 'not enough memory'}]}
+    assert migration_preflight(choice, host(), {}) == {
+        'ok': False, 'reason': 'no target host fits: lab-2: same OS; lab-4: not enough memory'}
+
+
+@pytest.mark.parametrize('src, tgt, memory, reason', [
+    (host(experimental=False), host(), 'copy',
+     'engines experimental [False, True], criu check [True, True], criu versions [\'4.1.1\', \'4.1.1\']'),
+    (host(), host(check_ok=False), 'copy',
+     'engines experimental [True, True], criu check [True, False], criu versions [\'4.1.1\', \'4.1.1\']'),
+    (host(), host(version='3.17.1'), 'copy',
+     'engines experimental [True, True], criu check [True, True], criu versions [\'4.1.1\', \'3.17.1\']'),
+    (host(), {}, 'copy',
+     'engines experimental [True, False], criu check [True, False], criu versions [\'4.1.1\', \'none\']'),
+    (host(), host(lazy=False), 'lazy',
+     'engines experimental [True, True], criu check [True, True], criu versions [\'4.1.1\', \'4.1.1\'], '
+     'lazy pages (userfaultfd) on the target False'),
+])
+def test_preflight_reason_shows_what_was_compared(src, tgt, memory, reason):
+    assert migration_preflight(CHOICE, src, tgt, memory) == {'ok': False, 'reason': reason}
+
+
+def test_an_engine_that_does_not_answer_fails_the_preflight():
+    result = migration_preflight(CHOICE, host(), host(available=False))
+    assert result['ok'] is False and result['reason'].startswith('engines experimental [True, True]')
+
+
+def test_lazy_pages_matter_only_for_post_copy():
+    assert migration_preflight(CHOICE, host(), host(lazy=False), 'copy')['ok'] is True
+
+
+# ---- migration_completed ---------------------------------------------------------------------------
+
+CP = {
+    'frozen_at': 1000.25, 'precopy': {'used': False, 'reason': 'no dirty tracking'},
+    'timings': {'dump': 0.4, 'send': 0.3}, 'bytes': {'criu': 10, 'total': 30},
+    'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd',
+                 'throughput_mb_s': 0.1, 'other': 'not kept'},
+}
+RESTORED = {
+    'resumed_at': 1001.1234, 'container': {'id': 'abc'}, 'timings': {'restore': 0.5},
+    'received': {'seconds': 0.31, 'bytes_received': 20}, 'image_delivery': {'used': 'direct'},
+}
+
+
+def test_completed_record():
+    record = {'precopy': {'used': False, 'reason': 'earlier'}, 'phases': {'prepare': {'pull': 1}, 'memory': 'copy'}}
+    extra = migration_completed(record, CP, RESTORED, 'copy')
+    assert extra == {
+        'target_container_id': 'abc',
+        'precopy': CP['precopy'],
+        'frozen_seconds': 0.873,
+        'phases': {
+            'prepare': {'pull': 1},
+            'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd',
+                         'throughput_mb_s': 0.1},
+            'checkpoint': {'dump': 0.4, 'send': 0.3}, 'bytes': {'criu': 10, 'total': 30},
+            'receive': {'seconds': 0.31, 'bytes_received': 20},
+            'restore': {'restore': 0.5}, 'memory': 'copy', 'image_delivery': 'direct',
+        },
+    }
+    assert record['phases'] == {'prepare': {'pull': 1}, 'memory': 'copy'}, 'the input record was changed'
+
+
+def test_completed_without_clocks_or_optional_results():
+    record = {'precopy': {'used': False, 'reason': 'earlier'}, 'phases': {}}
+    cp = dict(CP, frozen_at=None)
+    del cp['precopy']
+    restored = {'resumed_at': 5, 'container': {'id': 'abc'}, 'timings': {}}
+    extra = migration_completed(record, cp, restored)
+    assert extra['frozen_seconds'] is None
+    assert extra['precopy'] == {'used': False, 'reason': 'earlier'}
+    assert extra['phases']['receive'] == {'seconds': None, 'bytes_received': None}
+    assert extra['phases']['image_delivery'] is None
+
+
+# ---- migration_transition --------------------------------------------------------------------------
+
+def test_transition_appends_history_and_merges_extra():
+    record = {'id': 'm-1', 'state': 'Pending', 'history': [{'state': 'Pending', 'at': 'x', 'epoch': 1.0}],
+              'phases': {}, 'target': ''}
+    out = migration_transition(record, 'Ready', {'target': 'lab-3', 'phases': {'memory': 'copy'}}, now=0.5)
+    assert out['state'] == 'Ready' and out['target'] == 'lab-3' and out['phases'] == {'memory': 'copy'}
+    assert out['updated'] == '1970-01-01T00:00:00.500000Z'
+    assert out['history'] == [{'state': 'Pending', 'at': 'x', 'epoch': 1.0},
+                              {'state': 'Ready', 'at': '1970-01-01T00:00:00.500000Z', 'epoch': 0.5}]
+    assert record['state'] == 'Pending' and len(record['history']) == 1, 'the input record was changed'
+
+
+def test_transition_uses_the_clock():
+    out = migration_transition({'history': []}, 'Pending')
+    assert out['history'][0]['epoch'] > 1.6e9 and out['updated'].endswith('Z')
+
+
+@pytest.mark.parametrize('record, state', [({}, 'Done'), ([], 'Ready')])
+def test_transition_refuses_bad_input(record, state):
+    with pytest.raises(AnsibleFilterError):
+        migration_transition(record, state)
+
+
+# ---- rollback_outcome ------------------------------------------------------------------------------
+
+def test_rollback_that_cleaned_everything():
+    assert rollback_outcome({'changed': True, 'removed': ['x']}, {'changed': False}, {'after': 'running'}) == {
+        'source': 'running', 'target_cleaned': True, 'checkpoint_cleaned': True}
+
+
+@pytest.mark.parametrize('cleanup', [
+    {'failed': False, 'failed_when_result': False, 'msg': 'A restore of migration m-1 still runs on this host'},
+    {'unreachable': True, 'msg': 'Failed to connect'},
+    {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'},
+    {},
+])
+def test_cleanups_that_failed_or_did_not_run(cleanup):
+    out = rollback_outcome(cleanup, cleanup, {})
+    assert out == {'source': 'unknown', 'target_cleaned': False, 'checkpoint_cleaned': False}
