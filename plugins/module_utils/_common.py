@@ -216,12 +216,17 @@ def acquire_lock(path, timeout, poll=0.05):
 
 
 def read_pid(path):
-    """The process id written in ``path``, or None."""
+    """The process id written in ``path``, or None (also for 0 and negative numbers).
+
+    A PID file is data another process wrote: 0 or -1 handed to ``kill``/``killpg`` would signal this
+    process's own group or every process, so only a positive number is a process id.
+    """
     try:
         with open(path) as handle:
-            return int(handle.read().strip())
+            pid = int(handle.read().strip())
     except (IOError, OSError, ValueError):
         return None
+    return pid if pid > 0 else None
 
 
 def process_argv(pid, proc='/proc'):

@@ -15,6 +15,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import (
     group_alive,
     parse_duration,
     process_argv,
+    read_pid,
     to_epoch,
 )
 
@@ -134,3 +135,18 @@ def test_process_argv_and_group_alive():
         proc.wait()
     assert process_argv(proc.pid) is None
     assert group_alive(proc.pid) is False
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('4242\n', 4242),
+    ('0', None),          # kill(0) / killpg(0): the caller's own process group
+    ('-1', None),         # kill(-1): every process the caller may signal
+    ('-4242', None),
+    ('abc', None),
+    ('', None),
+])
+def test_read_pid_only_takes_a_positive_process_id(tmp_path, text, expected):
+    path = tmp_path / 'daemon.pid'
+    path.write_text(text)
+    assert read_pid(str(path)) == expected
+    assert read_pid(str(tmp_path / 'missing.pid')) is None
