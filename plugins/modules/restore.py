@@ -317,6 +317,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
 )
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
+    atomic_write,
     move_tree,
     read_tail,
     remove_tree,
@@ -788,8 +789,7 @@ class Restorer:
         try:
             proc, state = start_lazy_pages_daemon(str(self._criu), lazy['address'], lazy['port'], images, work, options)
             # a rollback (state=absent) ends it instead of waiting until the transfer gives up
-            with open(os.path.join(tls, LAZY_PID), 'w') as handle:
-                handle.write('%d\n' % proc.pid)
+            atomic_write(os.path.join(tls, LAZY_PID), '%d\n' % proc.pid, mode=0o600, fsync=False)
         except (MtdError, OSError) as exc:
             self.fail('Cannot start CRIU\'s lazy-pages daemon: %s' % exc)
         if state != 'ready':
@@ -837,7 +837,7 @@ class Restorer:
             raise MigrationError('The bundle has no %s: it was not made by runc checkpoint.' % DESCRIPTORS)
         if os.path.lexists(target):
             remove_tree(target)
-        os.mkdir(target, 0o700)
+        os.mkdir(target, 0o700)   # fresh (a leftover that could not be removed fails here)
         shutil.copy2(descriptors, os.path.join(target, DESCRIPTORS))
         # CRIU resolves a configured images-dir with readlink(), so it has to be a symbolic link.
         link = os.path.join(self.bundle, CRIU_IMAGES_LINK)
