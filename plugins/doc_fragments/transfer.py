@@ -6,27 +6,11 @@
 from __future__ import annotations
 
 # The options of an end of the host-to-host stream of a checkpoint bundle, documented once; the argument
-# spec is module_utils/_transfer.py (transfer_spec: one table). Three fragments, one per way to give them:
+# spec is module_utils/_transfer.py (transfer_spec: one table). Three fragments, one per way to give them
+# (plain literals: ansible-test reads them without running Python):
 #   mtd.containers.transfer          top-level options (checkpoint_transfer, both ends)
 #   mtd.containers.transfer.send     the send option of checkpoint (the sending end)
 #   mtd.containers.transfer.receive  the receive option of restore (the receiving end)
-
-_TOKEN = """The transfer's shared secret, at least 16 characters, the same on both ends. Use a fresh
-random value per migration. The sender proves it knows it (HMAC-SHA256 challenge) and every byte of
-the stream is covered by an HMAC-SHA256 keyed with it."""
-
-_COMPRESSION = """Compression of the stream, chosen by the sender. V(auto) deflates a few samples of the
-bundle's largest file (the memory pages) and sends data that does not shrink to 90 % as it is, since
-compressing it would only add CPU time while the container is frozen; otherwise it takes V(zstd) when the
-C(zstd) binary is present, else V(gzip)."""
-
-_CONNECT_TIMEOUT = """Seconds the sender keeps retrying the connection while the receiver starts."""
-
-
-def _block(text, indent):
-    """A YAML block scalar of ``text`` (a folded paragraph) at ``indent`` spaces."""
-    pad = ' ' * indent
-    return '>-\n' + '\n'.join(pad + line for line in text.splitlines())
 
 
 class ModuleDocFragment:
@@ -45,11 +29,18 @@ options:
     type: int
     required: true
   token:
-    description: %s
+    description: >-
+      The transfer's shared secret, at least 16 characters, the same on both ends. Use a fresh
+      random value per migration. The sender proves it knows it (HMAC-SHA256 challenge) and every byte of
+      the stream is covered by an HMAC-SHA256 keyed with it.
     type: str
     required: true
   compression:
-    description: %s
+    description: >-
+      Compression of the stream, chosen by the sender. V(auto) deflates a few samples of the
+      bundle's largest file (the memory pages) and sends data that does not shrink to 90 % as it is, since
+      compressing it would only add CPU time while the container is frozen; otherwise it takes V(zstd) when the
+      C(zstd) binary is present, else V(gzip).
     type: str
     choices: [auto, zstd, gzip, none]
     default: auto
@@ -60,10 +51,10 @@ options:
     type: int
     default: 600
   connect_timeout:
-    description: V(send) only - %s
+    description: V(send) only - seconds the sender keeps retrying the connection while the receiver starts.
     type: int
     default: 60
-""" % (_block(_TOKEN, 6), _block(_COMPRESSION, 6), _CONNECT_TIMEOUT)
+"""
 
     # checkpoint: stream the bundle right after the dump.
     SEND = r"""
@@ -90,16 +81,23 @@ options:
         type: int
         required: true
       token:
-        description: %s
+        description: >-
+          The transfer's shared secret, at least 16 characters, the same on both ends. Use a fresh
+          random value per migration. The sender proves it knows it (HMAC-SHA256 challenge) and every byte of
+          the stream is covered by an HMAC-SHA256 keyed with it.
         type: str
         required: true
       compression:
-        description: %s
+        description: >-
+          Compression of the stream, chosen by the sender. V(auto) deflates a few samples of the
+          bundle's largest file (the memory pages) and sends data that does not shrink to 90 % as it is, since
+          compressing it would only add CPU time while the container is frozen; otherwise it takes V(zstd) when the
+          C(zstd) binary is present, else V(gzip).
         type: str
         choices: [auto, zstd, gzip, none]
         default: auto
       connect_timeout:
-        description: %s
+        description: Seconds the sender keeps retrying the connection while the receiver starts.
         type: int
         default: 60
       keep:
@@ -109,7 +107,7 @@ options:
             its memory only costs RAM (in tmpfs) exactly when the target needs RAM for the restore.
         type: bool
         default: false
-""" % (_block(_TOKEN, 10), _block(_COMPRESSION, 10), _CONNECT_TIMEOUT)
+"""
 
     # restore: be the bundle's receiver.
     RECEIVE = r"""
@@ -134,11 +132,14 @@ options:
         type: int
         required: true
       token:
-        description: %s
+        description: >-
+          The transfer's shared secret, at least 16 characters, the same on both ends. Use a fresh
+          random value per migration. The sender proves it knows it (HMAC-SHA256 challenge) and every byte of
+          the stream is covered by an HMAC-SHA256 keyed with it.
         type: str
         required: true
       timeout:
         description: Seconds to wait for a sender and its whole stream.
         type: int
         default: 600
-""" % (_block(_TOKEN, 10),)
+"""
