@@ -6,7 +6,7 @@
 
 """Compare the pre-copy stop rules on synthetic dirty traces. Prints tables, asserts nothing.
 
-Our rule (module_utils/_precopy.py ``decide``, with its default options, the bare rule ``min_shrink: 0``
+Our rule (bench/precopy_model.py ``decide``, with its default options, the bare rule ``min_shrink: 0``
 and the trend estimate ``estimate: last``) against P.Haul's fixed rules, first on the named traces of the
 unit tests, then averaged over random traces of four families. Pure simulation: no CRIU, no engine.
 
@@ -21,7 +21,7 @@ import random
 import statistics
 import sys
 
-from ansible_collections.mtd.containers.plugins.module_utils._precopy import simulate
+from ansible_collections.mtd.containers.bench.precopy_model import simulate
 
 TOTAL = 65536               # 256 MiB of 4 KiB pages
 BANDWIDTH = 50000           # pages/s (about 200 MB/s)

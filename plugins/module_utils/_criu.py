@@ -3,11 +3,31 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A thin wrapper around the ``criu`` command line.
+"""Every runc and CRIU invocation of this collection, and the options CRIU gets.
 
-This is a private module_utils file (leading underscore): its API may change without notice.
-Commands run as argv lists (never through a shell) with ``LANG=C``; each result keeps rc, stdout and
-stderr so that callers can put the real cause into their failure result. Python 3.8+.
+This is a private module_utils file (leading underscore): its API may change without notice. Python 3.8+.
+Every program runs through ``_cmd.CmdRunner`` (argv lists, never a shell; ``LANG=C``); results keep rc,
+stdout and stderr, and failures carry the tail of CRIU's log, so that callers can show the real cause.
+
+The two CRIU paths of a migration, and why they differ:
+
+- **Capture goes through the engine's runc.** ``Runc.checkpoint`` runs ``runc --root <the engine's runc
+  state> --criu <criu> checkpoint --image-path <bundle>/criu --work-path ... --leave-running <id>``
+  (``Runc.checkpoint_lazy`` adds ``--lazy-pages --page-server --status-fd`` for post-copy). Docker's own
+  ``POST /containers/{id}/checkpoints`` would pass the images through containerd's content store and is
+  several times slower; runc on the engine's state directory dumps straight into the bundle, inside the
+  freeze, and the engine keeps the container as it was (paused, ours to resume for a rollback).
+- **Restore goes through the engine** (``docker start --checkpoint NAME``, an Engine API call that the
+  restore module makes inside ``start_from_checkpoint``): only the engine can build the container's
+  runtime around the restored processes (containerd task, mounts, cgroups, its own records); a runc
+  restore beside the engine would leave a container the engine does not know. The engine, though,
+  passes the checkpoint directory through containerd's content store as a tar stream, twice. With
+  ``image_delivery: direct`` CRIU therefore reads the images straight from the bundle: the engine's
+  checkpoint directory gets only runc's ``descriptors.json``, and ``restore_options`` puts
+  ``images-dir``/``work-dir`` (pointing into the bundle) into ``/etc/criu/runc.conf``, the file runc
+  hands CRIU (``RuncCriuOptions``, written and removed under a host-wide lock that the dump takes too).
+- **Post-copy** adds a page server to the dump and ``criu lazy-pages`` (``start_lazy_pages_daemon``) on
+  the target, over mutual TLS with pinned self-signed certificates (``make_tls_identity``).
 
 Outputs of CRIU 4.1.1 this code reads (``criu`` writes its verdicts to stdout, warnings and errors to
 stderr)::
@@ -23,32 +43,39 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import subprocess
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, CommandError, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError, acquire_lock
+from ansible_collections.mtd.containers.plugins.module_utils._files import (
+    atomic_write,
+    make_private_dir,
+    read_tail,
+)
 
-# Where CRIU is usually installed, besides PATH (a source build installs to /usr/local/sbin).
+# Where CRIU and runc are usually installed, besides PATH (a source build installs to /usr/local/sbin).
 CRIU_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
-CRIU_ENV = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
+SBIN_DIRS = CRIU_DIRS
 TAIL_LINES = 20
+
+# Where Docker's runc keeps its state (``runc --root``), relative to the engine's exec-root.
+RUNC_ROOTS = ['/run/docker/runtime-runc/moby', '/var/run/docker/runtime-runc/moby', '/run/containerd/runc/moby']
 
 _VERSION_RE = re.compile(r'^\s*Version:\s*(\S+)', re.MULTILINE)
 
 
 class CriuError(MtdError):
-    """CRIU is missing or a command failed; ``result`` is the CriuResult when a command ran."""
+    """CRIU or runc is missing or a command failed; ``result`` is the CriuResult when a command ran."""
 
     def __init__(self, msg, result=None, **details):
         super().__init__(msg, **details)
         self.result = result
 
 
-def output_tail(text, lines=TAIL_LINES):
-    """The last ``lines`` non-empty lines of ``text``, joined with newlines."""
-    kept = [line.rstrip() for line in (text or '').splitlines() if line.strip()]
-    return '\n'.join(kept[-lines:])
-
-
-def log_seconds(path):
+def log_seconds(path: str) -> Optional[float]:
     """The timestamp of the last timed line of a CRIU log ("(00.621177) ..."): CRIU's own duration."""
     last = None
     try:
@@ -64,33 +91,36 @@ def log_seconds(path):
     return last
 
 
+# ---------------------------------------------------------------------------------------------------
+# The criu command line (read-only commands: version, check, features)
+
 class CriuResult:
     """rc, stdout and stderr of one criu command."""
 
-    def __init__(self, cmd, rc, stdout, stderr):
-        self.cmd = cmd
+    def __init__(self, cmd: Sequence[str], rc: int, stdout: Optional[str], stderr: Optional[str]) -> None:
+        self.cmd = list(cmd)
         self.rc = rc
         self.stdout = stdout or ''
         self.stderr = stderr or ''
 
     @property
-    def output(self):
+    def output(self) -> str:
         """stderr then stdout: CRIU prints warnings to stderr before its verdict on stdout."""
         return '\n'.join(part for part in (self.stderr.strip(), self.stdout.strip()) if part)
 
-    def tail(self, lines=TAIL_LINES):
+    def tail(self, lines: int = TAIL_LINES) -> str:
         return output_tail(self.output, lines)
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         """For a module's failure result."""
         return {'cmd': self.cmd, 'rc': self.rc, 'stdout': self.stdout, 'stderr': self.stderr}
 
 
-def find_criu(module, path=None):
+def find_criu(module, path: Optional[str] = None) -> Optional[str]:
     """Absolute path of the criu binary, or None when it cannot be found.
 
     With ``path`` given, that file must exist and be executable (CriuError otherwise); else
-    ``criu`` is searched in PATH and :data:`CRIU_DIRS`.
+    ``criu`` is searched in PATH and :data:`CRIU_DIRS` (``module.get_bin_path``).
     """
     if path:
         if not os.path.isfile(path):
@@ -102,33 +132,32 @@ def find_criu(module, path=None):
 
 
 class Criu:
-    """Runs criu through ``module.run_command``.
+    """Runs criu through a ``CmdRunner`` (``runner``, by default one for ``path``).
 
     ``path`` is the binary (see find_criu()). Read-only commands (``--version``, ``check``) run in
     check mode too; callers that change state must skip their commands in check mode themselves.
     """
 
-    def __init__(self, module, path):
-        self.module = module
+    def __init__(self, path: str, runner: Optional[CmdRunner] = None) -> None:
         self.path = path
-        self.last = None
+        self.runner = runner or CmdRunner(path)
+        self.last: Optional[CriuResult] = None
 
-    def run(self, args, check_rc=False, data=None, cwd=None):
+    def run(self, args: Sequence[Any], check_rc: bool = False, data: Optional[bytes] = None,
+            cwd: Optional[str] = None) -> CriuResult:
         """Run ``criu <args>`` and return a CriuResult; with check_rc a non-zero rc raises CriuError."""
-        cmd = [self.path] + [str(arg) for arg in args]
         try:
-            rc, stdout, stderr = self.module.run_command(
-                cmd, data=data, cwd=cwd, environ_update=dict(CRIU_ENV))
-        except OSError as exc:
-            raise CriuError('Cannot run %s: %s' % (self.path, exc))
-        result = CriuResult(cmd, rc, stdout, stderr)
+            done = self.runner.run(args, data=data, cwd=cwd)
+        except CommandError as exc:
+            raise CriuError(exc.msg, **exc.details)
+        result = CriuResult(done.argv, done.rc, done.stdout, done.stderr)
         self.last = result
-        if check_rc and rc != 0:
+        if check_rc and done.rc != 0:
             raise CriuError(
-                '"%s" failed with rc %s: %s' % (' '.join(cmd), rc, result.tail(5) or 'no output'), result)
+                '"%s" failed with rc %s: %s' % (' '.join(done.argv), done.rc, result.tail(5) or 'no output'), result)
         return result
 
-    def version(self):
+    def version(self) -> str:
         """The version string, as ``4.1.1``; CriuError when criu does not tell it."""
         result = self.run(['--version'])
         match = _VERSION_RE.search(result.stdout) or _VERSION_RE.search(result.stderr)
@@ -137,7 +166,7 @@ class Criu:
                             % (self.path, result.rc, result.tail(5) or 'no output'), result)
         return match.group(1)
 
-    def check(self):
+    def check(self) -> Tuple[bool, str]:
         """Run ``criu check``; return ``(ok, tail of the output)``.
 
         ok is True when criu exits with 0 and says "Looks good" (which also covers "Looks good but
@@ -147,7 +176,7 @@ class Criu:
         ok = result.rc == 0 and 'Looks good' in result.output
         return ok, result.tail()
 
-    def feature(self, name):
+    def feature(self, name: str) -> bool:
         """True when ``criu check --feature <name>`` reports the feature as present.
 
         Present: rc 0 and "<name> is supported", or a "... is ON" line (older CRIU releases reported
@@ -184,7 +213,7 @@ RUNC_CONF_MARKER = '# mtd.containers: temporary CRIU options for the engine\'s r
 _CONF_KEY_RE = re.compile(r'^[a-z][a-z0-9-]*$')
 
 
-def render_runc_conf(options, owner):
+def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
     """The text of a runc CRIU configuration file with ``options`` (name -> value, True for a flag).
 
     Pure function. Values must be single-line and must not contain whitespace: CRIU's configuration
@@ -207,7 +236,7 @@ def render_runc_conf(options, owner):
     return '\n'.join(lines) + '\n'
 
 
-def runc_conf_is_ours(text):
+def runc_conf_is_ours(text: Optional[str]) -> bool:
     """True when a runc CRIU configuration file's text was written by this collection."""
     return (text or '').startswith(RUNC_CONF_MARKER)
 
@@ -228,7 +257,8 @@ class RuncCriuOptions:
     operator keeps a runc.conf of their own, which this class never overwrites (CriuError).
     """
 
-    def __init__(self, options=None, owner='mtd.containers', path=None, lock_path=None, timeout=120.0):
+    def __init__(self, options: Optional[Mapping[str, Any]] = None, owner: str = 'mtd.containers',
+                 path: Optional[str] = None, lock_path: Optional[str] = None, timeout: float = 120.0) -> None:
         self.options = options or {}
         self.owner = owner
         self.path = path or RUNC_CONF
@@ -238,11 +268,11 @@ class RuncCriuOptions:
         self.removed_leftover = False
         self.written = False
 
-    def foreign(self):
+    def foreign(self) -> bool:
         text = _read(self.path)
         return text is not None and not runc_conf_is_ours(text)
 
-    def __enter__(self):
+    def __enter__(self) -> 'RuncCriuOptions':
         text = render_runc_conf(self.options, self.owner) if self.options else None
         self._lock = acquire_lock(self.lock_path, self.timeout)
         if self._lock is None:
@@ -259,11 +289,7 @@ class RuncCriuOptions:
                     raise CriuError('%s exists and is not managed by mtd.containers; it is left alone, so '
                                     'CRIU options cannot be given to the engine\'s runc.' % self.path)
                 os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
-                tmp = '%s.mtd-%d' % (self.path, os.getpid())
-                with open(tmp, 'w') as handle:
-                    handle.write(text)
-                os.chmod(tmp, 0o644)
-                os.rename(tmp, self.path)
+                atomic_write(self.path, text, mode=0o644, fsync=False)
                 self.written = True
         except BaseException:
             self._release()
@@ -287,6 +313,111 @@ class RuncCriuOptions:
         return False
 
 
+# ---------------------------------------------------------------------------------------------------
+# Capture: the engine's runc
+
+def find_runc(module, path: Optional[str] = None) -> str:
+    """The runc binary the engine uses: ``path``, or ``runc`` on PATH and in :data:`SBIN_DIRS`."""
+    runc = path or module.get_bin_path('runc', opt_dirs=SBIN_DIRS)
+    if not runc:
+        raise CriuError('runc was not found on this host; set runc_path.')
+    if not (os.path.isfile(runc) and os.access(runc, os.X_OK)):
+        raise CriuError('runc_path %s is not an executable file.' % runc)
+    return runc
+
+
+def find_runc_root(container_id: str, candidates: Optional[Sequence[str]] = None) -> Optional[str]:
+    """The ``runc --root`` directory that holds this container's state, or None."""
+    for root in candidates or RUNC_ROOTS:
+        if os.path.isfile(os.path.join(root, container_id, 'state.json')):
+            return root
+    return None
+
+
+class Runc:
+    """``runc checkpoint`` of one container, with the engine's runc, its state directory and our criu.
+
+    Both dumps hold the runc-CRIU lock (``RuncCriuOptions``) for their whole run: runc hands CRIU
+    /etc/criu/runc.conf, and a restore of ours must not have its options in there meanwhile.
+    """
+
+    def __init__(self, binary: str, root: str, criu: str, owner: str = 'mtd.containers.checkpoint') -> None:
+        self.binary = binary
+        self.root = root
+        self.criu = criu
+        self.owner = owner
+        self.runner = CmdRunner(binary, prefix=['--root', root, '--criu', criu])
+
+    def checkpoint_args(self, container_id: str, images: str, work: str,
+                        page_server: Optional[str] = None, status_fd: Optional[int] = None) -> List[str]:
+        """The arguments after ``runc --root R --criu C``: a dump that leaves the tasks to the freezer."""
+        args = ['checkpoint', '--image-path', images, '--work-path', work, '--leave-running']
+        if page_server:
+            args += ['--lazy-pages', '--page-server', page_server, '--status-fd', str(status_fd)]
+        return args + [container_id]
+
+    def checkpoint(self, container_id: str, images: str, work: str, timeout: float) -> None:
+        """Dump into ``images`` (CRIU's log in ``work``); CriuError with the log's tail on failure."""
+        try:
+            with RuncCriuOptions(owner='%s (pid %d)' % (self.owner, os.getpid()), timeout=timeout):
+                result = self.runner.run(self.checkpoint_args(container_id, images, work), timeout=timeout)
+        except (MtdError, OSError) as exc:
+            raise CriuError('CRIU could not dump the container: %s' % exc)
+        if not result.ok:
+            raise CriuError('CRIU could not dump the container (runc checkpoint rc=%d): %s'
+                            % (result.rc, output_tail(result.stderr or result.stdout, 5)),
+                            criu_log=read_tail(os.path.join(work, 'dump.log')))
+
+    def checkpoint_lazy(self, container_id: str, images: str, work: str, address: str, port: int,
+                        tls_options: Mapping[str, Any], ready_timeout: float, log_path: str, pid_path: str,
+                        timeout: float) -> subprocess.Popen:
+        """``runc checkpoint --lazy-pages``: returns once CRIU's page server is ready; it keeps running
+        (detached, leading its own process group, its PID in ``pid_path``) until every page was fetched.
+        """
+        # runc keeps only the port of --page-server in lazy mode; "address" in runc.conf binds the page
+        # server to the given address instead of every interface.
+        options = dict(tls_options, address=address)
+        page_server = '%s:%d' % (address, port)
+
+        def argv(fd):
+            return self.runner.argv(self.checkpoint_args(container_id, images, work, page_server, fd))
+        try:
+            with RuncCriuOptions(options, owner='%s (pid %d)' % (self.owner, os.getpid()), timeout=timeout):
+                proc, state = spawn_until_ready(argv, ready_timeout, log_path, detach=True)
+                atomic_write(pid_path, '%d\n' % proc.pid, mode=0o600, fsync=False)
+        except (MtdError, OSError) as exc:
+            raise CriuError('CRIU could not start the lazy dump: %s' % exc)
+        if state != 'ready':
+            why = ('runc exited with rc %s' % proc.wait() if state == 'exited'
+                   else 'no answer within %s s' % ready_timeout)
+            raise CriuError('CRIU\'s lazy dump did not get ready (%s): %s' % (why, output_tail(read_tail(log_path), 5)),
+                            criu_log=read_tail(os.path.join(work, 'dump.log')))
+        return proc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Restore: through the engine, CRIU's options through runc.conf
+
+def restore_options(images_link: str, work: str, lazy: bool = False) -> Dict[str, Any]:
+    """runc.conf options for ``image_delivery: direct``: CRIU reads the images where they arrived.
+
+    ``images_link`` must be a symbolic link to the images (CRIU resolves a configured images-dir with
+    readlink()); ``work`` receives restore.log. ``lazy`` makes the restored tasks fetch their memory
+    from the ``criu lazy-pages`` daemon.
+    """
+    options: Dict[str, Any] = {'images-dir': images_link, 'work-dir': work}
+    if lazy:
+        options['lazy-pages'] = True
+    return options
+
+
+def start_from_checkpoint(start: Callable[[], Any], options: Optional[Mapping[str, Any]], owner: str) -> Any:
+    """Call ``start()`` (the engine's ``POST /containers/{id}/start?checkpoint=NAME``) while runc.conf
+    holds ``options`` (None: only the lock, the engine's own delivery)."""
+    with RuncCriuOptions(options, owner='%s (pid %d)' % (owner, os.getpid())):
+        return start()
+
+
 # -- post-copy (lazy pages) ------------------------------------------------------------------------
 #
 # The source's CRIU dumps everything but the memory that can be fetched later, then serves those pages
@@ -299,7 +430,7 @@ PIPE_MAX_SIZE = '/proc/sys/fs/pipe-max-size'
 CAP_SYS_RESOURCE = 24
 
 
-def lazy_pages_blocker(pipe_max_path=PIPE_MAX_SIZE, status_path='/proc/self/status'):
+def lazy_pages_blocker(pipe_max_path: str = PIPE_MAX_SIZE, status_path: str = '/proc/self/status') -> Optional[str]:
     """Why CRIU's lazy page server would fail on this host, or None.
 
     Without CAP_SYS_RESOURCE, CRIU cannot grow its page pipe beyond fs.pipe-max-size; it ignores that
@@ -319,32 +450,34 @@ def lazy_pages_blocker(pipe_max_path=PIPE_MAX_SIZE, status_path='/proc/self/stat
     return None
 
 
-def make_tls_identity(directory, name, run_command, openssl='openssl'):
+def make_tls_identity(directory: str, name: str, openssl: str = 'openssl') -> Tuple[str, str]:
     """A fresh private key and self-signed certificate in ``directory`` (0700); returns (cert, key).
 
-    ``run_command(argv)`` returns (rc, stdout, stderr). The key never leaves this host; the peer gets the
-    certificate and pins it (it is the only CA the peer trusts for this migration).
+    The key never leaves this host; the peer gets the certificate and pins it (it is the only CA the
+    peer trusts for this migration).
     """
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700)
-    os.chmod(directory, 0o700)
+    make_private_dir(directory)
     key = os.path.join(directory, 'key.pem')
     cert = os.path.join(directory, 'cert.pem')
-    rc, out, err = run_command([openssl, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-                                '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=%s' % name])
+    try:
+        result = CmdRunner(openssl).run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                                         '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=%s' % name])
+        rc, out, err = result.rc, result.stdout, result.stderr
+    except CommandError as exc:
+        rc, out, err = None, '', exc.msg
     if rc != 0 or not os.path.isfile(cert):
         raise CriuError('openssl could not make the TLS certificate for %s: %s' % (name, output_tail(err or out, 3)))
     os.chmod(key, 0o600)
     return cert, key
 
 
-def lazy_tls_options(peer_cert, cert, key):
+def lazy_tls_options(peer_cert: str, cert: str, key: str) -> Dict[str, Any]:
     """CRIU options for mutual TLS where the only trusted peer is ``peer_cert`` (pinned, so the name in
     it is not checked)."""
     return {'tls': True, 'tls-no-cn-verify': True, 'tls-cacert': peer_cert, 'tls-cert': cert, 'tls-key': key}
 
 
-def option_args(options):
+def option_args(options: Mapping[str, Any]) -> List[str]:
     """Command-line form of CRIU options (name -> value, True for a flag)."""
     args = []
     for key in sorted(options):
@@ -356,22 +489,32 @@ def option_args(options):
     return args
 
 
-def spawn_until_ready(argv_for_fd, timeout, log_path, detach=False):
+def start_lazy_pages_daemon(criu: str, address: str, port: int, images: str, work: str,
+                            tls_options: Mapping[str, Any], ready_timeout: float = 30) -> Tuple[subprocess.Popen, str]:
+    """``criu lazy-pages`` that connects to the source's page server once the restore hands it the
+    userfaultfds; returns (process, state) as spawn_until_ready() does (its output in work/lazy-pages.out,
+    its log in work/lazy-pages.log)."""
+    def argv(fd):
+        return ([criu, 'lazy-pages', '--page-server', '--address', str(address), '--port', str(port),
+                 '-D', images, '-W', work, '-o', 'lazy-pages.log', '-v4', '--status-fd', str(fd)]
+                + option_args(tls_options))
+    return spawn_until_ready(argv, ready_timeout, os.path.join(work, 'lazy-pages.out'))
+
+
+def spawn_until_ready(argv_for_fd: Callable[[int], Sequence[str]], timeout: float, log_path: str,
+                      detach: bool = False) -> Tuple[subprocess.Popen, str]:
     """Start a CRIU (or runc) command that reports readiness on a status fd; returns (proc, state).
 
     ``argv_for_fd(fd)`` builds the command line given the fd number. state is 'ready' (a byte arrived),
     'exited' (the process ended without being ready) or 'timeout' (it still runs; the caller decides).
     With ``detach`` the process gets its own session and outlives the caller.
     """
-    import select
-    import subprocess
-    import time
     read_end, write_end = os.pipe()
     try:
+        argv = list(argv_for_fd(write_end))
         with open(log_path, 'ab') as log:
-            proc = subprocess.Popen(argv_for_fd(write_end), pass_fds=(write_end,), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
-                                    env=dict(os.environ, **CRIU_ENV))
+            proc = CmdRunner(argv[0]).popen(argv[1:], pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=detach)
     except BaseException:
         os.close(read_end)
         os.close(write_end)

@@ -14,6 +14,10 @@ standard library only; used by modules on managed hosts and by the controller-si
 - ``make_private_dir(path)``: create it 0700 or accept an existing one only when it is a real directory
   owned by this user (``lstat``: not a link) — then force 0700.
 - ``remove_tree(path)``: remove a file, link or directory tree if it is there; True when something went.
+- ``restrict_tree(path)``: directories 0700, files 0600 below ``path`` (links are not followed).
+- ``move_tree(src, dst)``: rename, or copy and delete across file systems; an old ``dst`` is replaced.
+- ``read_tail(path)``: the last lines of a (log) file, '' when it cannot be read.
+- ``tmpfs_free_bytes(path)``: free bytes of a writable tmpfs mount point, else None.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import shutil
 import stat
 from typing import Optional, Union
 
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import TAIL_LINES, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
 
@@ -93,3 +98,51 @@ def remove_tree(path: Optional[str]) -> bool:
     else:
         shutil.rmtree(path, ignore_errors=True)
     return True
+
+
+def restrict_tree(path: str) -> None:
+    """Directories 0700, files 0600 below ``path`` (what a bundle of process memory needs)."""
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o700)
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o600)
+
+
+def move_tree(src: str, dst: str) -> str:
+    """Rename ``src`` to ``dst`` ('rename'); copy then delete when they are on different mounts ('copy')."""
+    if os.path.lexists(dst):
+        shutil.rmtree(dst)
+    try:
+        os.rename(src, dst)
+        return 'rename'
+    except OSError:
+        shutil.copytree(src, dst, symlinks=True)
+        shutil.rmtree(src)
+        return 'copy'
+
+
+def read_tail(path: str, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` non-empty lines of the file ``path`` (its last 64 KiB read); '' when unreadable."""
+    try:
+        with open(path, 'rb') as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 65536))
+            return output_tail(handle.read().decode('utf-8', 'replace'), lines)
+    except OSError:
+        return ''
+
+
+def tmpfs_free_bytes(path: str) -> Optional[int]:
+    """Free bytes of ``path`` when it is a writable tmpfs mount point, else None."""
+    try:
+        with open('/proc/self/mounts') as handle:
+            is_tmpfs = any(line.split()[1:3] == [path, 'tmpfs'] for line in handle if len(line.split()) > 2)
+        if not is_tmpfs or not os.access(path, os.W_OK):
+            return None
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize

@@ -20,6 +20,12 @@ Protocol (sender -> receiver unless noted), after the receiver accepted the conn
 
 The data is a tar stream of the bundle, compressed with ``zstd -1`` or ``gzip -1`` (or not at all).
 The stream is authenticated and integrity-checked, not encrypted.
+
+The modules that send or receive (``checkpoint`` with ``send``, ``restore`` with ``receive``,
+``checkpoint_transfer``) describe an end of the stream with ``transfer_spec()`` (one option table,
+documented once in the ``mtd.containers.transfer`` doc fragment) and check it with
+``check_transfer_options()``. The packing and unpacking pipelines (tar, zstd, gzip) run through
+``_cmd.CmdRunner``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ import struct
 import subprocess
 import threading
 import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir, remove_tree
 
 MAGIC = b'MTDX2\n'
 NONCE_SIZE = 32
@@ -50,6 +59,44 @@ COMPRESSORS = {
 
 class TransferError(MtdError):
     """The host-to-host stream failed; the message says at which end and why."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The options of an end of the stream: one table, documented in doc_fragments/transfer.py
+
+COMPRESSION_CHOICES = ['auto', 'zstd', 'gzip', 'none']
+TRANSFER_OPTIONS: Dict[str, Dict[str, Any]] = {
+    'address': dict(type='str', required=True),
+    'port': dict(type='int', required=True),
+    'token': dict(type='str', required=True, no_log=True),
+    'compression': dict(type='str', default='auto', choices=COMPRESSION_CHOICES),
+    'timeout': dict(type='int', default=600),
+    'connect_timeout': dict(type='int', default=60),
+}
+SENDER = ('address', 'port', 'token', 'compression', 'connect_timeout')   # checkpoint's send
+RECEIVER = ('address', 'port', 'token', 'timeout')                           # restore's receive
+MIN_TOKEN = 16
+
+
+def transfer_spec(names: Sequence[str] = tuple(TRANSFER_OPTIONS), **extra: Dict[str, Any]) -> Dict[str, Any]:
+    """The argument spec of the transfer options ``names`` (copies of TRANSFER_OPTIONS), plus ``extra``."""
+    spec = dict((name, dict(TRANSFER_OPTIONS[name])) for name in names)
+    spec.update(extra)
+    return spec
+
+
+def check_transfer_options(opts: Mapping[str, Any], prefix: str = '') -> None:
+    """What the argument spec cannot say: a long enough token, a TCP port, positive time limits.
+
+    ``prefix`` names the option that holds them in messages (``'receive.'``). Raises TransferError.
+    """
+    if len(opts['token']) < MIN_TOKEN:
+        raise TransferError('%stoken must be at least %d characters long.' % (prefix, MIN_TOKEN))
+    if not 0 < opts['port'] < 65536:
+        raise TransferError('%sport must be between 1 and 65535, got %s.' % (prefix, opts['port']))
+    limits = [name for name in ('timeout', 'connect_timeout') if name in opts]
+    if any(opts[name] <= 0 for name in limits):
+        raise TransferError('%s must be positive.' % ' and '.join(prefix + name for name in limits))
 
 
 def _no_delay(sock):
@@ -83,7 +130,7 @@ def _recv_json(sock, limit=1024 * 1024):
     return json.loads(_recv_exact(sock, size).decode('utf-8'))
 
 
-def available_compression(preferred):
+def available_compression(preferred: Optional[str]) -> str:
     """``preferred`` if its binary exists here, else the best one that does."""
     order = [preferred] if preferred and preferred != 'auto' else []
     order += ['zstd', 'gzip', 'none']
@@ -99,7 +146,7 @@ PROBE_CHUNKS = 4
 WORTHWHILE_RATIO = 0.9   # compress only when a sample shrinks to at most 90 %
 
 
-def compression_worthwhile(samples, level=1):
+def compression_worthwhile(samples: Sequence[bytes], level: int = 1) -> Tuple[bool, Optional[float]]:
     """Whether compressing data like ``samples`` (a list of bytes) is worth its CPU time.
 
     Pure function: deflates the samples at ``level`` and compares the sizes with WORTHWHILE_RATIO.
@@ -128,7 +175,7 @@ def _largest_file(path):
     return best, best_size
 
 
-def choose_compression(path, preferred):
+def choose_compression(path: str, preferred: Optional[str]) -> Tuple[str, Dict[str, Any]]:
     """The compression for sending the bundle ``path``, and why.
 
     ``auto`` samples the bundle's largest file (for a checkpoint: the memory pages) at a few offsets:
@@ -153,16 +200,25 @@ def choose_compression(path, preferred):
                   'probe_file': os.path.relpath(largest, path) if largest else None}
 
 
+def _popen(cmd, **kwargs):
+    try:
+        return CmdRunner(cmd[0]).popen(cmd[1:], **kwargs)
+    except MtdError as exc:
+        raise TransferError(exc.msg)
+
+
 def _pipeline(first_cmd, second_cmd, stdin=None, stdout=None):
     """Start ``first | second`` (second may be None); returns the list of Popen objects."""
-    procs = []
-    p1 = subprocess.Popen(first_cmd, stdin=stdin, stdout=subprocess.PIPE if second_cmd or stdout is None else stdout,
-                          stderr=subprocess.PIPE)
-    procs.append(p1)
+    procs = [_popen(first_cmd, stdin=stdin, stdout=subprocess.PIPE if second_cmd or stdout is None else stdout,
+                    stderr=subprocess.PIPE)]
     if second_cmd:
-        p2 = subprocess.Popen(second_cmd, stdin=p1.stdout, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
-        p1.stdout.close()
-        procs.append(p2)
+        try:
+            procs.append(_popen(second_cmd, stdin=procs[0].stdout, stdout=stdout or subprocess.PIPE,
+                                stderr=subprocess.PIPE))
+        except TransferError:
+            _stop(procs)
+            raise
+        procs[0].stdout.close()
     return procs
 
 
@@ -197,7 +253,7 @@ def _feed_names(path, sink, late):
                 sink.write((prefix + name).encode('utf-8') + b'\0')
         if late:
             late[1]()
-            sink.write(('./' + late_name).encode('utf-8') + b'\0')
+            sink.write(('./' + late[0]).encode('utf-8') + b'\0')
     finally:
         sink.close()
 
@@ -205,17 +261,18 @@ def _feed_names(path, sink, late):
 class Channel:
     """An authenticated connection to a receiver, opened before there is anything to send."""
 
-    def __init__(self, sock, key, nonce, connect_seconds):
+    def __init__(self, sock: socket.socket, key: bytes, nonce: bytes, connect_seconds: float) -> None:
         self.sock = sock
         self.key = key
         self.nonce = nonce
         self.connect_seconds = connect_seconds
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
 
-def connect(address, port, token, connect_timeout=60.0, io_timeout=300.0):
+def connect(address: str, port: int, token: str, connect_timeout: float = 60.0,
+            io_timeout: float = 300.0) -> Channel:
     """Connect to a receiver and prove the token; returns a Channel. Raises TransferError.
 
     Opening the channel first tells whether the receiver is there (and takes this sender) before the
@@ -255,8 +312,65 @@ def connect(address, port, token, connect_timeout=60.0, io_timeout=300.0):
     return Channel(sock, key, nonce, round(time.time() - t0, 4))
 
 
-def send(path, address, port, token, compression='zstd', connect_timeout=60.0, io_timeout=300.0, late=None,
-         channel=None):
+def _bundle_size(path, late):
+    """(bytes, files) of the bundle, the ``late`` file counted but not its size (not known yet)."""
+    raw_bytes = 0
+    files = 1 if late else 0
+    for root, _dummy, names in os.walk(path):
+        for name in names:
+            if late and root == path and name == late[0]:
+                continue
+            files += 1
+            raw_bytes += os.path.getsize(os.path.join(root, name))
+    return raw_bytes, files
+
+
+class _Packer:
+    """``tar -T - | compressor`` over the bundle; a thread feeds tar the names (the late file last)."""
+
+    def __init__(self, path, compression, late):
+        tar_cmd = ['tar', '--numeric-owner', '-C', path, '--no-recursion', '--null', '-T', '-', '-cf', '-']
+        self.procs = _pipeline(tar_cmd, COMPRESSORS[compression][0], stdin=subprocess.PIPE)
+        self.output = self.procs[-1].stdout
+        self._errors = []
+        self._feeder = threading.Thread(target=self._feed, args=(path, late))
+        self._feeder.daemon = True
+        self._feeder.start()
+
+    def _feed(self, path, late):
+        try:
+            _feed_names(path, self.procs[0].stdin, late)
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._errors.append(exc)
+            self.kill()
+
+    def kill(self):
+        for proc in self.procs:
+            proc.kill()
+
+    def finish(self):
+        """Wait for the feeder and the pipeline; TransferError when either failed."""
+        self._feeder.join()
+        if self._errors:
+            raise TransferError('the bundle could not be completed: %s' % self._errors[0])
+        _finish(self.procs, 'packing the bundle')
+
+
+def _stream_frames(sock, source, mac):
+    """Send ``source`` as length-prefixed frames, each also fed to ``mac``; returns the bytes sent."""
+    sent = 0
+    while True:
+        chunk = source.read(FRAME)
+        if not chunk:
+            return sent
+        mac.update(chunk)
+        sock.sendall(struct.pack('>I', len(chunk)) + chunk)
+        sent += len(chunk)
+
+
+def send(path: str, address: str, port: int, token: str, compression: str = 'zstd', connect_timeout: float = 60.0,
+         io_timeout: float = 300.0, late: Optional[Tuple[str, Callable[[], Any]]] = None,
+         channel: Optional['Channel'] = None) -> Dict[str, Any]:
     """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
 
     ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
@@ -270,58 +384,25 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
         raise TransferError('the bundle %s does not exist' % path)
     if channel is None:
         channel = connect(address, port, token, connect_timeout, io_timeout)
-    sock, key, nonce, t_connect = channel.sock, channel.key, channel.nonce, channel.connect_seconds
+    sock = channel.sock
     sock.settimeout(io_timeout)
-    procs = []
+    packer = None
     try:
-        raw_bytes = 0
-        files = 1 if late else 0
-        for root, _dummy, names in os.walk(path):
-            for name in names:
-                if late and root == path and name == late[0]:
-                    continue
-                files += 1
-                raw_bytes += os.path.getsize(os.path.join(root, name))
-        # (the late file's size is not known yet: it is added to the returned bytes_raw only)
+        raw_bytes, files = _bundle_size(path, late)
         _send_json(sock, {'compression': compression, 'bytes': raw_bytes, 'files': files})
-        mac = hmac.new(key, nonce, hashlib.sha256)
-        tar_cmd = ['tar', '--numeric-owner', '-C', path, '--no-recursion', '--null', '-T', '-', '-cf', '-']
-        procs = _pipeline(tar_cmd, COMPRESSORS[compression][0], stdin=subprocess.PIPE)
-        feeder_error = []
-
-        def feed():
-            try:
-                _feed_names(path, procs[0].stdin, late)
-            except BaseException as exc:  # pylint: disable=broad-except
-                feeder_error.append(exc)
-                for proc in procs:
-                    proc.kill()
-
-        feeder = threading.Thread(target=feed)
-        feeder.daemon = True
-        feeder.start()
-        out = procs[-1].stdout
-        sent = 0
-        t1 = time.time()
-        while True:
-            chunk = out.read(FRAME)
-            if not chunk:
-                break
-            mac.update(chunk)
-            sock.sendall(struct.pack('>I', len(chunk)) + chunk)
-            sent += len(chunk)
-        feeder.join()
-        if feeder_error:
-            raise TransferError('the bundle could not be completed: %s' % feeder_error[0])
-        _finish(procs, 'packing the bundle')
+        mac = hmac.new(channel.key, channel.nonce, hashlib.sha256)
+        packer = _Packer(path, compression, late)
+        started = time.time()
+        sent = _stream_frames(sock, packer.output, mac)
+        packer.finish()
         if late:
             raw_bytes += os.path.getsize(os.path.join(path, late[0]))
         sock.sendall(struct.pack('>I', 0) + mac.digest())
         verdict = _recv_json(sock)
-        elapsed = time.time() - t1
+        elapsed = time.time() - started
     except (OSError, socket.timeout) as exc:
-        for p in procs:
-            p.kill()
+        if packer is not None:
+            packer.kill()
         raise TransferError('the transfer to %s:%s broke off: %s' % (address, port, exc))
     finally:
         sock.close()
@@ -334,7 +415,7 @@ def send(path, address, port, token, compression='zstd', connect_timeout=60.0, i
         'compression': compression,
         'ratio': round(raw_bytes / float(sent), 3) if sent else None,
         'seconds': round(elapsed, 4),
-        'connect_seconds': round(t_connect, 4),
+        'connect_seconds': round(channel.connect_seconds, 4),
         'throughput_mb_s': round(raw_bytes / 1048576.0 / elapsed, 1) if elapsed > 0 else None,
         'receiver': verdict,
     }
@@ -348,11 +429,8 @@ def _stop(procs):
         p.wait()
 
 
-def _receive_one(conn, key, dest):
-    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError.
-
-    PermissionError: the peer did not authenticate (wrong token, or it left before proving it).
-    """
+def _authenticate(conn, key):
+    """Challenge the peer on ``conn``; returns the nonce. PermissionError when it does not prove the token."""
     nonce = os.urandom(NONCE_SIZE)
     try:
         conn.sendall(MAGIC + nonce)
@@ -368,44 +446,63 @@ def _receive_one(conn, key, dest):
             pass
         raise PermissionError('the sender did not prove the transfer token')
     _send_json(conn, {'ok': True})
+    return nonce
+
+
+def _unpacker(compression, staging):
+    """``decompressor | tar -x`` into ``staging`` (created empty, 0700); returns the pipeline."""
+    make_private_dir(staging)
+    decompress = COMPRESSORS[compression][1]
+    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', staging, '-xf', '-']
+    if decompress:
+        return _pipeline(decompress, tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    return _pipeline(tar_cmd, None, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+
+def _receive_frames(conn, sink, mac):
+    """Read the data frames into ``sink`` (and ``mac``) up to the 0-length one; returns (bytes, trailer,
+    the BrokenPipeError that stopped the writes or None)."""
+    received = 0
+    broken = None
+    while True:
+        (size,) = struct.unpack('>I', _recv_exact(conn, 4))
+        if size == 0:
+            break
+        if size > 16 * FRAME:
+            raise TransferError('a data frame of %d bytes is too large' % size)
+        chunk = _recv_exact(conn, size)
+        mac.update(chunk)
+        received += size
+        if broken is None:
+            try:
+                sink.write(chunk)
+            except BrokenPipeError as exc:
+                # keep reading: the integrity check tells corruption from a local failure
+                broken = exc
+    return received, _recv_exact(conn, 32), broken
+
+
+def _receive_one(conn, key, dest):
+    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError.
+
+    PermissionError: the peer did not authenticate (wrong token, or it left before proving it).
+    """
+    nonce = _authenticate(conn, key)
     header = _recv_json(conn)
     compression = header.get('compression')
     if compression not in COMPRESSORS:
         raise TransferError('unknown compression %r' % compression)
     staging = dest + '.part'
     for old in (dest, staging):
+        remove_tree(old)
         if os.path.lexists(old):
-            shutil.rmtree(old)
-    os.makedirs(staging, mode=0o700)
-    os.chmod(staging, 0o700)
-    decompress = COMPRESSORS[compression][1]
-    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', staging, '-xf', '-']
-    if decompress:
-        procs = _pipeline(decompress, tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    else:
-        procs = _pipeline(tar_cmd, None, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            raise TransferError('%s could not be removed to make room for the bundle' % old)
+    procs = _unpacker(compression, staging)
     sink = procs[0].stdin
     mac = hmac.new(key, nonce, hashlib.sha256)
-    received = 0
     t0 = time.time()
-    broken = None
     try:
-        while True:
-            (size,) = struct.unpack('>I', _recv_exact(conn, 4))
-            if size == 0:
-                break
-            if size > 16 * FRAME:
-                raise TransferError('a data frame of %d bytes is too large' % size)
-            chunk = _recv_exact(conn, size)
-            mac.update(chunk)
-            received += size
-            if broken is None:
-                try:
-                    sink.write(chunk)
-                except BrokenPipeError as exc:
-                    # keep reading: the integrity check below tells corruption from a local failure
-                    broken = exc
-        trailer = _recv_exact(conn, 32)
+        received, trailer, broken = _receive_frames(conn, sink, mac)
     except BaseException:
         # a cut or stalled stream: tar must be gone before the caller removes the staging directory
         _stop(procs)
@@ -430,23 +527,18 @@ def _receive_one(conn, key, dest):
     return stats
 
 
-def write_stamp(bundle, stamp):
+def write_stamp(bundle: str, stamp: Mapping[str, Any]) -> None:
     """Record in ``bundle`` that it arrived through a stream that passed its integrity check.
 
     Whatever the stream itself put at that name (a file, a directory, a symbolic link) is removed first,
     and the stamp is created with O_EXCL|O_NOFOLLOW: only the receiver writes it.
     """
     path = os.path.join(bundle, STAMP)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
-    with os.fdopen(fd, 'w') as handle:
-        json.dump(stamp, handle, sort_keys=True)
+    remove_tree(path)
+    atomic_write(path, json.dumps(stamp, sort_keys=True), mode=0o600, fsync=False)
 
 
-def read_stamp(bundle):
+def read_stamp(bundle: str) -> Optional[Dict[str, Any]]:
     """The receiver's stamp of ``bundle`` (see write_stamp), or None."""
     path = os.path.join(bundle, STAMP)
     if os.path.islink(path) or not os.path.isfile(path):
@@ -459,7 +551,7 @@ def read_stamp(bundle):
     return stamp if isinstance(stamp, dict) and stamp.get('integrity') == 'hmac-sha256' else None
 
 
-def probe_listen(address, port):
+def probe_listen(address: str, port: int) -> None:
     """Raise TransferError when address:port cannot be listened on (check mode of the receivers)."""
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
@@ -472,7 +564,8 @@ def probe_listen(address, port):
         probe.close()
 
 
-def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelled=None):
+def receive(dest: str, address: str, port: int, token: str, timeout: float = 300.0, auth_failures: int = 5,
+            cancelled: Optional[Callable[[], Optional[str]]] = None) -> Dict[str, Any]:
     """Listen on address:port until one sender delivered a bundle into ``dest`` (or the deadline).
 
     Returns stats; raises TransferError. ``dest`` is removed when the transfer fails. ``cancelled`` is an
@@ -518,8 +611,7 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelle
             except (TransferError, OSError, ValueError, struct.error) as exc:
                 error = str(exc) or exc.__class__.__name__
                 for partial in (dest, dest + '.part'):
-                    if os.path.lexists(partial):
-                        shutil.rmtree(partial, ignore_errors=True)
+                    remove_tree(partial)
                 try:
                     _send_json(conn, {'ok': False, 'error': error})
                 except OSError:
@@ -538,9 +630,9 @@ def receive(dest, address, port, token, timeout=300.0, auth_failures=5, cancelle
         server.close()
 
 
-def start_background(target, *args):
+def start_background(target: Callable[..., Any], *args: Any) -> Tuple[threading.Thread, Dict[str, Any]]:
     """Run ``target(*args)`` in a daemon thread (used by tests)."""
-    holder = {}
+    holder: Dict[str, Any] = {}
 
     def runner():
         try:

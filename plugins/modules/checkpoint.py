@@ -35,6 +35,7 @@ description:
     engine's runc state directory instead.
 extends_documentation_fragment:
   - mtd.containers.docker
+  - mtd.containers.transfer.send
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
 attributes:
@@ -88,49 +89,17 @@ options:
     description: The criu binary runc should use. Found on PATH and in C(/usr/local/sbin) by default.
     type: path
   timeout:
-    description: Seconds allowed for the Engine API calls and for the dump.
+    description:
+      - Seconds allowed for each Engine API call and for each network operation of O(send).
     type: int
     default: 300
-  send:
+  dump_timeout:
     description:
-      - Stream the bundle to a M(mtd.containers.checkpoint_transfer) receiver right after the dump, in
-        the same task, which keeps the freeze short (one task fewer while the container is frozen).
-      - When the transfer fails the module fails; the container stays frozen as after any dump (resume
-        it with M(mtd.containers.container_state) to roll back).
-    type: dict
-    suboptions:
-      address:
-        description: The receiver's address.
-        type: str
-        required: true
-      port:
-        description: The receiver's port.
-        type: int
-        required: true
-      token:
-        description: The transfer's shared secret (at least 16 characters).
-        type: str
-        required: true
-      compression:
-        description:
-          - Compression of the stream. V(auto) deflates a few samples of the bundle's largest file (the
-            memory pages) and sends data that does not shrink to 90 % as it is, since compressing it
-            would only add CPU time while the container is frozen; otherwise it takes zstd when present,
-            else gzip.
-        type: str
-        choices: [auto, zstd, gzip, none]
-        default: auto
-      connect_timeout:
-        description: Seconds to keep retrying the connection.
-        type: int
-        default: 60
-      keep:
-        description:
-          - Keep the bundle on this host after the receiver confirmed it. By default it is deleted right
-            then, while the target restores. The frozen container itself is the rollback, and the copy of
-            its memory only costs RAM (in tmpfs) exactly when the target needs RAM for the restore.
-        type: bool
-        default: false
+      - Seconds allowed for the dump (C(runc checkpoint)), including the wait for another checkpoint or
+        restore on this host that holds the runc-CRIU lock.
+      - With O(lazy_pages), the time until the page server is ready is O(lazy_pages.ready_timeout).
+    type: int
+    default: 300
   lazy_pages:
     description:
       - Post-copy. The dump leaves out the memory that can be fetched later; CRIU then serves those pages
@@ -291,67 +260,95 @@ criu_log:
   type: str
 """
 
+import contextlib
 import os
-import shutil
 import signal
 import time
+from typing import Any, Dict, Optional
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
+    CRIU_DIR,
+    LAZY_CERT,
+    LAZY_DIR_SUFFIX,
+    MANIFEST,
+    ManifestJob,
+    check_name,
+    pack_rootfs,
+    pack_volumes,
+    part_bytes,
+    read_manifest,
+    write_manifest,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
     CgroupError,
     freeze_cgroup_of_pid,
     memory_usage_of_pid,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._common import group_alive, process_argv, read_pid
+from ansible_collections.mtd.containers.plugins.module_utils._common import (
+    MtdError,
+    group_alive,
+    process_argv,
+    read_pid,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Criu,
     CriuError,
-    RuncCriuOptions,
+    Runc,
     find_criu,
+    find_runc,
+    find_runc_root,
     lazy_pages_blocker,
     lazy_tls_options,
     make_tls_identity,
-    spawn_until_ready,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
-)
-from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR,
-    LAZY_CERT,
-    LAZY_DIR_SUFFIX,
-    MANIFEST,
-    ROOTFS_DIFF,
-    VOLUMES_DIR,
-    MigrationError,
-    capture_config,
-    check_name,
-    find_runc_root,
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
+from ansible_collections.mtd.containers.plugins.module_utils._files import (
+    atomic_write,
     make_private_dir,
-    named_volumes,
-    read_manifest,
     read_tail,
     remove_tree,
     restrict_tree,
-    run,
-    tail,
-    tar_create,
     tmpfs_free_bytes,
-    write_manifest,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    MigrationError,
+    capture_config,
+    named_volumes,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    SENDER,
     TransferError,
+    check_transfer_options,
     choose_compression,
     connect,
+    transfer_spec,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     send as send_bundle,
 )
 
-SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin']
+ARGUMENT_SPEC = dict(
+    container=dict(type='str', required=True),
+    name=dict(type='str'),
+    dest=dict(type='path'),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    leave_running=dict(type='bool', default=False),
+    runc_path=dict(type='path'),
+    runc_root=dict(type='path'),
+    criu_path=dict(type='path'),
+    timeout=dict(type='int', default=300),
+    dump_timeout=dict(type='int', default=300),
+    send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False))),
+    lazy_pages=dict(type='dict', options=dict(
+        address=dict(type='str', required=True),
+        port=dict(type='int', required=True),
+        peer_cert=dict(type='str', required=True),
+        ready_timeout=dict(type='int', default=60),
+    )),
+)
+# lazy_pages and leave_running exclude each other only when leave_running is true: checked in validate()
+REQUIRED_BY = {'lazy_pages': 'send'}
 
 
 def default_dest(data_root):
@@ -360,268 +357,196 @@ def default_dest(data_root):
     return os.path.join(data_root, 'mtd-migrations')
 
 
-class ManifestJob:
-    """write_manifest() in a thread (hashlib releases the GIL), so the manifest is hashed while the
-    rest of the bundle streams to the target; ``wait()`` returns once it is written, or raises."""
+class Rollback:
+    """What a checkpoint that fails between connecting and packing leaves behind, undone in one place.
 
-    def __init__(self, bundle, captured, extra):
-        import threading
-        self.manifest = None
-        self.error = None
-        self.seconds = None
-        self._thread = threading.Thread(target=self._run, args=(bundle, captured, extra))
-        self._thread.daemon = True
-        self._thread.start()
+    Inside ``with Rollback(...) as undo:`` the steps record what they did (``undo.frozen``,
+    ``undo.lazy_dir``, ``undo.dumping``). On an exception: the channel to the receiver is closed, a page
+    server that may hold the container's tasks is ended (the container kept frozen meanwhile), the
+    container is resumed if this run froze it, the bundle is removed, and CRIU's log is added to the
+    failure (``criu_log``) once the dump had started. The exception then goes on (an OSError as a
+    MigrationError). The send itself is outside: after a failed send the container stays frozen.
+    """
 
-    def _run(self, bundle, captured, extra):
-        started = time.time()
-        try:
-            self.manifest = write_manifest(bundle, captured, extra=extra)
-        except (MigrationError, OSError) as exc:
-            self.error = exc
-        self.seconds = round(time.time() - started, 4)
+    def __init__(self, worker, bundle, channel):
+        self.worker = worker
+        self.bundle = bundle
+        self.channel = channel
+        self.frozen = False
+        self.lazy_dir = None
+        self.dumping = False
 
-    def wait(self):
-        self._thread.join()
-        if self.error is not None:
-            raise MigrationError('Writing the checkpoint manifest failed: %s' % self.error)
-        return self.manifest
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        if self.channel is not None:
+            self.channel.close()
+        log = read_tail(os.path.join(self.lazy_dir or self.bundle, 'work', 'dump.log')) if self.dumping else None
+        if self.lazy_dir:
+            self.worker.end_page_server(self.lazy_dir, self.worker.inspected)
+            remove_tree(self.lazy_dir)
+        if self.frozen:
+            self.worker.resume(self.worker.inspected['Id'])
+        remove_tree(self.bundle)
+        if log is None:
+            return False
+        if isinstance(exc, MtdError):
+            exc.details['criu_log'] = log or exc.details.get('criu_log', '')
+            return False
+        raise MigrationError(str(exc), criu_log=log)
 
 
 class Checkpointer:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.client = client_from_module(module)
-        self.result = {'changed': False}
+    """One run of the module: ``run_present`` (validate → preflight → connect → freeze → dump → package
+    → send → finish) or ``run_absent``."""
 
-    def fail(self, msg, **kw):
-        self.result.update(kw)
-        self.module.fail_json(msg=msg, **self.result)
+    def __init__(self, mod):
+        self.mod = mod
+        self.module = mod.module
+        self.p = mod.params
+        self.client = mod.docker
+        self.result: Dict[str, Any] = mod.result
+        self.timings: Dict[str, Any] = {}
+        self.inspected: Dict[str, Any] = {}
+        self.manifest: Dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name):
+        started = time.time()
+        yield
+        self.timings[name] = round(time.time() - started, 4)
 
     def inspect(self):
         try:
             return self.client.inspect_container(self.p['container'])
         except DockerError as exc:
             if exc.status == 404:
-                self.fail('No such container %r on this host.' % self.p['container'])
-            self.fail('Cannot inspect container %r: %s' % (self.p['container'], exc))
+                raise MtdError('No such container %r on this host.' % self.p['container'])
+            raise MtdError('Cannot inspect container %r: %s' % (self.p['container'], exc))
+
+    # -- state=present -----------------------------------------------------------------------------
 
     def run_present(self):
-        if self.p['send'] and len(self.p['send']['token']) < 16:
-            self.fail('send.token must be at least 16 characters long.')
+        self.validate()
+        plan = self.preflight()
+        if plan is None or self.mod.check_mode:
+            return
+        started = time.time()
+        channel = self.open_channel() if self.p['send'] else None
+        with Rollback(self, plan['bundle'], channel) as undo:
+            self.prepare(plan, undo)
+            self.freeze(plan, undo)
+            undo.dumping = True
+            self.dump(plan, undo.lazy_dir)
+            manifest_job = self.package(plan)
+        if self.p['send']:
+            self.send(plan['bundle'], channel, manifest_job)
+        self.finish(plan, started)
+
+    def validate(self):
+        """The options, before anything is looked at (required_by covers lazy_pages without send)."""
+        if self.p['send']:
+            check_transfer_options(self.p['send'], 'send.')
         lazy = self.p['lazy_pages']
-        if lazy:
-            if not self.p['send']:
-                self.fail('lazy_pages needs send: the target must get the rest of the checkpoint in the same task.')
-            if self.p['leave_running']:
-                self.fail('lazy_pages and leave_running exclude each other (the pages are served from the frozen container).')
-            if not 0 < lazy['port'] < 65536:
-                self.fail('lazy_pages.port must be between 1 and 65535, got %s.' % lazy['port'])
-            if '-----BEGIN CERTIFICATE-----' not in lazy['peer_cert']:
-                self.fail('lazy_pages.peer_cert is not a PEM certificate.')
-            blocker = lazy_pages_blocker()
-            if blocker:
-                self.fail('This host cannot serve lazy pages: %s.' % blocker)
+        if not lazy:
+            return
+        if self.p['leave_running']:
+            raise MtdError('lazy_pages and leave_running exclude each other (the pages are served from the frozen container).')
+        if not 0 < lazy['port'] < 65536:
+            raise MtdError('lazy_pages.port must be between 1 and 65535, got %s.' % lazy['port'])
+        if '-----BEGIN CERTIFICATE-----' not in lazy['peer_cert']:
+            raise MtdError('lazy_pages.peer_cert is not a PEM certificate.')
+        blocker = lazy_pages_blocker()
+        if blocker:
+            raise MtdError('This host cannot serve lazy pages: %s.' % blocker)
+
+    def preflight(self):
+        """Engine, container, image, CRIU and runc: everything is checked before the freeze. Returns the
+        plan (bundle, captured config, runc ...), or None when a finished checkpoint is already there."""
         info = self.client.info()
-        data_root = info.get('DockerRootDir') or '/var/lib/docker'
         if not info.get('ExperimentalBuild'):
-            self.fail('The Docker engine on this host does not run with experimental features on; '
-                      'checkpoint/restore needs "experimental": true in daemon.json.')
-        inspect = self.inspect()
+            raise MtdError('The Docker engine on this host does not run with experimental features on; '
+                           'checkpoint/restore needs "experimental": true in daemon.json.')
+        inspect = self.inspected = self.inspect()
         cid = inspect['Id']
         name = check_name(self.p['name'] or 'mtd-' + cid[:12], 'Checkpoint name')
-        dest = self.p['dest'] or default_dest(data_root)
-        bundle = os.path.join(dest, name)
+        bundle = os.path.join(self.p['dest'] or default_dest(info.get('DockerRootDir') or '/var/lib/docker'), name)
         self.result['bundle'] = bundle
         state = inspect.get('State') or {}
-        paused = bool(state.get('Paused'))
         if not state.get('Running'):
-            self.fail('Container %s is not running (status %s); only a running container can be checkpointed.'
-                      % (self.p['container'], state.get('Status')))
-
-        # A finished checkpoint of this container, still frozen: nothing to do.
-        if paused and os.path.isfile(os.path.join(bundle, MANIFEST)):
-            try:
-                manifest = read_manifest(bundle)
-            except MigrationError:
-                manifest = None
-            if manifest and (manifest.get('container') or {}).get('id') == cid:
-                self.result.update(self.summary(manifest, 'paused', method=manifest.get('method')))
-                self.result['timings'] = manifest.get('timings', {})
-                self.result['config'] = manifest.get('container')
-                return
-
-        image = {}
-        try:
-            image = self.client.get('/images/%s/json' % inspect.get('Image'))
-        except DockerError as exc:
-            self.fail('Cannot inspect the image of %s: %s' % (self.p['container'], exc))
-        try:
-            captured = capture_config(inspect, image)
-        except MigrationError as exc:
-            self.fail(str(exc))
-        if not captured['image_digest_ref']:
-            self.fail('The image %s of %s has no registry digest; push it to a registry the target host can '
-                      'pull from (CRIU restores only into byte-identical files).' % (captured['image'], captured['name']))
-        if captured['graph_driver'] != 'overlay2':
-            self.fail('Storage driver %r is not supported; the writable layer is captured from overlay2 only.'
-                      % captured['graph_driver'])
-        for vol in named_volumes(captured):
-            if (vol.get('driver') or 'local') != 'local':
-                self.fail('Volume %s uses driver %s; only local volumes are migrated.' % (vol['name'], vol['driver']))
-
-        criu = self.find_criu()
-        runc = self.p['runc_path'] or self.module.get_bin_path('runc', opt_dirs=SBIN_DIRS)
-        if not runc:
-            self.fail('runc was not found on this host; set runc_path.')
-        if not (os.path.isfile(runc) and os.access(runc, os.X_OK)):
-            self.fail('runc_path %s is not an executable file.' % runc)
-        runc_root = self.p['runc_root'] or find_runc_root(cid)
-        if not runc_root:
-            self.fail('The runc state of container %s was not found; set runc_root to the engine\'s runc '
-                      'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
-        self.result['precopy'] = self.precopy_status(criu, lazy=bool(lazy))
+            raise MtdError('Container %s is not running (status %s); only a running container can be checkpointed.'
+                           % (self.p['container'], state.get('Status')))
+        paused = bool(state.get('Paused'))
+        if paused and self.already_done(bundle, cid):
+            return None
+        captured = self.capture(inspect)
+        plan = {'bundle': bundle, 'name': name, 'cid': cid, 'paused': paused, 'captured': captured,
+                'criu': self.usable_criu(), 'runc': find_runc(self.module, self.p['runc_path']),
+                'runc_root': self.p['runc_root'] or find_runc_root(cid)}
+        if not plan['runc_root']:
+            raise MtdError('The runc state of container %s was not found; set runc_root to the engine\'s runc '
+                           'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
+        self.result['precopy'] = self.precopy_status(plan['criu'], lazy=bool(self.p['lazy_pages']))
         self.result['method'] = 'runc'
         self.result['changed'] = True
         self.result['config'] = captured
-        pid = (inspect.get('State') or {}).get('Pid')
+        pid = state.get('Pid')
         self.result['memory_bytes'] = memory_usage_of_pid(pid) if pid else None
-        if self.module.check_mode:
+        if self.mod.check_mode:
             self.result['container'] = {'id': cid, 'name': captured['name'],
                                         'image_digest_ref': captured['image_digest_ref'], 'state': 'running'}
-            return
+        return plan
 
-        timings = {}
-        t_all = time.time()
-        channel = None
-        if self.p['send']:
-            # the receiver must be there, and take us, before anything is frozen
-            t = time.time()
-            channel = self.open_channel()
-            timings['connect'] = round(time.time() - t, 4)
+    def already_done(self, bundle, cid):
+        """A finished checkpoint of this container, still frozen: nothing to do (its summary is the result)."""
+        if not os.path.isfile(os.path.join(bundle, MANIFEST)):
+            return False
         try:
-            remove_tree(bundle)
-            make_private_dir(bundle)
-            lazy_dir = self.prepare_lazy(bundle, captured['name']) if lazy else None
-        except (OSError, CriuError) as exc:
-            self.close_channel(channel)
-            remove_tree(bundle)
-            self.fail('Cannot create the checkpoint directory %s: %s' % (bundle, exc))
-        t = time.time()
-        if not paused:
-            try:
-                self.client.post('/containers/%s/pause' % cid)
-            except DockerError as exc:
-                self.close_channel(channel)
-                remove_tree(bundle)
-                self.fail('Cannot freeze %s: %s' % (captured['name'], exc))
-        timings['freeze'] = round(time.time() - t, 4)
-        self.result['frozen_at'] = None if paused else round(time.time(), 4)
+            manifest = read_manifest(bundle)
+        except MigrationError:
+            return False
+        if (manifest.get('container') or {}).get('id') != cid:
+            return False
+        self.result.update(self.summary(manifest, 'paused', method=manifest.get('method')))
+        self.result['timings'] = manifest.get('timings', {})
+        self.result['config'] = manifest.get('container')
+        return True
 
+    def capture(self, inspect):
+        """The container's configuration, refused when it cannot be migrated faithfully."""
         try:
-            t = time.time()
-            if lazy:
-                self.dump_lazy(runc, runc_root, criu.path, cid, bundle, lazy_dir)
-            else:
-                self.dump(runc, runc_root, criu.path, cid, bundle)
-            timings['dump'] = round(time.time() - t, 4)
-            t = time.time()
-            upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
-            if not upper or not os.path.isdir(upper):
-                raise MigrationError('The writable layer of %s (%s) is not readable on this host.' % (captured['name'], upper))
-            tar_create(upper, os.path.join(bundle, ROOTFS_DIFF), xattrs=True)
-            timings['rootfs'] = round(time.time() - t, 4)
-            t = time.time()
-            vols = named_volumes(captured)
-            if vols:
-                make_private_dir(os.path.join(bundle, VOLUMES_DIR))
-            for vol in vols:
-                tar_create(vol['source'], os.path.join(bundle, VOLUMES_DIR, vol['name'] + '.tar'))
-            timings['volumes'] = round(time.time() - t, 4)
-            restrict_tree(bundle)
-            extra = {'method': 'runc', 'checkpoint': name, 'precopy': self.result['precopy']}
-            if lazy:
-                extra['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'source_cert': LAZY_CERT}
-            if self.p['send']:
-                # hashed while the other files stream; sent last (see transfer())
-                manifest_job = ManifestJob(bundle, captured, extra)
-            else:
-                t = time.time()
-                manifest = write_manifest(bundle, captured, extra=extra)
-                timings['manifest'] = round(time.time() - t, 4)
-        except (MigrationError, OSError) as exc:
-            # Leave the container as it was found: resume it if this module froze it (a page server
-            # that may hold its tasks is ended first, the container kept frozen meanwhile).
-            self.close_channel(channel)
-            log = read_tail(os.path.join(lazy_dir or bundle, 'work', 'dump.log'))
-            if lazy_dir:
-                self.end_page_server(lazy_dir, inspect)
-                remove_tree(lazy_dir)
-            if not paused:
-                self.resume(cid)
-            remove_tree(bundle)
-            details = getattr(exc, 'details', {})
-            self.fail(str(exc), criu_log=log or details.get('criu_log', ''))
+            image = self.client.get('/images/%s/json' % inspect.get('Image'))
+        except DockerError as exc:
+            raise MtdError('Cannot inspect the image of %s: %s' % (self.p['container'], exc))
+        captured = capture_config(inspect, image)
+        if not captured['image_digest_ref']:
+            raise MtdError('The image %s of %s has no registry digest; push it to a registry the target host can '
+                           'pull from (CRIU restores only into byte-identical files).' % (captured['image'], captured['name']))
+        if captured['graph_driver'] != 'overlay2':
+            raise MtdError('Storage driver %r is not supported; the writable layer is captured from overlay2 only.'
+                           % captured['graph_driver'])
+        for vol in named_volumes(captured):
+            if (vol.get('driver') or 'local') != 'local':
+                raise MtdError('Volume %s uses driver %s; only local volumes are migrated.' % (vol['name'], vol['driver']))
+        return captured
 
-        if self.p['send']:
-            t = time.time()
-            self.transfer(bundle, channel, late=(MANIFEST, manifest_job.wait))
-            timings['send'] = round(time.time() - t, 4)
-            manifest = manifest_job.manifest
-            timings['manifest'] = manifest_job.seconds
-            if not self.p['send']['keep']:
-                remove_tree(bundle)
-                self.result['bundle_removed'] = True
-        if self.p['leave_running'] and not paused:
-            t = time.time()
-            self.resume(cid)
-            timings['resume'] = round(time.time() - t, 4)
-        timings['total'] = round(time.time() - t_all, 4)
-        manifest['timings'] = timings
-        after = 'running' if self.p['leave_running'] and not paused else 'paused'
-        self.result.update(self.summary(manifest, after, method='runc'))
-        self.result['timings'] = timings
-
-    def open_channel(self):
-        opts = self.p['send']
-        try:
-            return connect(opts['address'], opts['port'], opts['token'],
-                           connect_timeout=opts['connect_timeout'], io_timeout=self.p['timeout'])
-        except TransferError as exc:
-            self.fail('No checkpoint was made, the container was not frozen: %s.' % exc)
-
-    @staticmethod
-    def close_channel(channel):
-        if channel is not None:
-            channel.close()
-
-    def transfer(self, bundle, channel, late=None):
-        opts = self.p['send']
-        compression, choice = choose_compression(bundle, opts['compression'])
-        try:
-            self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
-                                                  compression=compression,
-                                                  connect_timeout=opts['connect_timeout'],
-                                                  io_timeout=self.p['timeout'], late=late, channel=channel)
-        except TransferError as exc:
-            self.fail('Sending the checkpoint failed: %s.' % exc)
-        self.result['transfer']['compression_choice'] = choice
-
-    def find_criu(self):
+    def usable_criu(self):
         try:
             path = find_criu(self.module, self.p['criu_path'])
         except CriuError as exc:
-            self.fail('CRIU was not found on this host: %s' % exc)
+            raise MtdError('CRIU was not found on this host: %s' % exc)
         if not path:
-            self.fail('CRIU was not found on this host (install CRIU >= 4.1, or set criu_path).')
+            raise MtdError('CRIU was not found on this host (install CRIU >= 4.1, or set criu_path).')
+        criu = Criu(path)
         try:
-            criu = Criu(self.module, path)
             ok, out = criu.check()
         except CriuError as exc:
-            self.fail('CRIU is not usable on this host: %s' % exc)
+            raise MtdError('CRIU is not usable on this host: %s' % exc)
         if not ok:
-            self.fail('"criu check" fails on this host, so no checkpoint can be made: %s' % out)
+            raise MtdError('"criu check" fails on this host, so no checkpoint can be made: %s' % out)
         return criu
 
     def precopy_status(self, criu, lazy=False):
@@ -638,28 +563,101 @@ class Checkpointer:
                           'Dirty tracking is OFF), so iterative pre-copy is impossible; %s'
                           % ('post-copy (lazy pages) was used instead' if lazy else 'stop-and-copy was used')}
 
-    def dump(self, runc, runc_root, criu_path, cid, bundle):
-        images = os.path.join(bundle, CRIU_DIR)
-        work = os.path.join(bundle, 'work')
-        make_private_dir(images)
-        make_private_dir(work)
-        cmd = [runc, '--root', runc_root, '--criu', criu_path, 'checkpoint', '--image-path', images,
-               '--work-path', work, '--leave-running', cid]
-        # runc hands CRIU /etc/criu/runc.conf: wait until no restore of ours has CRIU options in it.
+    def open_channel(self):
+        """The receiver must be there, and take us, before anything is frozen."""
+        opts = self.p['send']
+        with self.phase('connect'):
+            try:
+                return connect(opts['address'], opts['port'], opts['token'],
+                               connect_timeout=opts['connect_timeout'], io_timeout=self.p['timeout'])
+            except TransferError as exc:
+                raise MtdError('No checkpoint was made, the container was not frozen: %s.' % exc)
+
+    def prepare(self, plan, undo):
+        bundle = plan['bundle']
         try:
-            with RuncCriuOptions(owner='mtd.containers.checkpoint (pid %d)' % os.getpid(),
-                                 timeout=self.p['timeout']):
-                rc, out, err = run(cmd, timeout=self.p['timeout'])
-        except (CriuError, OSError) as exc:
-            raise MigrationError('CRIU could not dump the container: %s' % exc)
-        if rc != 0:
-            raise MigrationError('CRIU could not dump the container (runc checkpoint rc=%d): %s'
-                                 % (rc, tail(err or out, 5)), criu_log=read_tail(os.path.join(work, 'dump.log')))
-        # dump.log stays out of the bundle's images but is kept for the record
-        log = os.path.join(work, 'dump.log')
-        if os.path.exists(log):
-            os.rename(log, os.path.join(bundle, 'dump.log'))
-        remove_tree(work)
+            remove_tree(bundle)
+            make_private_dir(bundle)
+            if self.p['lazy_pages']:
+                undo.lazy_dir = self.prepare_lazy(bundle, plan['captured']['name'])
+        except (OSError, MtdError) as exc:
+            raise MtdError('Cannot create the checkpoint directory %s: %s' % (bundle, exc))
+
+    def freeze(self, plan, undo):
+        with self.phase('freeze'):
+            if not plan['paused']:
+                try:
+                    self.client.post('/containers/%s/pause' % plan['cid'])
+                except DockerError as exc:
+                    raise MtdError('Cannot freeze %s: %s' % (plan['captured']['name'], exc))
+                undo.frozen = True
+        self.result['frozen_at'] = None if plan['paused'] else round(time.time(), 4)
+
+    def dump(self, plan, lazy_dir):
+        bundle = plan['bundle']
+        images = os.path.join(bundle, CRIU_DIR)
+        runc = Runc(plan['runc'], plan['runc_root'], plan['criu'].path, owner='mtd.containers.checkpoint')
+        with self.phase('dump'):
+            make_private_dir(images)
+            if lazy_dir:
+                self.dump_lazy(runc, plan, images, lazy_dir)
+                return
+            work = os.path.join(bundle, 'work')
+            make_private_dir(work)
+            runc.checkpoint(plan['cid'], images, work, timeout=self.p['dump_timeout'])
+            # dump.log stays out of the bundle's images but is kept for the record
+            log = os.path.join(work, 'dump.log')
+            if os.path.exists(log):
+                os.rename(log, os.path.join(bundle, 'dump.log'))
+            remove_tree(work)
+
+    def package(self, plan):
+        """The writable layer and the volumes into the bundle, then the manifest (with send: a job that
+        hashes while the other files stream, sent last)."""
+        bundle, captured = plan['bundle'], plan['captured']
+        with self.phase('rootfs'):
+            upper = ((self.inspected.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
+            pack_rootfs(bundle, upper, captured['name'])
+        with self.phase('volumes'):
+            pack_volumes(bundle, named_volumes(captured))
+        restrict_tree(bundle)
+        extra = {'method': 'runc', 'checkpoint': plan['name'], 'precopy': self.result['precopy']}
+        lazy = self.p['lazy_pages']
+        if lazy:
+            extra['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'source_cert': LAZY_CERT}
+        if self.p['send']:
+            return ManifestJob(bundle, captured, extra)
+        with self.phase('manifest'):
+            self.manifest = write_manifest(bundle, captured, extra=extra)
+        return None
+
+    def send(self, bundle, channel, manifest_job):
+        opts = self.p['send']
+        compression, choice = choose_compression(bundle, opts['compression'])
+        with self.phase('send'):
+            try:
+                self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
+                                                      compression=compression, connect_timeout=opts['connect_timeout'],
+                                                      io_timeout=self.p['timeout'], late=(MANIFEST, manifest_job.wait),
+                                                      channel=channel)
+            except TransferError as exc:
+                raise MtdError('Sending the checkpoint failed: %s.' % exc)
+        self.result['transfer']['compression_choice'] = choice
+        self.manifest = manifest_job.manifest
+        self.timings['manifest'] = manifest_job.seconds
+        if not opts['keep']:
+            remove_tree(bundle)
+            self.result['bundle_removed'] = True
+
+    def finish(self, plan, started):
+        resume = self.p['leave_running'] and not plan['paused']
+        if resume:
+            with self.phase('resume'):
+                self.resume(plan['cid'])
+        self.timings['total'] = round(time.time() - started, 4)
+        self.manifest['timings'] = self.timings
+        self.result.update(self.summary(self.manifest, 'running' if resume else 'paused', method='runc'))
+        self.result['timings'] = self.timings
 
     # -- post-copy ---------------------------------------------------------------------------------
 
@@ -669,46 +667,23 @@ class Checkpointer:
         lazy_dir = bundle + LAZY_DIR_SUFFIX
         remove_tree(lazy_dir)
         make_private_dir(lazy_dir)
-        make_tls_identity(os.path.join(lazy_dir, 'tls'), 'mtd-source-' + name,
-                          self.module.run_command)
-        peer = os.path.join(lazy_dir, 'tls', 'peer.pem')
-        with open(peer, 'w') as handle:
-            handle.write(self.p['lazy_pages']['peer_cert'])
+        make_tls_identity(os.path.join(lazy_dir, 'tls'), 'mtd-source-' + name)
+        atomic_write(os.path.join(lazy_dir, 'tls', 'peer.pem'), self.p['lazy_pages']['peer_cert'], mode=0o600,
+                     fsync=False)
         make_private_dir(os.path.join(lazy_dir, 'work'))
         return lazy_dir
 
-    def dump_lazy(self, runc, runc_root, criu_path, cid, bundle, lazy_dir):
+    def dump_lazy(self, runc, plan, images, lazy_dir):
         """runc checkpoint --lazy-pages: returns once the page server is ready; it keeps running."""
         opts = self.p['lazy_pages']
-        images = os.path.join(bundle, CRIU_DIR)
-        work = os.path.join(lazy_dir, 'work')
-        make_private_dir(images)
         tls = os.path.join(lazy_dir, 'tls')
-        # runc keeps only the port of --page-server in lazy mode; "address" in runc.conf binds the page
-        # server to the given address instead of every interface.
-        options = dict(lazy_tls_options(os.path.join(tls, 'peer.pem'), os.path.join(tls, 'cert.pem'),
-                                        os.path.join(tls, 'key.pem')), address=opts['address'])
-
-        def argv(fd):
-            return [runc, '--root', runc_root, '--criu', criu_path, 'checkpoint', '--image-path', images,
-                    '--work-path', work, '--leave-running', '--lazy-pages',
-                    '--page-server', '%s:%d' % (opts['address'], opts['port']), '--status-fd', str(fd), cid]
-        try:
-            with RuncCriuOptions(options, owner='mtd.containers.checkpoint (pid %d)' % os.getpid(),
-                                 timeout=self.p['timeout']):
-                proc, state = spawn_until_ready(argv, opts['ready_timeout'], os.path.join(lazy_dir, 'runc.log'),
-                                                detach=True)
-                with open(os.path.join(lazy_dir, 'runc.pid'), 'w') as handle:
-                    handle.write('%d\n' % proc.pid)
-        except (CriuError, OSError) as exc:
-            raise MigrationError('CRIU could not start the lazy dump: %s' % exc)
-        if state != 'ready':
-            why = ('runc exited with rc %s' % proc.wait() if state == 'exited'
-                   else 'no answer within %s s' % opts['ready_timeout'])
-            raise MigrationError('CRIU\'s lazy dump did not get ready (%s): %s' % (
-                why, tail(read_tail(os.path.join(lazy_dir, 'runc.log')), 5)),
-                criu_log=read_tail(os.path.join(work, 'dump.log')))
-        shutil.copy2(os.path.join(tls, 'cert.pem'), os.path.join(bundle, LAZY_CERT))
+        proc = runc.checkpoint_lazy(
+            plan['cid'], images, os.path.join(lazy_dir, 'work'), opts['address'], opts['port'],
+            lazy_tls_options(os.path.join(tls, 'peer.pem'), os.path.join(tls, 'cert.pem'), os.path.join(tls, 'key.pem')),
+            ready_timeout=opts['ready_timeout'], log_path=os.path.join(lazy_dir, 'runc.log'),
+            pid_path=os.path.join(lazy_dir, 'runc.pid'), timeout=self.p['dump_timeout'])
+        with open(os.path.join(tls, 'cert.pem'), 'rb') as handle:
+            atomic_write(os.path.join(plan['bundle'], LAZY_CERT), handle.read(), mode=0o600, fsync=False)
         self.result['lazy_pages'] = {'pid': proc.pid, 'address': opts['address'], 'port': opts['port'],
                                      'dir': lazy_dir}
 
@@ -757,25 +732,17 @@ class Checkpointer:
 
     @staticmethod
     def summary(manifest, after, method=None):
-        files = manifest.get('files') or []
-        part = {'criu': 0, 'rootfs': 0, 'volumes': 0}
-        for f in files:
-            if f['path'].startswith(CRIU_DIR + '/'):
-                part['criu'] += f['size']
-            elif f['path'] == ROOTFS_DIFF:
-                part['rootfs'] += f['size']
-            elif f['path'].startswith(VOLUMES_DIR + '/'):
-                part['volumes'] += f['size']
-        part['total'] = sum(f['size'] for f in files)
         c = manifest.get('container') or {}
         return {
             'container': {'id': c.get('id'), 'name': c.get('name'), 'image_digest_ref': c.get('image_digest_ref'),
                           'state': after},
-            'files': len(files),
-            'bytes': part,
+            'files': len(manifest.get('files') or []),
+            'bytes': part_bytes(manifest),
             'precopy': manifest.get('precopy'),
             'method': method,
         }
+
+    # -- state=absent ------------------------------------------------------------------------------
 
     def run_absent(self):
         info = self.client.info()
@@ -785,16 +752,15 @@ class Checkpointer:
             try:
                 name = 'mtd-' + self.client.inspect_container(self.p['container'])['Id'][:12]
             except DockerError:
-                self.fail('Give name: the container %r is gone, so the default name cannot be derived.'
-                          % self.p['container'])
+                raise MtdError('Give name: the container %r is gone, so the default name cannot be derived.'
+                               % self.p['container'])
         check_name(name, 'Checkpoint name')
         bundle = os.path.join(self.p['dest'] or default_dest(data_root), name)
         self.result['bundle'] = bundle
         lazy_dir = bundle + LAZY_DIR_SUFFIX
-        for path in (bundle, lazy_dir):
-            if os.path.lexists(path):
-                self.result['changed'] = True
-        if self.module.check_mode:
+        if any(os.path.lexists(path) for path in (bundle, lazy_dir)):
+            self.result['changed'] = True
+        if self.mod.check_mode:
             return
         if os.path.isdir(lazy_dir):
             try:
@@ -803,49 +769,20 @@ class Checkpointer:
                 inspect = {}
             self.result['page_server'] = self.end_page_server(lazy_dir, inspect)
             remove_tree(lazy_dir)
-        if os.path.lexists(bundle):
-            remove_tree(bundle)
+        remove_tree(bundle)
+
+
+def run(mod) -> Optional[Dict[str, Any]]:
+    worker = Checkpointer(mod)
+    if mod.params['state'] == 'absent':
+        worker.run_absent()
+    else:
+        worker.run_present()
+    return None
 
 
 def main():
-    argument_spec = docker_argument_spec()
-    argument_spec.update(
-        container=dict(type='str', required=True),
-        name=dict(type='str'),
-        dest=dict(type='path'),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        leave_running=dict(type='bool', default=False),
-        runc_path=dict(type='path'),
-        runc_root=dict(type='path'),
-        criu_path=dict(type='path'),
-        send=dict(type='dict', options=dict(
-            address=dict(type='str', required=True),
-            port=dict(type='int', required=True),
-            token=dict(type='str', required=True, no_log=True),
-            compression=dict(type='str', default='auto', choices=['auto', 'zstd', 'gzip', 'none']),
-            connect_timeout=dict(type='int', default=60),
-            keep=dict(type='bool', default=False),
-        )),
-        lazy_pages=dict(type='dict', options=dict(
-            address=dict(type='str', required=True),
-            port=dict(type='int', required=True),
-            peer_cert=dict(type='str', required=True),
-            ready_timeout=dict(type='int', default=60),
-        )),
-    )
-    argument_spec['timeout'] = dict(type='int', default=300)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    worker = Checkpointer(module)
-    try:
-        if module.params['state'] == 'absent':
-            worker.run_absent()
-        else:
-            worker.run_present()
-    except MigrationError as exc:
-        worker.fail(str(exc))
-    except DockerError as exc:
-        worker.fail('Docker engine error: %s' % exc)
-    module.exit_json(**worker.result)
+    run_module(run, ARGUMENT_SPEC, docker=True, required_by=REQUIRED_BY)
 
 
 if __name__ == '__main__':

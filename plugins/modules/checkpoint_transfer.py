@@ -24,6 +24,7 @@ description:
   - The stream is B(not encrypted). Checkpoint data holds process memory, so use it on a trusted
     network between the hosts, or inside a tunnel.
 extends_documentation_fragment:
+  - mtd.containers.transfer
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
 attributes:
@@ -47,39 +48,6 @@ options:
       - V(receive) - the directory to create with the received bundle (replaced if it exists).
     type: path
     required: true
-  address:
-    description:
-      - V(receive) - the address to listen on (the target's address as the source reaches it).
-      - V(send) - the receiver's address.
-    type: str
-    required: true
-  port:
-    description: TCP port of the receiver.
-    type: int
-    required: true
-  token:
-    description:
-      - Shared secret of this transfer, at least 16 characters. Use a fresh random value per migration.
-    type: str
-    required: true
-  compression:
-    description:
-      - Compression of the stream, chosen by the sender. V(auto) deflates a few samples of the bundle's
-        largest file and sends data that does not shrink to 90 % as it is; otherwise it takes V(zstd)
-        when the C(zstd) binary is present, else V(gzip).
-    type: str
-    choices: [auto, zstd, gzip, none]
-    default: auto
-  timeout:
-    description:
-      - V(receive) - seconds to wait for a sender and the whole transfer.
-      - V(send) - seconds allowed for the transfer once connected.
-    type: int
-    default: 600
-  connect_timeout:
-    description: V(send) only - seconds to keep retrying the connection while the receiver starts.
-    type: int
-    default: 60
 notes:
   - The receiver must be reachable from the source on O(port).
 requirements:
@@ -171,77 +139,67 @@ receiver:
 """
 
 import os
+from typing import Any, Dict
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     TransferError,
+    check_transfer_options,
     choose_compression,
     probe_listen,
     receive,
     send,
+    transfer_spec,
+)
+
+ARGUMENT_SPEC = transfer_spec(
+    mode=dict(type='str', required=True, choices=['receive', 'send']),
+    path=dict(type='path', required=True),
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            mode=dict(type='str', required=True, choices=['receive', 'send']),
-            path=dict(type='path', required=True),
-            address=dict(type='str', required=True),
-            port=dict(type='int', required=True),
-            token=dict(type='str', required=True, no_log=True),
-            compression=dict(type='str', default='auto', choices=['auto', 'zstd', 'gzip', 'none']),
-            timeout=dict(type='int', default=600),
-            connect_timeout=dict(type='int', default=60),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    if len(p['token']) < 16:
-        module.fail_json(msg='token must be at least 16 characters long.')
-    if not 0 < p['port'] < 65536:
-        module.fail_json(msg='port must be between 1 and 65535, got %s.' % p['port'])
-    if p['timeout'] <= 0 or p['connect_timeout'] <= 0:
-        module.fail_json(msg='timeout and connect_timeout must be positive.')
-    result = {'changed': False, 'bundle': p['path'], 'mode': p['mode']}
+def run_send(mod) -> Dict[str, Any]:
+    p = mod.params
+    if not os.path.isdir(p['path']) or not os.path.isfile(os.path.join(p['path'], 'manifest.json')):
+        raise MtdError('%s is not a checkpoint bundle (no manifest.json).' % p['path'])
+    compression, choice = choose_compression(p['path'], p['compression'])
+    if p['compression'] not in ('auto', compression):
+        raise MtdError('Compression %s was asked for but its binary is not installed on this host.' % p['compression'])
+    mod.result.update(compression=compression, compression_choice=choice)
+    if mod.check_mode:
+        return {'changed': True}
+    try:
+        stats = send(p['path'], p['address'], p['port'], p['token'], compression=compression,
+                     connect_timeout=p['connect_timeout'], io_timeout=p['timeout'])
+    except TransferError as exc:
+        raise MtdError('Sending the checkpoint failed: %s.' % exc)
+    return dict(stats, changed=True)
 
-    if p['mode'] == 'send':
-        if not os.path.isdir(p['path']) or not os.path.isfile(os.path.join(p['path'], 'manifest.json')):
-            module.fail_json(msg='%s is not a checkpoint bundle (no manifest.json).' % p['path'], **result)
-        compression, choice = choose_compression(p['path'], p['compression'])
-        if p['compression'] not in ('auto', compression):
-            module.fail_json(msg='Compression %s was asked for but its binary is not installed on this host.'
-                             % p['compression'], **result)
-        result['compression'] = compression
-        result['compression_choice'] = choice
-        if module.check_mode:
-            result['changed'] = True
-            module.exit_json(**result)
-        try:
-            stats = send(p['path'], p['address'], p['port'], p['token'], compression=compression,
-                         connect_timeout=p['connect_timeout'], io_timeout=p['timeout'])
-        except TransferError as exc:
-            module.fail_json(msg='Sending the checkpoint failed: %s.' % exc, **result)
-        result.update(stats)
-        result['changed'] = True
-        module.exit_json(**result)
 
-    # receive
-    if module.check_mode:
+def run_receive(mod) -> Dict[str, Any]:
+    p = mod.params
+    if mod.check_mode:
         try:
             probe_listen(p['address'], p['port'])
         except TransferError as exc:
-            module.fail_json(msg='%s.' % str(exc).capitalize(), **result)
-        result['changed'] = True
-        module.exit_json(**result)
+            raise MtdError('%s.' % str(exc).capitalize())
+        return {'changed': True}
     try:
         stats = receive(p['path'], p['address'], p['port'], p['token'], timeout=p['timeout'])
     except TransferError as exc:
-        module.fail_json(msg='Receiving the checkpoint failed: %s.' % exc, **result)
-    result.update(stats)
-    result['changed'] = True
-    module.exit_json(**result)
+        raise MtdError('Receiving the checkpoint failed: %s.' % exc)
+    return dict(stats, changed=True)
+
+
+def run(mod) -> Dict[str, Any]:
+    check_transfer_options(mod.params)
+    mod.result.update(bundle=mod.params['path'], mode=mod.params['mode'])
+    return run_send(mod) if mod.params['mode'] == 'send' else run_receive(mod)
+
+
+def main():
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

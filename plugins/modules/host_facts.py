@@ -464,7 +464,7 @@ class HostFactsCollector:
         if not path:
             return facts
         facts['path'] = path
-        criu = Criu(self.module, path)
+        criu = Criu(path)
         try:
             facts['version'] = criu.version()
         except CriuError as exc:

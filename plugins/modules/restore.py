@@ -35,6 +35,7 @@ description:
     C(mtd.migration.source_id).
 extends_documentation_fragment:
   - mtd.containers.docker
+  - mtd.containers.transfer.receive
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
 attributes:
@@ -161,32 +162,6 @@ options:
     description: Seconds the restored container may take to get all of its memory from the source (post-copy).
     type: int
     default: 300
-  receive:
-    description:
-      - With O(state=started), receive the bundle here first, from M(mtd.containers.checkpoint) with
-        O(mtd.containers.checkpoint#module:send) or M(mtd.containers.checkpoint_transfer) O(mtd.containers.checkpoint_transfer#module:mode=send).
-        The stream is authenticated with the token and checked end to end (HMAC-SHA256); the bundle
-        appears at O(bundle) complete and stamped, or not at all.
-      - A O(state=absent) run of the same migration calls the wait off (within a fifth of a second).
-      - In check mode only whether the address can be listened on is checked.
-    type: dict
-    suboptions:
-      address:
-        description: Address to listen on (an address of this host that the source host reaches).
-        type: str
-        required: true
-      port:
-        description: TCP port to listen on.
-        type: int
-        required: true
-      token:
-        description: The transfer's shared secret, at least 16 characters (the same on the sender).
-        type: str
-        required: true
-      timeout:
-        description: Seconds to wait for a sender and its whole stream.
-        type: int
-        default: 600
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
@@ -309,11 +284,26 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any, Dict, Optional
 from urllib.parse import quote
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.mtd.containers.plugins.module_utils._common import acquire_lock, process_argv, read_pid
+from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
+    CRIU_DIR,
+    LAZY_CERT,
+    check_name,
+    checkpoint_dir,
+    read_manifest,
+    sha256_file,
+    unpack_rootfs,
+    unpack_volume,
+    verify_manifest,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._common import (
+    MtdError,
+    acquire_lock,
+    process_argv,
+    read_pid,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     RuncCriuOptions,
@@ -321,42 +311,61 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     lazy_tls_options,
     log_seconds,
     make_tls_identity,
-    option_args,
-    spawn_until_ready,
+    restore_options,
+    start_from_checkpoint,
+    start_lazy_pages_daemon,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._docker import (
-    DockerError,
-    client_from_module,
-    docker_argument_spec,
-)
-from ansible_collections.mtd.containers.plugins.module_utils._migration import (
-    CRIU_DIR,
-    LABEL_ID,
-    LAZY_CERT,
-    ROOTFS_DIFF,
-    VOLUMES_DIR,
-    MigrationError,
-    bind_mounts,
-    check_name,
-    checkpoint_dir,
-    create_body,
-    migration_labels,
+from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
+from ansible_collections.mtd.containers.plugins.module_utils._files import (
+    atomic_write,
     move_tree,
-    named_volumes,
-    read_manifest,
     read_tail,
     remove_tree,
-    sha256_file,
-    tar_extract,
     tmpfs_free_bytes,
-    verify_manifest,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    LABEL_ID,
+    MigrationError,
+    bind_mounts,
+    create_body,
+    migration_labels,
+    named_volumes,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    RECEIVER,
     TransferError,
+    check_transfer_options,
     probe_listen,
     read_stamp,
     receive,
+    transfer_spec,
 )
+
+ARGUMENT_SPEC = dict(
+    migration_id=dict(type='str', required=True),
+    state=dict(type='str', default='started', choices=['prepared', 'started', 'absent']),
+    bundle=dict(type='path'),
+    config=dict(type='dict'),
+    name=dict(type='str'),
+    source_host=dict(type='str'),
+    health_cmd=dict(type='list', elements='str'),
+    health_timeout=dict(type='int', default=30),
+    registry_auth=dict(type='dict', options=dict(
+        username=dict(type='str', required=True),
+        password=dict(type='str', required=True, no_log=True),
+    )),
+    keep_bundle=dict(type='bool', default=False),
+    wait_for_bundle=dict(type='int', default=0),
+    lazy_pages=dict(type='bool', default=False),
+    lazy_timeout=dict(type='int', default=300),
+    receive=dict(type='dict', options=transfer_spec(RECEIVER)),
+    image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
+    verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
+    expected_bytes=dict(type='int', default=0),
+)
+REQUIRED_IF = [('state', 'prepared', ('config',))]
+# receive and wait_for_bundle exclude each other only when wait_for_bundle is not 0 (its default): a hand check.
 
 DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore
 CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU images (image_delivery=direct)
@@ -377,24 +386,23 @@ RESTORE_LOG_GLOBS = [
 
 
 class Restorer:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.client = client_from_module(module)
-        self.result = {'changed': False}
-        self.timings = {}
+    """One run of the module: ``run_prepared``, ``run_started`` (validate → receive/wait → verify → lay back
+    layer and volumes → place → start → health) or ``run_absent``."""
+
+    def __init__(self, mod):
+        self.mod = mod
+        self.module = mod.module
+        self.p = mod.params
+        self.client = mod.docker
+        self.result: Dict[str, Any] = mod.result
+        self.timings: Dict[str, Any] = {}
+        mod.add_failure_details(lambda: {'timings': self.timings} if self.timings else {})
         info = self.client.info()
         self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
         self.experimental = bool(info.get('ExperimentalBuild'))
         self.migration_id = check_name(self.p['migration_id'], 'migration_id')
-        opts = self.p['receive']
-        if opts:
-            if len(opts['token']) < 16:
-                raise MigrationError('receive.token must be at least 16 characters long.')
-            if not 0 < opts['port'] < 65536:
-                raise MigrationError('receive.port must be between 1 and 65535, got %s.' % opts['port'])
-            if opts['timeout'] <= 0:
-                raise MigrationError('receive.timeout must be positive.')
+        if self.p['receive']:
+            check_transfer_options(self.p['receive'], 'receive.')
             if self.p['wait_for_bundle']:
                 raise MigrationError('receive and wait_for_bundle exclude each other (the receiver does the waiting).')
         # Where a bundle of this migration can be: in memory (tmpfs) or below the engine's data root.
@@ -408,7 +416,7 @@ class Restorer:
             self.bundle = next((c for c in self.candidates if os.path.lexists(c)), self.candidates[-1])
         self.result['bundle'] = self.bundle
         self._lock = None
-        self._criu = None
+        self._criu: Optional[str] = None
 
     def choose_bundle_dir(self):
         """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
@@ -430,11 +438,9 @@ class Restorer:
         self.result['bundle_location'] = {'tmpfs': where == self.candidates[0], 'reason': reason}
         return where
 
-    def fail(self, msg, **kw):
-        self.result.update(kw)
-        if self.timings:
-            self.result['timings'] = self.timings
-        self.module.fail_json(msg=msg, **self.result)
+    def fail(self, msg, **details):
+        """End the run as failed (raises): ``msg`` and ``details`` go into the failure result."""
+        raise MigrationError(msg, **details)
 
     def phase(self, name, started):
         self.timings[name] = round(time.time() - started, 4)
@@ -533,9 +539,7 @@ class Restorer:
                 'image': (inspect.get('Config') or {}).get('Image'), 'started_at': state.get('StartedAt')}
 
     def run_prepared(self):
-        captured = self.p['config']
-        if not captured:
-            self.fail('config is required with state=prepared (the "config" result of mtd.containers.checkpoint).')
+        captured = self.p['config']   # required_if: given with state=prepared
         inspect, changed = self.ensure_standby(captured)
         self.result['changed'] = changed
         if inspect:
@@ -552,7 +556,7 @@ class Restorer:
         try:
             if not (os.path.isfile(cert) and os.path.isfile(os.path.join(tls, 'key.pem'))):
                 remove_tree(tls)
-                make_tls_identity(tls, 'mtd-target-' + self.migration_id, self.module.run_command)
+                make_tls_identity(tls, 'mtd-target-' + self.migration_id)
             with open(cert) as handle:
                 return handle.read()
         except (CriuError, OSError) as exc:
@@ -601,57 +605,17 @@ class Restorer:
         return False
 
     def run_started(self):
-        if not self.module.check_mode:
-            try:
-                self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
-            except OSError as exc:
-                self.fail('Cannot take the lock %s: %s' % (self.lock_path, exc))
-            if self._lock is None:
-                self.fail('Another restore of migration %s runs on this host (it holds %s).'
-                          % (self.migration_id, self.lock_path))
+        self.take_lock()
         self.check_cancelled()
-        if self.p['receive']:
-            if self.receive_bundle():
-                return
-        elif self.p['wait_for_bundle'] > 0:
-            t = time.time()
-            deadline = t + self.p['wait_for_bundle']
-            while not os.path.exists(os.path.join(self.bundle, 'manifest.json')) and time.time() < deadline:
-                self.check_cancelled()
-                time.sleep(0.02)
-            self.phase('wait', t)
-        try:
-            manifest = read_manifest(self.bundle)
-        except MigrationError as exc:
-            name = self.p['name'] or (self.p['config'] or {}).get('name')
-            done = self.find(name) if name else None
-            if done and self.ours(done) and (done.get('State') or {}).get('Running'):
-                self.result['container'] = self.describe(done)
-                return
-            self.fail(str(exc))
+        if not self.arrive():
+            return
+        manifest = self.load_manifest()
+        if manifest is None:
+            return
         captured = manifest['container']
         name = self.container_name(captured)
-        existing = self.find(name)
-        if existing and self.ours(existing) and (existing.get('State') or {}).get('Running'):
-            self.result['container'] = self.describe(existing)
-            return
-        if existing and self.ours(existing) and (existing.get('State') or {}).get('Status') not in ('created',):
-            self.fail('Container %s of migration %s exists in state %s; remove it (state=absent) and retry.'
-                      % (name, self.migration_id, existing['State'].get('Status')))
-
-        t = time.time()
-        stamp = read_stamp(self.bundle) if self.p['verify'] == 'auto' else None
-        try:
-            self.result['bytes_verified'] = verify_manifest(self.bundle, manifest, hashes=not stamp)
-        except MigrationError as exc:
-            self.fail(str(exc), **exc.details)
-        self.result['verified'] = ('sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
-                                   if stamp else 'sha256')
-        self.phase('verify', t)
-        try:
-            delivery = self.choose_delivery()
-        except MigrationError as exc:
-            self.fail(str(exc))
+        self.verify(manifest)
+        delivery = self.choose_delivery()
         lazy = manifest.get('lazy_pages')
         if lazy:
             self.check_lazy(delivery)
@@ -660,78 +624,135 @@ class Restorer:
         if self.module.check_mode:
             return
         cid = inspect['Id']
+        cp_name = manifest.get('checkpoint') or self.migration_id
         try:
-            t = time.time()
-            upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
-            if (inspect.get('GraphDriver') or {}).get('Name') != 'overlay2' or not upper or not os.path.isdir(upper):
-                raise MigrationError('The standby container has no overlay2 writable layer on this host.')
-            tar_extract(os.path.join(self.bundle, ROOTFS_DIFF), upper, xattrs=True)
-            self.phase('layer', t)
-            t = time.time()
-            for vol in named_volumes(captured):
-                mountpoint = (self.volume(vol['name']) or {}).get('Mountpoint')
-                archive = os.path.join(self.bundle, VOLUMES_DIR, vol['name'] + '.tar')
-                if not mountpoint:
-                    raise MigrationError('Volume %s has no mount point on this host.' % vol['name'])
-                tar_extract(archive, mountpoint)
-            self.phase('volumes', t)
-            t = time.time()
-            cp_name = manifest.get('checkpoint') or self.migration_id
-            target = checkpoint_dir(self.data_root, cid, cp_name)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-            images = os.path.join(self.bundle, CRIU_DIR)
-            if delivery['used'] == 'direct':
-                runc_options = self.place_direct(images, target)
-                marker_file = DESCRIPTORS
-            else:
-                runc_options = None
-                self.result['place_method'] = move_tree(images, target)
-                marker_file = 'inventory.img'
-            self.phase('place', t)
+            self.lay_back(inspect, captured)
+            placed = self.place(cid, cp_name, delivery, bool(lazy))
         except (MigrationError, OSError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
-
         self.check_cancelled()
-        daemon = None
-        if lazy:
-            t = time.time()
-            daemon = self.start_lazy_daemon(lazy, images, runc_options['work-dir'])
-            runc_options['lazy-pages'] = True
-            self.phase('lazy_daemon', t)
-        t = time.time()
-        marker_path = os.path.join(target, marker_file)
-        marker = (marker_file, sha256_file(marker_path)) if os.path.isfile(marker_path) else None
-        before = set(engine_checkpoint_copies())
-        try:
-            with RuncCriuOptions(runc_options, owner='mtd.containers.restore %s (pid %d)'
-                                 % (self.migration_id, os.getpid())):
-                self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name})
-        except (DockerError, CriuError, OSError) as exc:
-            if daemon is not None:
-                stop_process(daemon)
-            self.phase('restore', t)
-            log = ''
-            patterns = [os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log')] + [
-                pattern.format(id=cid) for pattern in RESTORE_LOG_GLOBS]
-            for pattern in patterns:
-                for path in glob.glob(pattern, recursive=True):
-                    log = read_tail(path)
-            self.remove_engine_copies(before, marker)
-            self.fail('Starting %s from its checkpoint failed: %s' % (name, exc), criu_log=log)
-        self.phase('restore', t)
-        self.result['resumed_at'] = round(time.time(), 4)
-        if delivery['used'] == 'direct':
-            criu_seconds = log_seconds(os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log'))
-            if criu_seconds is not None:
-                self.timings['restore_criu'] = criu_seconds
-        self.remove_engine_copies(before, marker)
+        daemon = self.start(cid, name, cp_name, placed, lazy)
         if daemon is not None:
             t = time.time()
-            self.finish_lazy(daemon, lazy, runc_options['work-dir'])
+            self.finish_lazy(daemon, lazy, placed['options']['work-dir'])
             self.phase('lazy_fetch', t)
         t = time.time()
         self.wait_healthy(cid, name)
         self.phase('health', t)
+        self.clean_up(cid, cp_name)
+
+    def take_lock(self):
+        """One restore of this migration at a time (state=absent waits for it); released when the module ends."""
+        if self.module.check_mode:
+            return
+        try:
+            self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
+        except OSError as exc:
+            self.fail('Cannot take the lock %s: %s' % (self.lock_path, exc))
+        if self._lock is None:
+            self.fail('Another restore of migration %s runs on this host (it holds %s).'
+                      % (self.migration_id, self.lock_path))
+        self.mod.add_cleanup(self.release_lock)
+
+    def release_lock(self):
+        if self._lock is not None:
+            self._lock.close()   # the process exit would release it too
+            self._lock = None
+
+    def arrive(self):
+        """The bundle is here: received (receive), waited for (wait_for_bundle) or given. False when
+        check mode ends the run here."""
+        if self.p['receive']:
+            return not self.receive_bundle()
+        if self.p['wait_for_bundle'] > 0:
+            t = time.time()
+            deadline = t + self.p['wait_for_bundle']
+            while not os.path.exists(os.path.join(self.bundle, 'manifest.json')) and time.time() < deadline:
+                self.check_cancelled()
+                time.sleep(0.02)
+            self.phase('wait', t)
+        return True
+
+    def load_manifest(self):
+        """The bundle's manifest, or None when this migration's container already runs (a rerun)."""
+        try:
+            manifest = read_manifest(self.bundle)
+        except MigrationError as exc:
+            name = self.p['name'] or (self.p['config'] or {}).get('name')
+            done = self.find(name) if name else None
+            if done and self.ours(done) and (done.get('State') or {}).get('Running'):
+                self.result['container'] = self.describe(done)
+                return None
+            self.fail(str(exc))
+        name = self.container_name(manifest['container'])
+        existing = self.find(name)
+        if existing and self.ours(existing) and (existing.get('State') or {}).get('Running'):
+            self.result['container'] = self.describe(existing)
+            return None
+        if existing and self.ours(existing) and (existing.get('State') or {}).get('Status') not in ('created',):
+            self.fail('Container %s of migration %s exists in state %s; remove it (state=absent) and retry.'
+                      % (name, self.migration_id, existing['State'].get('Status')))
+        return manifest
+
+    def verify(self, manifest):
+        t = time.time()
+        stamp = read_stamp(self.bundle) if self.p['verify'] == 'auto' else None
+        self.result['bytes_verified'] = verify_manifest(self.bundle, manifest, hashes=not stamp)
+        self.result['verified'] = ('sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
+                                   if stamp else 'sha256')
+        self.phase('verify', t)
+
+    def lay_back(self, inspect, captured):
+        """The writable layer into the standby's overlay2 upper directory, the volumes' contents into theirs."""
+        t = time.time()
+        upper = ((inspect.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
+        if (inspect.get('GraphDriver') or {}).get('Name') != 'overlay2' or not upper or not os.path.isdir(upper):
+            raise MigrationError('The standby container has no overlay2 writable layer on this host.')
+        unpack_rootfs(self.bundle, upper)
+        self.phase('layer', t)
+        t = time.time()
+        for vol in named_volumes(captured):
+            unpack_volume(self.bundle, vol['name'], (self.volume(vol['name']) or {}).get('Mountpoint'))
+        self.phase('volumes', t)
+
+    def place(self, cid, cp_name, delivery, lazy):
+        """The CRIU images where the engine's start finds them (see image_delivery). Returns what the start
+        needs: the checkpoint directory, the images, runc's CRIU options (direct) and a marker file."""
+        t = time.time()
+        target = checkpoint_dir(self.data_root, cid, cp_name)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        images = os.path.join(self.bundle, CRIU_DIR)
+        if delivery['used'] == 'direct':
+            placed = {'options': self.place_direct(images, target, lazy), 'marker_file': DESCRIPTORS}
+        else:
+            self.result['place_method'] = move_tree(images, target)
+            placed = {'options': None, 'marker_file': 'inventory.img'}
+        placed.update(target=target, images=images, direct=delivery['used'] == 'direct')
+        self.phase('place', t)
+        return placed
+
+    def start(self, cid, name, cp_name, placed, lazy):
+        """``docker start --checkpoint`` (with a lazy-pages daemon first for post-copy); returns the daemon."""
+        daemon = None
+        if lazy:
+            t = time.time()
+            daemon = self.start_lazy_daemon(lazy, placed['images'], placed['options']['work-dir'])
+            self.phase('lazy_daemon', t)
+        t = time.time()
+        with StartAttempt(self, cid, name, placed, daemon, t):
+            start_from_checkpoint(
+                lambda: self.client.post('/containers/%s/start' % cid, params={'checkpoint': cp_name}),
+                placed['options'], owner='mtd.containers.restore %s' % self.migration_id)
+        self.phase('restore', t)
+        self.result['resumed_at'] = round(time.time(), 4)
+        if placed['direct']:
+            criu_seconds = log_seconds(os.path.join(self.bundle, CRIU_WORK_DIR, 'restore.log'))
+            if criu_seconds is not None:
+                self.timings['restore_criu'] = criu_seconds
+        self.remove_engine_copies(placed['before'], placed['marker'])
+        return daemon
+
+    def clean_up(self, cid, cp_name):
         if not self.p['keep_bundle']:
             remove_tree(checkpoint_dir(self.data_root, cid, cp_name))
             remove_tree(self.bundle)
@@ -763,20 +784,13 @@ class Restorer:
         """criu lazy-pages, connected to the source's page server once the restore hands it the
         userfaultfds; returns the running process."""
         tls = self.bundle + TLS_DIR_SUFFIX
-        source_cert = os.path.join(self.bundle, LAZY_CERT)
-        criu = self._criu
-        options = lazy_tls_options(source_cert, os.path.join(tls, 'cert.pem'), os.path.join(tls, 'key.pem'))
-
-        def argv(fd):
-            return ([criu, 'lazy-pages', '--page-server', '--address', str(lazy['address']), '--port', str(lazy['port']),
-                     '-D', images, '-W', work, '-o', 'lazy-pages.log', '-v4', '--status-fd', str(fd)]
-                    + option_args(options))
+        options = lazy_tls_options(os.path.join(self.bundle, LAZY_CERT), os.path.join(tls, 'cert.pem'),
+                                   os.path.join(tls, 'key.pem'))
         try:
-            proc, state = spawn_until_ready(argv, 30, os.path.join(work, 'lazy-pages.out'))
+            proc, state = start_lazy_pages_daemon(str(self._criu), lazy['address'], lazy['port'], images, work, options)
             # a rollback (state=absent) ends it instead of waiting until the transfer gives up
-            with open(os.path.join(tls, LAZY_PID), 'w') as handle:
-                handle.write('%d\n' % proc.pid)
-        except OSError as exc:
+            atomic_write(os.path.join(tls, LAZY_PID), '%d\n' % proc.pid, mode=0o600, fsync=False)
+        except (MtdError, OSError) as exc:
             self.fail('Cannot start CRIU\'s lazy-pages daemon: %s' % exc)
         if state != 'ready':
             stop_process(proc)
@@ -815,7 +829,7 @@ class Restorer:
         self.result['image_delivery'] = choice
         return choice
 
-    def place_direct(self, images, target):
+    def place_direct(self, images, target, lazy=False):
         """Give the engine only what runc itself reads (descriptors.json); CRIU gets the images' path
         through runc's CRIU configuration file. Returns the CRIU options for it."""
         descriptors = os.path.join(images, DESCRIPTORS)
@@ -823,7 +837,7 @@ class Restorer:
             raise MigrationError('The bundle has no %s: it was not made by runc checkpoint.' % DESCRIPTORS)
         if os.path.lexists(target):
             remove_tree(target)
-        os.mkdir(target, 0o700)
+        os.mkdir(target, 0o700)   # fresh (a leftover that could not be removed fails here)
         shutil.copy2(descriptors, os.path.join(target, DESCRIPTORS))
         # CRIU resolves a configured images-dir with readlink(), so it has to be a symbolic link.
         link = os.path.join(self.bundle, CRIU_IMAGES_LINK)
@@ -835,7 +849,7 @@ class Restorer:
             remove_tree(work)
         os.mkdir(work, 0o700)
         self.result['place_method'] = 'direct'
-        return {'images-dir': link, 'work-dir': work}
+        return restore_options(link, work, lazy=lazy)
 
     def remove_engine_copies(self, before, marker):
         """containerd unpacks every checkpoint it restores into $TMPDIR/ctrd-checkpoint* and leaves it
@@ -980,57 +994,63 @@ def engine_checkpoint_copies():
     return found
 
 
-def main():
-    argument_spec = docker_argument_spec()
-    argument_spec.update(
-        migration_id=dict(type='str', required=True),
-        state=dict(type='str', default='started', choices=['prepared', 'started', 'absent']),
-        bundle=dict(type='path'),
-        config=dict(type='dict'),
-        name=dict(type='str'),
-        source_host=dict(type='str'),
-        health_cmd=dict(type='list', elements='str'),
-        health_timeout=dict(type='int', default=30),
-        registry_auth=dict(type='dict', options=dict(
-            username=dict(type='str', required=True),
-            password=dict(type='str', required=True, no_log=True),
-        )),
-        keep_bundle=dict(type='bool', default=False),
-        wait_for_bundle=dict(type='int', default=0),
-        lazy_pages=dict(type='bool', default=False),
-        lazy_timeout=dict(type='int', default=300),
-        receive=dict(type='dict', options=dict(
-            address=dict(type='str', required=True),
-            port=dict(type='int', required=True),
-            token=dict(type='str', required=True, no_log=True),
-            timeout=dict(type='int', default=600),
-        )),
-        image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
-        verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
-        expected_bytes=dict(type='int', default=0),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    worker = None
+class StartAttempt:
+    """The rollback of the restore side, around the start from the checkpoint.
+
+    Before: notes containerd's unpacked copies and a marker of this checkpoint. On a failed start: the
+    lazy-pages daemon is stopped, the copies containerd left are removed, and the start fails with the
+    tail of CRIU's restore.log. (The standby itself is removed by state=absent, the caller's rollback.)
+    """
+
+    def __init__(self, worker, cid, name, placed, daemon, started):
+        self.worker = worker
+        self.cid = cid
+        self.name = name
+        self.daemon = daemon
+        self.started = started
+        marker_path = os.path.join(placed['target'], placed['marker_file'])
+        placed['marker'] = (placed['marker_file'], sha256_file(marker_path)) if os.path.isfile(marker_path) else None
+        placed['before'] = set(engine_checkpoint_copies())
+        self.placed = placed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if not isinstance(exc, (DockerError, CriuError, OSError)):
+            return False
+        worker = self.worker
+        if self.daemon is not None:
+            stop_process(self.daemon)
+        worker.phase('restore', self.started)
+        log = ''
+        patterns = [os.path.join(worker.bundle, CRIU_WORK_DIR, 'restore.log')] + [
+            pattern.format(id=self.cid) for pattern in RESTORE_LOG_GLOBS]
+        for pattern in patterns:
+            for path in glob.glob(pattern, recursive=True):
+                log = read_tail(path)
+        worker.remove_engine_copies(self.placed['before'], self.placed['marker'])
+        worker.fail('Starting %s from its checkpoint failed: %s' % (self.name, exc), criu_log=log)
+        return False
+
+
+def run(mod) -> Optional[Dict[str, Any]]:
+    state = mod.params['state']
     try:
-        worker = Restorer(module)
-        state = module.params['state']
+        worker = Restorer(mod)
         if state == 'prepared':
             worker.run_prepared()
         elif state == 'absent':
             worker.run_absent()
         else:
             worker.run_started()
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc))
-    except DockerError as exc:
-        module.fail_json(msg='Docker engine error: %s' % exc)
     except OSError as exc:
-        module.fail_json(msg='%s failed on this host: %s' % (module.params['state'], exc))
-    finally:
-        if worker is not None and worker._lock is not None:
-            worker._lock.close()   # the process exit would release it too
-            worker._lock = None
-    module.exit_json(**worker.result)
+        raise MtdError('%s failed on this host: %s' % (state, exc))
+    return None
+
+
+def main():
+    run_module(run, ARGUMENT_SPEC, docker=True, required_if=REQUIRED_IF)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdResult, CmdRunner, command_env, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CRIU_DIRS,
     LAZY_PIPE_BYTES,
@@ -28,7 +29,6 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     log_seconds,
     make_tls_identity,
     option_args,
-    output_tail,
     render_runc_conf,
     runc_conf_is_ours,
     spawn_until_ready,
@@ -50,18 +50,24 @@ CRIU_411 = {
 }
 
 
-class FakeModule:
-    """Answers run_command from a table and records the calls."""
+class FakeModule(CmdRunner):
+    """A CmdRunner for Criu that answers from a table and records the calls (argv and environment), and
+    a module's get_bin_path for find_criu."""
 
     def __init__(self, outputs, bin_path='/usr/local/sbin/criu'):
+        super().__init__('/usr/local/sbin/criu')
         self.outputs = outputs
         self.calls = []
         self.bin_path = bin_path
         self.bin_path_calls = []
 
-    def run_command(self, args, data=None, cwd=None, environ_update=None):
-        self.calls.append({'args': args, 'data': data, 'cwd': cwd, 'environ_update': environ_update})
-        return self.outputs[tuple(args[1:])]
+    def run(self, args=(), check=False, timeout=None, stdin=None, data=None, cwd=None, what=None):
+        argv = self.argv(args)
+        env = command_env(self.env)
+        self.calls.append({'args': argv, 'data': data, 'cwd': cwd,
+                           'environ_update': dict((k, env[k]) for k in ('LANG', 'LC_ALL', 'LC_MESSAGES'))})
+        rc, out, err = self.outputs[tuple(argv[1:])]
+        return CmdResult(argv, rc, out, err, 0.0)
 
     def get_bin_path(self, arg, required=False, opt_dirs=None):
         self.bin_path_calls.append((arg, required, opt_dirs))
@@ -70,7 +76,7 @@ class FakeModule:
 
 def test_version_check_and_features_of_criu_4_1_1():
     module = FakeModule(CRIU_411)
-    criu = Criu(module, '/usr/local/sbin/criu')
+    criu = Criu('/usr/local/sbin/criu', runner=module)
     assert criu.version() == '4.1.1'
     assert criu.check() == (True, 'Looks good.')
     assert criu.feature('mem_dirty_track') is False
@@ -85,7 +91,7 @@ def test_version_check_and_features_of_criu_4_1_1():
 
 
 def test_check_all_maybe_is_not_ok_when_rc_is_nonzero():
-    criu = Criu(FakeModule(CRIU_411), '/usr/local/sbin/criu')
+    criu = Criu('/usr/local/sbin/criu', runner=FakeModule(CRIU_411))
     result = criu.run(['check', '--all'])
     assert result.rc == 1
     assert result.tail().splitlines() == [
@@ -107,7 +113,7 @@ def test_check_all_maybe_is_not_ok_when_rc_is_nonzero():
     (0, '', '', False),
 ])
 def test_check_verdicts(rc, stdout, stderr, ok):
-    criu = Criu(FakeModule({('check',): (rc, stdout, stderr)}), '/usr/local/sbin/criu')
+    criu = Criu('/usr/local/sbin/criu', runner=FakeModule({('check',): (rc, stdout, stderr)}))
     verdict, tail = criu.check()
     assert verdict is ok
     if stdout or stderr:
@@ -125,25 +131,25 @@ def test_check_verdicts(rc, stdout, stderr, ok):
 ])
 def test_feature_semantics(rc, stdout, stderr, present):
     module = FakeModule({('check', '--feature', 'x'): (rc, stdout, stderr)})
-    assert Criu(module, '/usr/local/sbin/criu').feature('x') is present
+    assert Criu('/usr/local/sbin/criu', runner=module).feature('x') is present
 
 
 def test_version_errors_keep_the_output():
     module = FakeModule({('--version',): (127, '', 'criu: error while loading shared libraries: libnet.so.9\n')})
     with pytest.raises(CriuError) as excinfo:
-        Criu(module, '/opt/criu').version()
+        Criu('/opt/criu', runner=module).version()
     assert 'did not report a version (rc 127)' in str(excinfo.value)
     assert 'libnet.so.9' in str(excinfo.value)
     assert excinfo.value.result.rc == 127
     module = FakeModule({('--version',): (0, 'criu 3.x\n', '')})
     with pytest.raises(CriuError):
-        Criu(module, '/opt/criu').version()
+        Criu('/opt/criu', runner=module).version()
 
 
 def test_run_check_rc_raises_with_result():
     module = FakeModule(CRIU_411)
     with pytest.raises(CriuError) as excinfo:
-        Criu(module, '/usr/local/sbin/criu').run(['check', '--feature', 'nosuch'], check_rc=True)
+        Criu('/usr/local/sbin/criu', runner=module).run(['check', '--feature', 'nosuch'], check_rc=True)
     message = str(excinfo.value)
     assert message.startswith('"/usr/local/sbin/criu check --feature nosuch" failed with rc 1: ')
     assert 'Unknown feature nosuch' in message
@@ -215,7 +221,7 @@ def ansible_module(monkeypatch):
 
 def test_real_run_command_with_fake_criu(tmp_path, ansible_module):
     path = _executable(str(tmp_path / 'criu'), FAKE_CRIU)
-    criu = Criu(ansible_module, find_criu(ansible_module, path))
+    criu = Criu(find_criu(ansible_module, path))
     assert criu.version() == '4.1.1'
     ok, tail = criu.check()
     assert ok is True
@@ -234,7 +240,7 @@ def test_real_run_command_with_fake_criu(tmp_path, ansible_module):
 @pytest.mark.skipif(not (os.path.exists('/usr/local/sbin/criu') and os.geteuid() == 0),
                     reason='needs the lab CRIU at /usr/local/sbin/criu and root')
 def test_lab_criu(ansible_module):
-    criu = Criu(ansible_module, find_criu(ansible_module))
+    criu = Criu(find_criu(ansible_module))
     assert criu.version()
     ok, tail = criu.check()
     assert ok is True, tail
@@ -371,7 +377,7 @@ def test_option_args_and_tls_options():
 
 
 def test_make_tls_identity_with_openssl(tmp_path, ansible_module):
-    cert, key = make_tls_identity(str(tmp_path / 'tls'), 'mtd-target-m-1', ansible_module.run_command)
+    cert, key = make_tls_identity(str(tmp_path / 'tls'), 'mtd-target-m-1')
     assert open(cert).read().startswith('-----BEGIN CERTIFICATE-----')
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(str(tmp_path / 'tls')).st_mode) == 0o700
@@ -380,8 +386,9 @@ def test_make_tls_identity_with_openssl(tmp_path, ansible_module):
 
 
 def test_make_tls_identity_reports_openssl_failure(tmp_path):
+    openssl = _executable(str(tmp_path / 'openssl'), '#!/bin/sh\necho bad >&2\nexit 1\n')
     with pytest.raises(CriuError, match='openssl could not make the TLS certificate for x: bad'):
-        make_tls_identity(str(tmp_path / 'tls'), 'x', lambda argv: (1, '', 'bad\n'))
+        make_tls_identity(str(tmp_path / 'tls'), 'x', openssl=openssl)
 
 
 @pytest.mark.parametrize('script, state', [

@@ -14,7 +14,12 @@ import subprocess
 
 import pytest
 
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle
+from ansible_collections.mtd.containers.plugins.module_utils import _cmd
+from ansible_collections.mtd.containers.plugins.module_utils import _criu
+from ansible_collections.mtd.containers.plugins.module_utils import _files
 from ansible_collections.mtd.containers.plugins.module_utils import _migration as mig
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CommandError
 from ansible_collections.mtd.containers.plugins.module_utils._migration import MigrationError
 
 REG = '127.0.0.1:5000'
@@ -260,46 +265,46 @@ def test_migration_labels():
 
 @pytest.mark.parametrize('value', ['m', 'm-42', 'web_1.blue', '0abc', 'A' * 128])
 def test_check_name_accepts(value):
-    assert mig.check_name(value, 'Checkpoint name') == value
+    assert _bundle.check_name(value, 'Checkpoint name') == value
 
 
 @pytest.mark.parametrize('value', ['', None, '-x', '.hidden', '../x', 'a/b', 'a b', 'é', 'A' * 129, 'x;rm'])
 def test_check_name_refuses(value):
     with pytest.raises(MigrationError) as info:
-        mig.check_name(value, 'migration_id')
+        _bundle.check_name(value, 'migration_id')
     assert str(info.value) == ('migration_id %r must be 1-128 characters of letters, digits, "_", "." or "-".'
                                % (value,))
 
 
 def test_checkpoint_dir_and_runc_root(tmp_path):
-    assert mig.checkpoint_dir('/var/lib/docker', CID, 'm-1') == '/var/lib/docker/containers/%s/checkpoints/m-1' % CID
+    assert _bundle.checkpoint_dir('/var/lib/docker', CID, 'm-1') == '/var/lib/docker/containers/%s/checkpoints/m-1' % CID
     first, second = tmp_path / 'a', tmp_path / 'b'
     (second / CID).mkdir(parents=True)
     (second / CID / 'state.json').write_text('{}')
-    assert mig.find_runc_root(CID, [str(first), str(second)]) == str(second)
-    assert mig.find_runc_root('other', [str(first), str(second)]) is None
+    assert _criu.find_runc_root(CID, [str(first), str(second)]) == str(second)
+    assert _criu.find_runc_root('other', [str(first), str(second)]) is None
 
 
 def test_tail_and_read_tail(tmp_path):
-    assert mig.tail('a\n\n b \nc\n', 2) == ' b\nc'
-    assert mig.tail(None) == ''
+    assert _cmd.output_tail('a\n\n b \nc\n', 2) == ' b\nc'
+    assert _cmd.output_tail(None) == ''
     log = tmp_path / 'dump.log'
     log.write_text(''.join('line %d\n' % i for i in range(100)))
-    assert mig.read_tail(str(log), 3) == 'line 97\nline 98\nline 99'
-    assert mig.read_tail(str(tmp_path / 'missing.log')) == ''
+    assert _files.read_tail(str(log), 3) == 'line 97\nline 98\nline 99'
+    assert _files.read_tail(str(tmp_path / 'missing.log')) == ''
 
 
 def test_run_keeps_rc_and_output():
-    rc, out, err = mig.run(['sh', '-c', 'echo $LANG; echo oops >&2; exit 3'])
+    rc, out, err = _cmd.run(['sh', '-c', 'echo $LANG; echo oops >&2; exit 3'])
     assert (rc, out, err) == (3, 'C\n', 'oops\n')
 
 
-def test_run_timeout_and_missing_binary_are_migration_errors():
-    with pytest.raises(MigrationError) as info:
-        mig.run(['sleep', '5'], timeout=0.3)
+def test_run_timeout_and_missing_binary_are_command_errors():
+    with pytest.raises(CommandError) as info:
+        _cmd.run(['sleep', '5'], timeout=0.3)
     assert str(info.value) == 'sleep did not finish within 0.3 s.'
-    with pytest.raises(MigrationError) as info:
-        mig.run(['/nonexistent/runc', 'checkpoint'])
+    with pytest.raises(CommandError) as info:
+        _cmd.run(['/nonexistent/runc', 'checkpoint'])
     assert str(info.value).startswith('Cannot run /nonexistent/runc: [Errno 2] No such file or directory')
 
 
@@ -324,7 +329,7 @@ CAPTURED = {'name': 'web-1', 'id': CID, 'image_digest_ref': REG + '/mtd/web@' + 
 
 def test_write_and_read_manifest(tmp_path):
     bundle = make_bundle(tmp_path)
-    manifest = mig.write_manifest(str(bundle), CAPTURED, extra={'method': 'runc', 'checkpoint': 'm-1'})
+    manifest = _bundle.write_manifest(str(bundle), CAPTURED, extra={'method': 'runc', 'checkpoint': 'm-1'})
     assert [f['path'] for f in manifest['files']] == [
         'rootfs-diff.tar', 'criu/core-1.img', 'criu/pages-1.img', 'volumes/web-data.tar']
     sizes = dict((f['path'], f['size']) for f in manifest['files'])
@@ -337,39 +342,39 @@ def test_write_and_read_manifest(tmp_path):
     path = bundle / 'manifest.json'
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not (bundle / 'manifest.json.tmp').exists()
-    assert mig.read_manifest(str(bundle)) == manifest
+    assert _bundle.read_manifest(str(bundle)) == manifest
     # a second manifest does not list the first one
-    again = mig.write_manifest(str(bundle), CAPTURED)
+    again = _bundle.write_manifest(str(bundle), CAPTURED)
     assert 'manifest.json' not in [f['path'] for f in again['files']]
-    assert mig.verify_manifest(str(bundle), again) == 16888
+    assert _bundle.verify_manifest(str(bundle), again) == 16888
 
 
 def test_sha256_file_known_value(tmp_path):
     path = tmp_path / 'abc'
     path.write_bytes(b'abc')
-    assert mig.sha256_file(str(path)) == 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
-    assert mig.sha256_file(str(path), bufsize=1) == mig.sha256_file(str(path))
+    assert _bundle.sha256_file(str(path)) == 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    assert _bundle.sha256_file(str(path), bufsize=1) == _bundle.sha256_file(str(path))
 
 
 def test_read_manifest_errors(tmp_path):
     with pytest.raises(MigrationError) as info:
-        mig.read_manifest(str(tmp_path))
+        _bundle.read_manifest(str(tmp_path))
     assert str(info.value).startswith('Cannot read the checkpoint manifest %s/manifest.json' % tmp_path)
     (tmp_path / 'manifest.json').write_text('{"format": 1, "files": ')
     with pytest.raises(MigrationError, match='Cannot read the checkpoint manifest'):
-        mig.read_manifest(str(tmp_path))
+        _bundle.read_manifest(str(tmp_path))
     (tmp_path / 'manifest.json').write_text('{"format": 2, "files": []}')
     with pytest.raises(MigrationError, match='is not a checkpoint manifest of format 1'):
-        mig.read_manifest(str(tmp_path))
+        _bundle.read_manifest(str(tmp_path))
     (tmp_path / 'manifest.json').write_text('{"format": 1, "files": {}}')
     with pytest.raises(MigrationError, match='is not a checkpoint manifest of format 1'):
-        mig.read_manifest(str(tmp_path))
+        _bundle.read_manifest(str(tmp_path))
 
 
 @pytest.fixture
 def written(tmp_path):
     bundle = make_bundle(tmp_path)
-    return bundle, mig.write_manifest(str(bundle), CAPTURED)
+    return bundle, _bundle.write_manifest(str(bundle), CAPTURED)
 
 
 def test_verify_manifest_flipped_byte(written):
@@ -379,7 +384,7 @@ def test_verify_manifest_flipped_byte(written):
     data[1000] ^= 0x01
     pages.write_bytes(bytes(data))
     with pytest.raises(MigrationError) as info:
-        mig.verify_manifest(str(bundle), manifest)
+        _bundle.verify_manifest(str(bundle), manifest)
     assert str(info.value) == ('Checkpoint file criu/pages-1.img does not match its sha256 in the manifest: '
                                'the checkpoint was corrupted.')
     assert info.value.details == {'file': 'criu/pages-1.img'}
@@ -389,7 +394,7 @@ def test_verify_manifest_missing_file(written):
     bundle, manifest = written
     (bundle / 'volumes' / 'web-data.tar').unlink()
     with pytest.raises(MigrationError) as info:
-        mig.verify_manifest(str(bundle), manifest)
+        _bundle.verify_manifest(str(bundle), manifest)
     assert str(info.value) == 'Checkpoint file volumes/web-data.tar is missing.'
     assert info.value.details['file'] == 'volumes/web-data.tar'
 
@@ -399,7 +404,7 @@ def test_verify_manifest_wrong_size(written):
     with open(str(bundle / 'rootfs-diff.tar'), 'ab') as f:
         f.write(b'x')
     with pytest.raises(MigrationError) as info:
-        mig.verify_manifest(str(bundle), manifest)
+        _bundle.verify_manifest(str(bundle), manifest)
     assert str(info.value) == ('Checkpoint file rootfs-diff.tar has 501 bytes, the manifest says 500: the '
                                'checkpoint is corrupt or incomplete.')
 
@@ -409,7 +414,7 @@ def test_verify_manifest_refuses_unsafe_paths(written, path):
     bundle, manifest = written
     manifest['files'].append({'path': path, 'size': 0, 'sha256': 'x'})
     with pytest.raises(MigrationError) as info:
-        mig.verify_manifest(str(bundle), manifest)
+        _bundle.verify_manifest(str(bundle), manifest)
     assert str(info.value) == 'The checkpoint manifest names an unsafe path %r.' % path
 
 
@@ -419,13 +424,13 @@ def test_verify_manifest_moved_directory(written, tmp_path):
     elsewhere.parent.mkdir(parents=True)
     os.rename(str(bundle / 'criu'), str(elsewhere))
     with pytest.raises(MigrationError, match='criu/core-1.img is missing'):
-        mig.verify_manifest(str(bundle), manifest)
-    assert mig.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere)}) == 16888
+        _bundle.verify_manifest(str(bundle), manifest)
+    assert _bundle.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere)}) == 16888
     # a prefix only matches whole directory names
-    assert mig.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere), 'cri': '/nonexistent'}) == 16888
+    assert _bundle.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere), 'cri': '/nonexistent'}) == 16888
     (elsewhere / 'core-1.img').write_bytes(b'CORE')
     with pytest.raises(MigrationError, match='criu/core-1.img does not match its sha256'):
-        mig.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere)})
+        _bundle.verify_manifest(str(bundle), manifest, moved={'criu': str(elsewhere)})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -437,10 +442,10 @@ def mode(path):
 
 def test_make_private_dir(tmp_path):
     path = tmp_path / 'a' / 'b'
-    mig.make_private_dir(str(path))
+    _files.make_private_dir(str(path))
     assert mode(path) == 0o700
     path.chmod(0o755)
-    mig.make_private_dir(str(path))
+    _files.make_private_dir(str(path))
     assert mode(path) == 0o700
 
 
@@ -455,7 +460,7 @@ def test_restrict_tree(tmp_path):
     outside.write_text('not ours')
     outside.chmod(0o644)
     os.symlink(str(outside), str(bundle / 'criu' / 'escape'))
-    mig.restrict_tree(str(bundle))
+    _files.restrict_tree(str(bundle))
     assert [mode(p) for p in (bundle, bundle / 'criu', bundle / 'volumes')] == [0o700] * 3
     assert [mode(p) for p in (bundle / 'criu' / 'pages-1.img', bundle / 'criu' / 'core-1.img',
                               bundle / 'rootfs-diff.tar', bundle / 'volumes' / 'web-data.tar')] == [0o600] * 4
@@ -465,10 +470,10 @@ def test_restrict_tree(tmp_path):
 
 def test_remove_tree(tmp_path):
     bundle = make_bundle(tmp_path)
-    assert mig.remove_tree(str(bundle)) is True
+    assert _files.remove_tree(str(bundle)) is True
     assert not bundle.exists()
-    assert mig.remove_tree(str(bundle)) is False
-    assert mig.remove_tree('') is False and mig.remove_tree(None) is False
+    assert _files.remove_tree(str(bundle)) is False
+    assert _files.remove_tree('') is False and _files.remove_tree(None) is False
 
 
 def tree(path):
@@ -489,7 +494,7 @@ def test_move_tree_rename(tmp_path):
     before = tree(src)
     dst = tmp_path / 'engine' / 'checkpoints' / 'm-1'
     dst.parent.mkdir(parents=True)
-    assert mig.move_tree(str(src), str(dst)) == 'rename'
+    assert _files.move_tree(str(src), str(dst)) == 'rename'
     assert not src.exists() and tree(dst) == before
 
 
@@ -498,7 +503,7 @@ def test_move_tree_replaces_an_old_destination(tmp_path):
     dst = tmp_path / 'old'
     (dst / 'stale').mkdir(parents=True)
     (dst / 'stale' / 'x.img').write_bytes(b'stale')
-    mig.move_tree(str(src), str(dst))
+    _files.move_tree(str(src), str(dst))
     assert sorted(tree(dst)) == ['core-1.img', 'pages-1.img']
 
 
@@ -510,7 +515,7 @@ def test_move_tree_copies_across_filesystems(tmp_path):
     shm = '/dev/shm/mtd-unit-%d' % os.getpid()
     os.makedirs(shm)
     try:
-        assert mig.move_tree(str(bundle), shm + '/m-1') == 'copy'
+        assert _files.move_tree(str(bundle), shm + '/m-1') == 'copy'
         assert not bundle.exists()
         assert tree(shm + '/m-1') == before
         assert os.path.islink(shm + '/m-1/link')
@@ -542,10 +547,10 @@ def test_tar_round_trip(tmp_path):
     if os.geteuid() == 0:
         os.chown(str(src / 'etc' / 'app' / 'conf'), 1234, 5678)
     archive = tmp_path / 'layer.tar'
-    mig.tar_create(str(src), str(archive))
+    _bundle.tar_create(str(src), str(archive))
     dst = tmp_path / 'out'
     dst.mkdir()
-    mig.tar_extract(str(archive), str(dst))
+    _bundle.tar_extract(str(archive), str(dst))
     assert tree(dst) == tree(src)
     assert mode(dst / 'etc' / 'app' / 'conf') == 0o640 and mode(dst / 'bin' / 'tool') == 0o755
     assert os.readlink(str(dst / 'bin' / 'conf-link')) == '../etc/app/conf'
@@ -567,10 +572,10 @@ def test_tar_round_trip_overlay_whiteouts_and_xattrs(tmp_path):
     except OSError as exc:
         pytest.skip('cannot make whiteouts or trusted xattrs here: %s' % exc)
     archive = tmp_path / 'layer.tar'
-    mig.tar_create(str(src), str(archive), xattrs=True)
+    _bundle.tar_create(str(src), str(archive), xattrs=True)
     dst = tmp_path / 'out'
     dst.mkdir()
-    mig.tar_extract(str(archive), str(dst), xattrs=True)
+    _bundle.tar_extract(str(archive), str(dst), xattrs=True)
     st = os.lstat(str(dst / 'deleted'))
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
     assert os.getxattr(str(dst / 'opaque'), 'trusted.overlay.opaque') == b'y'
@@ -578,11 +583,11 @@ def test_tar_round_trip_overlay_whiteouts_and_xattrs(tmp_path):
 
 def test_tar_errors_are_migration_errors(tmp_path):
     with pytest.raises(MigrationError) as info:
-        mig.tar_create(str(tmp_path / 'nonexistent'), str(tmp_path / 'x.tar'))
+        _bundle.tar_create(str(tmp_path / 'nonexistent'), str(tmp_path / 'x.tar'))
     assert str(info.value).startswith('tar of %s/nonexistent failed: ' % tmp_path)
     junk = tmp_path / 'junk.tar'
     junk.write_bytes(b'this is not a tar archive' * 40)
     with pytest.raises(MigrationError) as info:
-        mig.tar_extract(str(junk), str(tmp_path))
+        _bundle.tar_extract(str(junk), str(tmp_path))
     assert str(info.value).startswith('Extracting %s into %s failed: ' % (junk, tmp_path))
     assert 'tar' in str(info.value)

@@ -15,7 +15,7 @@ import threading
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -104,11 +104,11 @@ def test_checkpoint_freezes_dumps_and_captures(scene, monkeypatch):
     assert '--leave-running' in runc_args and runc_args[-1] == cid
     # the bundle: images, layer, volume, manifest; 0700 directories, 0600 files
     bundle = scene['bundle']
-    manifest = _migration.read_manifest(bundle)
+    manifest = _bundle.read_manifest(bundle)
     assert sorted(f['path'] for f in manifest['files']) == [
         'criu/core-1.img', 'criu/descriptors.json', 'criu/pages-1.img', 'dump.log', 'rootfs-diff.tar',
         'volumes/it-web-vol.tar']
-    assert _migration.verify_manifest(bundle, manifest) == result['bytes']['total'] == manifest['bytes']
+    assert _bundle.verify_manifest(bundle, manifest) == result['bytes']['total'] == manifest['bytes']
     assert result['bytes']['criu'] == (len('pages of the counter process') + len('core')
                                        + len('["/dev/null","pipe:[1]","pipe:[2]"]'))
     assert result['files'] == 6
@@ -120,8 +120,8 @@ def test_checkpoint_freezes_dumps_and_captures(scene, monkeypatch):
     # the layer and the volume round-trip through their tars
     out = os.path.join(str(scene['bins']), 'out')
     os.makedirs(out)
-    _migration.tar_extract(os.path.join(bundle, 'rootfs-diff.tar'), out)
-    _migration.tar_extract(os.path.join(bundle, 'volumes', 'it-web-vol.tar'), out)
+    _bundle.tar_extract(os.path.join(bundle, 'rootfs-diff.tar'), out)
+    _bundle.tar_extract(os.path.join(bundle, 'volumes', 'it-web-vol.tar'), out)
     assert open(os.path.join(out, 'state', 'counter.log')).read() == '1\n2\n3\n'
     assert open(os.path.join(out, 'counter.log')).read() == '1\n2\n'
 
@@ -312,7 +312,7 @@ def test_dump_never_runs_with_a_leftover_runc_conf_of_ours(scene, tmp_path, runc
 
 def test_dump_timeout_resumes(scene, tmp_path):
     slow = fakes.write_script(tmp_path / 'runc-slow', '#!/bin/sh\nsleep 5\n')
-    result = run(scene, fail=True, runc_path=slow, timeout=1)
+    result = run(scene, fail=True, runc_path=slow, dump_timeout=1)
     assert 'did not finish within 1 s' in result['msg']
     assert scene['model'].status('it-web') == 'running'
     assert not os.path.exists(scene['bundle'])
@@ -337,7 +337,7 @@ def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
     assert result['transfer']['compression'] == 'gzip'
     assert result['transfer']['receiver']['ok'] is True
     assert 'send' in result['timings']
-    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+    assert _bundle.verify_manifest(dest, _bundle.read_manifest(dest)) > 0
     assert TOKEN not in repr(result)
     # once the receiver confirmed it, the source's copy of the memory is gone (the frozen container is
     # the rollback)
@@ -353,7 +353,7 @@ def test_send_can_keep_the_bundle(scene, tmp_path):
     thread.join(20)
     assert 'result' in holder, holder.get('error')
     assert 'bundle_removed' not in result
-    assert _migration.verify_manifest(scene['bundle'], _migration.read_manifest(scene['bundle'])) > 0
+    assert _bundle.verify_manifest(scene['bundle'], _bundle.read_manifest(scene['bundle'])) > 0
 
 
 def test_send_without_receiver_fails_before_the_freeze(scene):
@@ -431,7 +431,8 @@ PEER_CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
 
 
 @pytest.mark.parametrize('extra, message', [
-    ({'send': None}, 'lazy_pages needs send: the target must get the rest of the checkpoint in the same task.'),
+    # required_by in the argument spec (the message is Ansible's)
+    ({'send': None}, "missing parameter(s) required by 'lazy_pages': send"),
     ({'leave_running': True},
      'lazy_pages and leave_running exclude each other (the pages are served from the frozen container).'),
     ({'lazy_pages': {'address': '127.0.0.1', 'port': 0, 'peer_cert': PEER_CERT}},

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint_transfer
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -27,7 +27,7 @@ def bundle(tmp_path):
     (path / 'criu').mkdir(parents=True)
     (path / 'criu' / 'pages-1.img').write_bytes(os.urandom(300000))
     (path / 'rootfs-diff.tar').write_bytes(b'layer\n' * 5000)
-    _migration.write_manifest(str(path), {'name': 'it-web'})
+    _bundle.write_manifest(str(path), {'name': 'it-web'})
     return str(path)
 
 
@@ -78,7 +78,7 @@ def test_send_to_a_receiver(bundle, tmp_path):
     assert result['bytes_raw'] == holder['result']['bytes_raw']
     assert result['bytes_sent'] == holder['result']['bytes_received'] < result['bytes_raw']
     assert result['receiver']['ok'] is True
-    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+    assert _bundle.verify_manifest(dest, _bundle.read_manifest(dest)) > 0
     assert TOKEN not in repr(result)
 
 
@@ -102,7 +102,7 @@ def test_receive_from_a_sender(bundle, tmp_path):
     assert result['changed'] is True and result['mode'] == 'receive'
     assert result['bytes_received'] == sent['bytes_sent'] and result['compression'] == 'none'
     assert result['peer'] == '127.0.0.1'
-    assert _migration.verify_manifest(dest, _migration.read_manifest(dest)) > 0
+    assert _bundle.verify_manifest(dest, _bundle.read_manifest(dest)) > 0
 
 
 def test_send_without_receiver_fails_within_connect_timeout(bundle):

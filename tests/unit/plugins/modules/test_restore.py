@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _migration, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -60,12 +60,12 @@ def make_bundle(root, captured=None):
     layer = root / 'src-layer'
     (layer / 'state').mkdir(parents=True)
     (layer / 'state' / 'counter.log').write_text('1\n2\n3\n')
-    _migration.tar_create(str(layer), str(bundle / 'rootfs-diff.tar'), xattrs=True)
+    _bundle.tar_create(str(layer), str(bundle / 'rootfs-diff.tar'), xattrs=True)
     vol = root / 'src-vol'
     vol.mkdir()
     (vol / 'counter.log').write_text('1\n2\n')
-    _migration.tar_create(str(vol), str(bundle / 'volumes' / 'it-web-vol.tar'))
-    _migration.write_manifest(str(bundle), captured or CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc'})
+    _bundle.tar_create(str(vol), str(bundle / 'volumes' / 'it-web-vol.tar'))
+    _bundle.write_manifest(str(bundle), captured or CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc'})
     return str(bundle)
 
 
@@ -93,7 +93,7 @@ def ours(engine, name='it-web'):
 # state=started
 
 def test_started_restores_from_the_checkpoint(model, bundle):
-    total = _migration.read_manifest(bundle)['bytes']
+    total = _bundle.read_manifest(bundle)['bytes']
     result = run(model, bundle=bundle, source_host='lab-1', health_cmd=['cat', '/state/counter.log'])
     assert result['changed'] is True
     c = model.container('it-web')
@@ -120,7 +120,7 @@ def test_started_restores_from_the_checkpoint(model, bundle):
     assert conf.splitlines()[0] == '# mtd.containers: temporary CRIU options for the engine\'s runc'
     assert conf.splitlines()[2:] == ['images-dir %s/criu-images' % bundle, 'work-dir %s/criu-work' % bundle]
     assert not os.path.exists(runc_conf_path(model))
-    assert not os.path.exists(_migration.checkpoint_dir(model.info['DockerRootDir'], c['Id'], 'm-1'))
+    assert not os.path.exists(_bundle.checkpoint_dir(model.info['DockerRootDir'], c['Id'], 'm-1'))
     assert not os.path.exists(bundle)
     assert model.execs and list(model.execs.values())[0]['Cmd'] == ['cat', '/state/counter.log']
     assert [x for x in model.state_changes() if not x.startswith('POST /exec/')] == [
@@ -175,7 +175,7 @@ def test_started_keep_bundle_then_idempotent(model, bundle):
     assert first['changed'] is True
     cid = first['container']['id']
     assert os.path.isfile(os.path.join(bundle, 'manifest.json'))
-    assert os.listdir(_migration.checkpoint_dir(model.info['DockerRootDir'], cid, 'm-1')) != []
+    assert os.listdir(_bundle.checkpoint_dir(model.info['DockerRootDir'], cid, 'm-1')) != []
     del model.requests[:]
     second = run(model, bundle=bundle)
     assert second['changed'] is False and second['container']['id'] == cid
@@ -200,7 +200,7 @@ def test_started_again_after_the_bundle_was_deleted(model, bundle):
 def test_started_in_check_mode(model, bundle):
     result = run(model, bundle=bundle, _ansible_check_mode=True)
     assert result['changed'] is True
-    assert result['bytes_verified'] == _migration.read_manifest(bundle)['bytes']
+    assert result['bytes_verified'] == _bundle.read_manifest(bundle)['bytes']
     assert model.state_changes() == []
     assert model.container('it-web') is None and 'it-web-vol' not in model.volumes
     assert os.path.isdir(os.path.join(bundle, 'criu'))
@@ -283,7 +283,7 @@ def test_a_stamped_bundle_is_not_hashed_twice_unless_asked(model, bundle):
     assert model.state_changes() == []
     result = run(model, bundle=bundle, keep_bundle=True)
     assert result['verified'] == 'sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
-    assert result['bytes_verified'] == _migration.read_manifest(bundle)['bytes']
+    assert result['bytes_verified'] == _bundle.read_manifest(bundle)['bytes']
 
 
 def test_an_unstamped_bundle_is_hashed(model, bundle):
@@ -333,8 +333,8 @@ def test_bind_source_missing_on_this_host(model, tmp_path):
 
 def test_prepared_needs_config(model):
     result = run(model, fail=True, state='prepared')
-    assert result['msg'] == ('config is required with state=prepared (the "config" result of '
-                             'mtd.containers.checkpoint).')
+    # required_if in the argument spec (the message is Ansible's)
+    assert result['msg'] == 'state is prepared but all of the following are missing: config'
 
 
 def test_bad_migration_id(model):
@@ -619,16 +619,16 @@ def test_prepared_with_lazy_pages_makes_one_identity(model, tmp_path):
 
 def _lazy_bundle(tmp_path):
     bundle = make_bundle(tmp_path)
-    _migration.write_manifest(bundle, CAPTURED, extra={
+    _bundle.write_manifest(bundle, CAPTURED, extra={
         'checkpoint': 'm-1', 'method': 'runc',
-        'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'source_cert': _migration.LAZY_CERT}})
+        'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'source_cert': _bundle.LAZY_CERT}})
     return bundle
 
 
 def test_a_lazy_bundle_without_the_identities_is_refused_before_the_start(model, tmp_path):
     bundle = _lazy_bundle(tmp_path)
     result = run(model, fail=True, bundle=bundle)
-    assert result['msg'].startswith('The post-copy restore needs %s/%s' % (bundle, _migration.LAZY_CERT))
+    assert result['msg'].startswith('The post-copy restore needs %s/%s' % (bundle, _bundle.LAZY_CERT))
     assert model.started_from_checkpoint == [] and model.state_changes() == []
 
 

@@ -5,7 +5,10 @@
 
 """Pre-copy live migration: when to stop the copy rounds and do the final stop-and-copy.
 
-Pure functions, no I/O. Private module_utils file; the API may change without notice.
+Pure functions, no I/O. The model behind ``bench/precopy_compare.py`` (and its unit test
+``tests/unit/bench/test_precopy_model.py``). It is not a module_utils file: no module does iterative
+pre-copy yet (``checkpoint`` makes one stop-and-copy or post-copy dump and reports in ``precopy`` why; the
+lab's kernels do not track dirty pages). It lives beside the bench that uses it until a module does.
 
 The model
 ---------

@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mtd.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The checkpoint bundle: its layout, its manifest, and packing and unpacking its parts.
+
+Private module_utils file (leading underscore): its API may change without notice. Python 3.8+.
+
+A checkpoint bundle is one directory::
+
+    BUNDLE/
+      manifest.json         every other file with its size and sha256, plus the captured config
+      criu/                 CRIU images of the container's process tree
+      rootfs-diff.tar       the writable layer (overlay2 upper dir, whiteouts and opaque dirs kept)
+      volumes/NAME.tar      the contents of each named volume
+      lazy-source-cert.pem  (post-copy only) the source page server's certificate
+
+``checkpoint`` writes it (``pack_rootfs``, ``pack_volumes``, then ``write_manifest`` or a
+``ManifestJob`` that hashes while the bundle streams), ``restore`` reads it (``read_manifest``,
+``verify_manifest``, ``unpack_rootfs``, ``unpack_volume``). Whatever arrives from another host is
+untrusted: ``verify_manifest`` refuses paths outside the bundle and every name is ``check_name``'d.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import threading
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, output_tail
+from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir
+from ansible_collections.mtd.containers.plugins.module_utils._migration import MigrationError
+
+MANIFEST = 'manifest.json'
+CRIU_DIR = 'criu'
+ROOTFS_DIFF = 'rootfs-diff.tar'
+LAZY_CERT = 'lazy-source-cert.pem'   # the source's page-server certificate, in a post-copy bundle
+LAZY_DIR_SUFFIX = '.lazy'            # beside a source bundle: the lazy dump's log, PID and TLS files
+VOLUMES_DIR = 'volumes'
+BUNDLE_FORMAT = 1
+
+_SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+_TAR_XATTRS = ['--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=security.capability']
+
+
+def check_name(value: Optional[str], what: str) -> str:
+    """``value`` when it is a safe file and container name (MigrationError otherwise)."""
+    if not value or not _SAFE_NAME.match(value):
+        raise MigrationError('%s %r must be 1-128 characters of letters, digits, "_", "." or "-".' % (what, value))
+    return value
+
+
+def checkpoint_dir(data_root: str, container_id: str, name: str) -> str:
+    """Where ``docker start --checkpoint NAME`` looks for CRIU images."""
+    return os.path.join(data_root, 'containers', container_id, 'checkpoints', name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files and checksums
+
+def sha256_file(path: str, bufsize: int = 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        while True:
+            chunk = handle.read(bufsize)
+            if not chunk:
+                break
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundle_files(bundle: str) -> List[str]:
+    """Relative paths of the regular files of a bundle, manifest excluded, sorted."""
+    out = []
+    for root, dirs, files in os.walk(bundle):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, bundle)
+            if rel == MANIFEST:
+                continue
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                out.append(rel)
+    return out
+
+
+def part_bytes(manifest: Mapping[str, Any]) -> Dict[str, int]:
+    """Bytes per part of a bundle (criu, rootfs, volumes, total), from its manifest."""
+    files = manifest.get('files') or []
+    part = {'criu': 0, 'rootfs': 0, 'volumes': 0}
+    for entry in files:
+        if entry['path'].startswith(CRIU_DIR + '/'):
+            part['criu'] += entry['size']
+        elif entry['path'] == ROOTFS_DIFF:
+            part['rootfs'] += entry['size']
+        elif entry['path'].startswith(VOLUMES_DIR + '/'):
+            part['volumes'] += entry['size']
+    part['total'] = sum(entry['size'] for entry in files)
+    return part
+
+
+# ---------------------------------------------------------------------------------------------------
+# The manifest
+
+def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Hash every file of the bundle and write manifest.json (mode 0600). Returns the manifest."""
+    files = []
+    total = 0
+    for rel in bundle_files(bundle):
+        full = os.path.join(bundle, rel)
+        size = os.path.getsize(full)
+        total += size
+        files.append({'path': rel, 'size': size, 'sha256': sha256_file(full)})
+    manifest: Dict[str, Any] = {
+        'format': BUNDLE_FORMAT,
+        'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'container': captured,
+        'files': files,
+        'bytes': total,
+    }
+    manifest.update(extra or {})
+    # written beside the bundle, then renamed in: whoever lists the bundle meanwhile (a transfer that
+    # streams the other files while this runs) sees no manifest or the whole one
+    atomic_write(os.path.join(bundle, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True), mode=0o600,
+                 fsync=False, tmp_dir=os.path.dirname(os.path.abspath(bundle)))
+    return manifest
+
+
+class ManifestJob:
+    """write_manifest() in a thread (hashlib releases the GIL), so the manifest is hashed while the
+    rest of the bundle streams to the target; ``wait()`` returns once it is written, or raises."""
+
+    def __init__(self, bundle: str, captured: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        self.manifest: Optional[Dict[str, Any]] = None
+        self.error: Optional[BaseException] = None
+        self.seconds: Optional[float] = None
+        self._thread = threading.Thread(target=self._run, args=(bundle, captured, extra))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, bundle, captured, extra):
+        started = time.time()
+        try:
+            self.manifest = write_manifest(bundle, captured, extra=extra)
+        except (MigrationError, OSError) as exc:
+            self.error = exc
+        self.seconds = round(time.time() - started, 4)
+
+    def wait(self) -> Optional[Dict[str, Any]]:
+        self._thread.join()
+        if self.error is not None:
+            raise MigrationError('Writing the checkpoint manifest failed: %s' % self.error)
+        return self.manifest
+
+
+def read_manifest(bundle: str) -> Dict[str, Any]:
+    path = os.path.join(bundle, MANIFEST)
+    try:
+        with open(path) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise MigrationError('Cannot read the checkpoint manifest %s: %s' % (path, exc))
+    if manifest.get('format') != BUNDLE_FORMAT or not isinstance(manifest.get('files'), list):
+        raise MigrationError('%s is not a checkpoint manifest of format %s.' % (path, BUNDLE_FORMAT))
+    return manifest
+
+
+def verify_manifest(bundle: str, manifest: Mapping[str, Any], moved: Optional[Mapping[str, str]] = None,
+                    hashes: bool = True) -> int:
+    """Check every file's size and (with ``hashes``) sha256. ``moved`` maps a bundle subdirectory to where
+    it lives now.
+
+    Raises MigrationError naming the first file that differs. Returns the number of bytes checked.
+    """
+    checked = 0
+    for entry in manifest['files']:
+        rel = entry['path']
+        if os.path.isabs(rel) or '..' in rel.split('/'):
+            raise MigrationError('The checkpoint manifest names an unsafe path %r.' % rel)
+        full = os.path.join(bundle, rel)
+        for prefix, location in (moved or {}).items():
+            if rel.startswith(prefix + '/'):
+                full = os.path.join(location, rel[len(prefix) + 1:])
+        try:
+            size = os.path.getsize(full)
+        except OSError:
+            raise MigrationError('Checkpoint file %s is missing.' % rel, file=rel)
+        if size != entry['size']:
+            raise MigrationError('Checkpoint file %s has %d bytes, the manifest says %d: the checkpoint is '
+                                 'corrupt or incomplete.' % (rel, size, entry['size']), file=rel)
+        if hashes and sha256_file(full) != entry['sha256']:
+            raise MigrationError('Checkpoint file %s does not match its sha256 in the manifest: the checkpoint '
+                                 'was corrupted.' % rel, file=rel)
+        checked += size
+    return checked
+
+
+# ---------------------------------------------------------------------------------------------------
+# Packing and unpacking the writable layer and the volumes (GNU tar)
+
+def tar_create(src_dir: str, dest_file: str, xattrs: bool = False) -> None:
+    """GNU tar of a directory's contents (numeric owners; overlay whiteouts and xattrs when asked)."""
+    args = ['--numeric-owner', '--sparse'] + (_TAR_XATTRS if xattrs else []) + ['-C', src_dir, '-cf', dest_file, '.']
+    result = CmdRunner('tar').run(args)
+    if not result.ok:
+        raise MigrationError('tar of %s failed: %s' % (src_dir, output_tail(result.stderr or result.stdout, 5)))
+
+
+def tar_extract(tar_file: str, dest_dir: str, xattrs: bool = False) -> None:
+    args = ['--numeric-owner', '-p'] + (_TAR_XATTRS if xattrs else []) + ['-C', dest_dir, '-xf', tar_file]
+    result = CmdRunner('tar').run(args)
+    if not result.ok:
+        raise MigrationError('Extracting %s into %s failed: %s'
+                             % (tar_file, dest_dir, output_tail(result.stderr or result.stdout, 5)))
+
+
+def pack_rootfs(bundle: str, upper: Optional[str], name: str) -> None:
+    """The container's writable layer (overlay2 upper directory) into the bundle."""
+    if not upper or not os.path.isdir(upper):
+        raise MigrationError('The writable layer of %s (%s) is not readable on this host.' % (name, upper))
+    tar_create(upper, os.path.join(bundle, ROOTFS_DIFF), xattrs=True)
+
+
+def pack_volumes(bundle: str, volumes: List[Mapping[str, Any]]) -> None:
+    """Each named volume's contents into ``volumes/NAME.tar``."""
+    if volumes:
+        make_private_dir(os.path.join(bundle, VOLUMES_DIR))
+    for vol in volumes:
+        tar_create(vol['source'], os.path.join(bundle, VOLUMES_DIR, vol['name'] + '.tar'))
+
+
+def unpack_rootfs(bundle: str, upper: str) -> None:
+    tar_extract(os.path.join(bundle, ROOTFS_DIFF), upper, xattrs=True)
+
+
+def unpack_volume(bundle: str, name: str, mountpoint: Optional[str]) -> None:
+    if not mountpoint:
+        raise MigrationError('Volume %s has no mount point on this host.' % name)
+    tar_extract(os.path.join(bundle, VOLUMES_DIR, name + '.tar'), mountpoint)
