@@ -280,7 +280,7 @@ ansible_facts:
 import os
 import platform
 import socket
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ansible.module_utils.common.text.converters import to_text
 
@@ -446,7 +446,7 @@ class HostFactsCollector:
         }
 
     def criu(self):
-        facts = {
+        facts: Dict[str, Any] = {
             'available': False,
             'path': None,
             'version': None,
@@ -457,10 +457,7 @@ class HostFactsCollector:
         }
         if 'criu' not in self.subsets:
             return facts
-        try:
-            path = find_criu(self.module, self.params['criu_path'])
-        except CriuError as exc:
-            raise MtdError(to_text(exc))
+        path = find_criu(self.module, self.params['criu_path'])   # CriuError is an MtdError
         if not path:
             return facts
         facts['path'] = path
