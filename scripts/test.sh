@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test: sanity, changelog lint, then unit + integration tests (one pytest session) on a lab this
+# make test: sanity, changelog lint, ruff + mypy, ansible-lint, then unit + integration tests (one pytest session) on a lab this
 # script brings up itself and always tears down, even on failure.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,6 +12,9 @@ bash scripts/sanity.sh || failed+=(sanity)
 
 step "changelog lint"
 "$ROOT/.venv/bin/antsibull-changelog" lint || failed+=(changelog-lint)
+
+step "ruff + mypy"
+bash scripts/lint.sh || failed+=(lint)
 
 step "ansible-lint (production profile: roles, playbooks, integration targets, molecule scenarios)"
 NO_COLOR=1 "$ROOT/.venv/bin/ansible-lint" --nocolor || failed+=(ansible-lint)

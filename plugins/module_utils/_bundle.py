@@ -31,7 +31,7 @@ import re
 import stat
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir
@@ -227,7 +227,7 @@ def pack_rootfs(bundle: str, upper: Optional[str], name: str) -> None:
     tar_create(upper, os.path.join(bundle, ROOTFS_DIFF), xattrs=True)
 
 
-def pack_volumes(bundle: str, volumes: List[Mapping[str, Any]]) -> None:
+def pack_volumes(bundle: str, volumes: Sequence[Mapping[str, Any]]) -> None:
     """Each named volume's contents into ``volumes/NAME.tar``."""
     if volumes:
         make_private_dir(os.path.join(bundle, VOLUMES_DIR))

@@ -22,6 +22,12 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._container import (
+    REBUILD,
+    container_spec,
+    repo_digest_for,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._container import create_body as container_create_body
 
 LABEL_PREFIX = 'mtd.migration.'
 LABEL_ID = LABEL_PREFIX + 'id'
@@ -51,126 +57,48 @@ class MigrationError(MtdError):
 # ---------------------------------------------------------------------------------------------------
 # Pure: the captured configuration
 
-def image_reference_by_digest(config_image: Optional[str], repo_digests: Optional[List[str]]) -> Optional[str]:
-    """Pick ``repo@sha256:...`` for the image the container was created from.
-
-    ``config_image`` is Config.Image (as the user gave it, e.g. ``127.0.0.1:5000/app:1``), ``repo_digests``
-    the image's RepoDigests. Prefer the digest of the same repository; None when the image has none
-    (it was never pushed to or pulled from a registry).
-    """
-    if not repo_digests:
-        return None
-    name = config_image or ''
-    if '@' in name:
-        name = name.split('@', 1)[0]
-    else:
-        # strip a tag, not a registry port: the tag is after the last '/'
-        slash = name.rfind('/')
-        colon = name.rfind(':')
-        if colon > slash:
-            name = name[:colon]
-    for ref in repo_digests:
-        if ref.split('@', 1)[0] == name:
-            return ref
-    return repo_digests[0]
-
-
 def capture_config(inspect: Mapping[str, Any], image_inspect: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The configuration needed to recreate the container elsewhere, from the engine's inspect data.
 
-    Raises MigrationError for containers that cannot be migrated faithfully.
+    The container's spec (``_container.container_spec``, restricted to :data:`CONFIG_KEYS` and
+    :data:`HOSTCONFIG_KEYS`) plus ``image_digest_ref`` (the image by digest, for the target's pull) and
+    ``graph_driver``. Raises MigrationError for containers that cannot be migrated faithfully.
     """
-    config = inspect.get('Config') or {}
     host_config = inspect.get('HostConfig') or {}
+    name = (inspect.get('Name') or '').lstrip('/')
     if host_config.get('Privileged'):
         raise MigrationError('Container %s runs privileged; privileged containers are not migrated '
-                             '(give it explicit capabilities instead).' % inspect.get('Name', '').lstrip('/'))
+                             '(give it explicit capabilities instead).' % name)
     network_mode = host_config.get('NetworkMode') or 'default'
     if network_mode not in ('none', 'host'):
         raise MigrationError('Container %s uses network mode %r; only "none" and "host" can be migrated '
-                             '(CRIU cannot move a bridge-network endpoint between engines).'
-                             % (inspect.get('Name', '').lstrip('/'), network_mode))
-    digest_ref = image_reference_by_digest(config.get('Image'), (image_inspect or {}).get('RepoDigests'))
-    mounts = []
-    # --mount type=tmpfs keeps its size and mode only in HostConfig.Mounts
-    tmpfs_options = dict((spec.get('Target'), spec.get('TmpfsOptions'))
-                         for spec in host_config.get('Mounts') or [] if spec.get('Type') == 'tmpfs')
-    for m in inspect.get('Mounts') or []:
-        entry = {
-            'type': m.get('Type'),
-            'name': m.get('Name'),
-            'source': m.get('Source'),
-            'destination': m.get('Destination'),
-            'driver': m.get('Driver'),
-            'rw': m.get('RW', True),
-            'mode': m.get('Mode', ''),
-            'propagation': m.get('Propagation') or '',
-        }
-        if m.get('Type') == 'tmpfs' and tmpfs_options.get(m.get('Destination')):
-            entry['tmpfs_options'] = tmpfs_options[m.get('Destination')]
-        mounts.append(entry)
-    return {
-        'name': inspect.get('Name', '').lstrip('/'),
-        'id': inspect.get('Id'),
-        'image': config.get('Image'),
-        'image_id': inspect.get('Image'),
-        'image_digest_ref': digest_ref,
-        'config': dict((k, config[k]) for k in CONFIG_KEYS if config.get(k) is not None),
-        'host_config': dict((k, host_config[k]) for k in HOSTCONFIG_KEYS if host_config.get(k) not in (None, '', [])),
-        'mounts': mounts,
-        'graph_driver': (inspect.get('GraphDriver') or {}).get('Name'),
-    }
+                             '(CRIU cannot move a bridge-network endpoint between engines).' % (name, network_mode))
+    captured = container_spec(dict(inspect), config_keys=CONFIG_KEYS, host_config_keys=HOSTCONFIG_KEYS)
+    captured.pop('networks', None)   # none and host have no endpoint to carry
+    captured['image_digest_ref'] = repo_digest_for(captured['image'], (image_inspect or {}).get('RepoDigests'))
+    captured['graph_driver'] = (inspect.get('GraphDriver') or {}).get('Name')
+    return captured
 
 
-def named_volumes(captured):
+def named_volumes(captured: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [m for m in captured.get('mounts') or [] if m.get('type') == 'volume' and m.get('name')]
 
 
-def bind_mounts(captured):
+def bind_mounts(captured: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [m for m in captured.get('mounts') or [] if m.get('type') == 'bind']
 
 
-def tmpfs_mounts(captured):
+def tmpfs_mounts(captured: Dict[str, Any]) -> List[Dict[str, Any]]:
     """``--mount type=tmpfs`` mounts (CRIU dumps their content and restores it into the same mounts)."""
     return [m for m in captured.get('mounts') or [] if m.get('type') == 'tmpfs' and m.get('destination')]
 
 
-def bind_spec(mount):
-    """``source:destination[:options]`` of a captured bind mount, keeping ro, SELinux labels (z/Z),
-    consistency flags and the propagation mode (rprivate, Docker's default, is left out)."""
-    flags = [flag for flag in (mount.get('mode') or '').split(',') if flag and flag not in ('ro', 'rw')]
-    if not mount.get('rw', True):
-        flags.insert(0, 'ro')
-    propagation = mount.get('propagation') or ''
-    if propagation and propagation != 'rprivate' and propagation not in flags:
-        flags.append(propagation)
-    return '%s:%s%s' % (mount['source'], mount['destination'], (':' + ','.join(flags)) if flags else '')
-
-
-def create_body(captured, labels=None, image=None):
-    """Engine API ``POST /containers/create`` body for the standby container."""
-    body = dict(captured.get('config') or {})
-    body['Image'] = image or captured.get('image_digest_ref') or captured.get('image')
-    merged = dict(body.get('Labels') or {})
-    merged.update(labels or {})
-    body['Labels'] = merged
-    host_config = dict(captured.get('host_config') or {})
-    # Named volumes are mounted by name; binds keep their host paths (checked by the caller).
-    host_config['Mounts'] = [
-        {'Type': 'volume', 'Source': m['name'], 'Target': m['destination'], 'ReadOnly': not m.get('rw', True)}
-        for m in named_volumes(captured)
-    ]
-    for m in tmpfs_mounts(captured):
-        spec = {'Type': 'tmpfs', 'Target': m['destination'], 'ReadOnly': not m.get('rw', True)}
-        if m.get('tmpfs_options'):
-            spec['TmpfsOptions'] = m['tmpfs_options']
-        host_config['Mounts'].append(spec)
-    host_config.pop('Binds', None)
-    binds = [bind_spec(m) for m in bind_mounts(captured)]
-    if binds:
-        host_config['Binds'] = binds
-    body['HostConfig'] = host_config
-    return body
+def create_body(captured: Dict[str, Any], labels: Optional[Dict[str, str]] = None,
+                image: Optional[str] = None) -> Dict[str, Any]:
+    """Engine API ``POST /containers/create`` body for the standby container: the shared converter with
+    every mount rebuilt from the captured list (named volumes by name, tmpfs with its options, binds with
+    their host paths, checked by the caller)."""
+    return container_create_body(captured, image=image, labels=labels, mounts=REBUILD)
 
 
 def migration_labels(migration_id: str, source_host: Optional[str], source_id: Optional[str]) -> Dict[str, str]:

@@ -304,6 +304,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import (
     process_argv,
     read_pid,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._container import wait_running
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     RuncCriuOptions,
@@ -866,22 +867,11 @@ class Restorer:
         self.result['engine_copies_removed'] = removed
 
     def wait_healthy(self, cid, name):
-        deadline = time.time() + self.p['health_timeout']
-        last = 'not checked yet'
-        while True:
-            state = (self.client.inspect_container(cid).get('State') or {})
-            if not state.get('Running'):
-                last = 'the container is not running (status %s, exit code %s)' % (state.get('Status'), state.get('ExitCode'))
-            elif not self.p['health_cmd']:
-                return
-            else:
-                code, output = self.client.exec_run(cid, self.p['health_cmd'])
-                if code == 0:
-                    return
-                last = 'health command exited %s: %s' % (code, output[-300:])
-            if time.time() >= deadline:
-                self.fail('Container %s did not become healthy within %s s: %s' % (name, self.p['health_timeout'], last))
-            time.sleep(0.2)
+        waited = wait_running(self.client, cid, timeout=self.p['health_timeout'], interval=0.2,
+                              health_cmd=self.p['health_cmd'], stop_on_exit=False)
+        if not waited['healthy']:
+            self.fail('Container %s did not become healthy within %s s: %s'
+                      % (name, self.p['health_timeout'], waited['reason']))
 
     def run_absent(self):
         bundles = [self.p['bundle']] if self.p['bundle'] else self.candidates

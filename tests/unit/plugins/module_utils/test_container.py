@@ -128,19 +128,6 @@ def test_create_body_rebuild_is_the_migration_create_body(labels, image):
         mig.create_body(captured, labels=labels, image=image)
 
 
-@pytest.mark.parametrize('reference, digests', [
-    (REG + '/mtd/web:2', IMAGE['RepoDigests']),
-    (REG + '/mtd/web@sha256:' + 'd' * 64, IMAGE['RepoDigests']),
-    ('other/x', IMAGE['RepoDigests']),
-    ('nomatch:1', IMAGE['RepoDigests']),
-    (None, IMAGE['RepoDigests']),
-    ('any', []),
-    ('any', None),
-])
-def test_repo_digest_for_is_the_migration_choice(reference, digests):
-    assert ct.repo_digest_for(reference, digests) == mig.image_reference_by_digest(reference, digests)
-
-
 def test_repository():
     assert ct.repository('127.0.0.1:5000/team/app:1@sha256:' + 'a' * 64) == '127.0.0.1:5000/team/app'
     assert ct.repository('busybox') == 'busybox' and ct.repository(None) == ''

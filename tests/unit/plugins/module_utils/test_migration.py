@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle
 from ansible_collections.mtd.containers.plugins.module_utils import _cmd
+from ansible_collections.mtd.containers.plugins.module_utils import _container
 from ansible_collections.mtd.containers.plugins.module_utils import _criu
 from ansible_collections.mtd.containers.plugins.module_utils import _files
 from ansible_collections.mtd.containers.plugins.module_utils import _migration as mig
@@ -29,7 +30,7 @@ CID = '0123456789ab' + 'c' * 52
 
 
 # ---------------------------------------------------------------------------------------------------
-# image_reference_by_digest
+# the image by digest (_container.repo_digest_for, used by capture_config)
 
 @pytest.mark.parametrize('config_image, repo_digests, expected', [
     # a tag after the registry port: the tag is cut, the port is kept
@@ -56,7 +57,8 @@ CID = '0123456789ab' + 'c' * 52
     (None, None, None),
 ])
 def test_image_reference_by_digest(config_image, repo_digests, expected):
-    assert mig.image_reference_by_digest(config_image, repo_digests) == expected
+    # the image by digest that capture_config records: the one shared reference logic of _container
+    assert _container.repo_digest_for(config_image, repo_digests) == expected
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,7 +234,7 @@ def test_tmpfs_mounts_and_bind_options_survive():
     ({'source': '/a', 'destination': '/b', 'rw': True, 'mode': 'cached'}, '/a:/b:cached'),
 ])
 def test_bind_spec(mount, spec):
-    assert mig.bind_spec(mount) == spec
+    assert _container.bind_spec(mount) == spec
 
 
 def test_create_body_labels_override_and_image_fallbacks():
