@@ -83,14 +83,6 @@ class LaunchError(MtdError):
     """The launcher could not confine and exec the command (exit status 125)."""
 
 
-def _libc():
-    name = ctypes.util.find_library('c') or 'libc.so.6'
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return ctypes.CDLL(None, use_errno=True)
-
-
 def readonly_mounts(mountinfo_text: str) -> List[Tuple[str, int]]:
     """(mountpoint, flags) for every mount to make read-only: all cgroup/cgroup2 mounts and everything at or
     below /sys/fs/cgroup. The flags keep each mount's nosuid/nodev/noexec/atime options."""
@@ -110,7 +102,7 @@ def readonly_mounts(mountinfo_text: str) -> List[Tuple[str, int]]:
 
 def private_readonly_cgroupfs() -> List[str]:
     """A new mount namespace (slave of the current one) where every cgroup mount is read-only."""
-    libc = _libc()
+    libc = seccomp_lib.libc()
     libc.unshare.argtypes = [ctypes.c_int]
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     if libc.unshare(CLONE_NEWNS) != 0:

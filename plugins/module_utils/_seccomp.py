@@ -519,7 +519,8 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
 
-def _libc():
+def libc():
+    """The C library through ctypes (errno kept), for prctl/mount calls of this file and the launcher."""
     name = ctypes.util.find_library('c') or 'libc.so.6'
     try:
         return ctypes.CDLL(name, use_errno=True)
@@ -532,8 +533,8 @@ def install_filter(program: Optional[Sequence[Tuple[int, int, int, int]]] = None
     every child and kept across execve. Raises SeccompError when the kernel refuses."""
     if program is None:
         program = process_filter()
-    libc = _libc()
-    prctl = libc.prctl
+    lib = libc()
+    prctl = lib.prctl
     prctl.restype = ctypes.c_int
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     if no_new_privs and prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
