@@ -48,7 +48,7 @@ import subprocess
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, CommandError, output_tail
+from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdResult, CmdRunner, CommandError, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError, acquire_lock
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -94,14 +94,16 @@ def log_seconds(path: str) -> Optional[float]:
 # ---------------------------------------------------------------------------------------------------
 # The criu command line (read-only commands: version, check, features)
 
-class CriuResult:
-    """rc, stdout and stderr of one criu command."""
+class CriuResult(CmdResult):
+    """A finished criu command (``_cmd.CmdResult``) whose output reads stderr first, as CRIU writes it."""
 
-    def __init__(self, cmd: Sequence[str], rc: int, stdout: Optional[str], stderr: Optional[str]) -> None:
-        self.cmd = list(cmd)
-        self.rc = rc
-        self.stdout = stdout or ''
-        self.stderr = stderr or ''
+    def __init__(self, cmd: Sequence[str], rc: int, stdout: Optional[str], stderr: Optional[str],
+                 seconds: float = 0.0) -> None:
+        super().__init__(cmd, rc, stdout or '', stderr or '', seconds)
+
+    @property
+    def cmd(self) -> List[str]:
+        return self.argv
 
     @property
     def output(self) -> str:
@@ -112,8 +114,8 @@ class CriuResult:
         return output_tail(self.output, lines)
 
     def as_dict(self) -> Dict[str, Any]:
-        """For a module's failure result."""
-        return {'cmd': self.cmd, 'rc': self.rc, 'stdout': self.stdout, 'stderr': self.stderr}
+        """For a module's failure result (the whole output: criu's answers are short)."""
+        return {'cmd': self.argv, 'rc': self.rc, 'stdout': self.stdout, 'stderr': self.stderr}
 
 
 def find_criu(module, path: Optional[str] = None) -> Optional[str]:
@@ -150,7 +152,7 @@ class Criu:
             done = self.runner.run(args, data=data, cwd=cwd)
         except CommandError as exc:
             raise CriuError(exc.msg, **exc.details)
-        result = CriuResult(done.argv, done.rc, done.stdout, done.stderr)
+        result = CriuResult(done.argv, done.rc, done.stdout, done.stderr, done.seconds)
         self.last = result
         if check_rc and done.rc != 0:
             raise CriuError(
