@@ -121,6 +121,18 @@ class MtdModule:
         self.module.exit_json(**self.result)
 
 
+class Worker:
+    """Base of a module's worker class: the run's MtdModule and its parts under short names, and the
+    per-phase timings (``timings``) that long operations report."""
+
+    def __init__(self, mod: MtdModule) -> None:
+        self.mod = mod
+        self.module = mod.module
+        self.p: Dict[str, Any] = mod.params
+        self.result: Dict[str, Any] = mod.result
+        self.timings: Dict[str, Any] = {}
+
+
 def error_message(exc: BaseException, where: str) -> str:
     """The one sentence a failure shows: the MtdError's own, or a clear one for anything unexpected."""
     if isinstance(exc, MtdError):

@@ -315,7 +315,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     capture_config,
     named_volumes,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
+from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     SENDER,
     TransferError,
@@ -399,17 +399,13 @@ class Rollback:
         raise MigrationError(str(exc), criu_log=log)
 
 
-class Checkpointer:
+class Checkpointer(Worker):
     """One run of the module: ``run_present`` (validate → preflight → connect → freeze → dump → package
     → send → finish) or ``run_absent``."""
 
     def __init__(self, mod):
-        self.mod = mod
-        self.module = mod.module
-        self.p = mod.params
+        super().__init__(mod)
         self.client = mod.docker
-        self.result: Dict[str, Any] = mod.result
-        self.timings: Dict[str, Any] = {}
         self.inspected: Dict[str, Any] = {}
         self.manifest: Dict[str, Any] = {}
 

@@ -332,7 +332,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     migration_labels,
     named_volumes,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
+from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     RECEIVER,
     TransferError,
@@ -386,17 +386,13 @@ RESTORE_LOG_GLOBS = [
 ]
 
 
-class Restorer:
+class Restorer(Worker):
     """One run of the module: ``run_prepared``, ``run_started`` (validate → receive/wait → verify → lay back
     layer and volumes → place → start → health) or ``run_absent``."""
 
     def __init__(self, mod):
-        self.mod = mod
-        self.module = mod.module
-        self.p = mod.params
+        super().__init__(mod)
         self.client = mod.docker
-        self.result: Dict[str, Any] = mod.result
-        self.timings: Dict[str, Any] = {}
         mod.add_failure_details(lambda: {'timings': self.timings} if self.timings else {})
         info = self.client.info()
         self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
