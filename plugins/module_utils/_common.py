@@ -192,17 +192,27 @@ def to_epoch(value):
     return epoch
 
 
+def create_no_follow(path, mode=0o600):
+    """Open ``path`` read-write, creating it with ``mode`` if missing, never through a symbolic link
+    (``O_NOFOLLOW``: OSError ELOOP for a link). Returns the file descriptor."""
+    import os
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
+    return os.open(path, flags, mode)
+
+
 def acquire_lock(path, timeout, poll=0.05):
     """Open ``path`` (created if missing) and take an exclusive flock on it, waiting up to ``timeout``
     seconds. Returns the open file (closing it releases the lock) or None when the wait ran out.
 
-    The lock is released by the kernel when the holder exits, however it exits.
+    The lock is released by the kernel when the holder exits, however it exits. A symbolic link at
+    ``path`` is refused (OSError ELOOP), never followed: a lock file in a shared place must not let whoever
+    put the link there make this process create or open a file elsewhere.
     """
     import fcntl
     import os
     import time
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    handle = open(path, 'a')
+    handle = os.fdopen(create_no_follow(path), 'r+')
     deadline = time.time() + timeout
     while True:
         try:

@@ -301,6 +301,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
     acquire_lock,
+    create_no_follow,
     process_argv,
     read_pid,
 )
@@ -891,8 +892,7 @@ class Restorer(Worker):
         bundles = usable
         try:
             for bundle in bundles:
-                with open(bundle + '.cancel', 'a'):
-                    pass
+                os.close(create_no_follow(bundle + '.cancel'))
                 # a post-copy restore whose copy is being removed need not get the rest of its memory
                 self.result['lazy_daemon_ended'] = end_lazy_daemon(bundle + TLS_DIR_SUFFIX) or \
                     self.result.get('lazy_daemon_ended', False)

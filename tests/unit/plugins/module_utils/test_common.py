@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
+    acquire_lock,
+    create_no_follow,
     group_alive,
     parse_duration,
     process_argv,
@@ -150,3 +153,23 @@ def test_read_pid_only_takes_a_positive_process_id(tmp_path, text, expected):
     path.write_text(text)
     assert read_pid(str(path)) == expected
     assert read_pid(str(tmp_path / 'missing.pid')) is None
+
+
+def test_lock_and_marker_files_are_never_opened_through_a_link(tmp_path):
+    import errno
+    victim = tmp_path / 'victim'
+    link = tmp_path / 'm-1.lock'
+    link.symlink_to(victim)
+    with pytest.raises(OSError) as info:
+        acquire_lock(str(link), 0.1)
+    assert info.value.errno == errno.ELOOP
+    assert not victim.exists()
+    with pytest.raises(OSError):
+        create_no_follow(str(link))
+    assert not victim.exists()
+    handle = acquire_lock(str(tmp_path / 'm-2.lock'), 0.1)
+    assert handle is not None and oct(os.stat(str(tmp_path / 'm-2.lock')).st_mode & 0o777) == '0o600'
+    assert acquire_lock(str(tmp_path / 'm-2.lock'), 0.1) is None   # held: the wait runs out
+    handle.close()
+    os.close(create_no_follow(str(tmp_path / 'm-2.cancel')))
+    assert (tmp_path / 'm-2.cancel').exists()
