@@ -264,7 +264,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
@@ -363,9 +363,11 @@ class Rollback:
     Inside ``with Rollback(...) as undo:`` the steps record what they did (``undo.frozen``,
     ``undo.lazy_dir``, ``undo.dumping``). On an exception: the channel to the receiver is closed, a page
     server that may hold the container's tasks is ended (the container kept frozen meanwhile), the
-    container is resumed if this run froze it, the bundle is removed, and CRIU's log is added to the
-    failure (``criu_log``) once the dump had started. The exception then goes on (an OSError as a
-    MigrationError). The send itself is outside: after a failed send the container stays frozen.
+    container is resumed if this run froze it, the bundle is removed - each step also when one before it
+    failed (``rollback_errors`` in the failure) - and CRIU's log is added to the failure (``criu_log``)
+    once the dump had started. The exception then goes on (one that is no MtdError as a MigrationError
+    when there is something to add). The send itself is outside: after a failed send the container stays
+    frozen.
     """
 
     def __init__(self, worker, bundle, channel):
@@ -382,21 +384,35 @@ class Rollback:
     def __exit__(self, exc_type, exc, traceback):
         if exc is None or not isinstance(exc, Exception):
             return False
-        if self.channel is not None:
-            self.channel.close()
         log = read_tail(os.path.join(self.lazy_dir or self.bundle, 'work', 'dump.log')) if self.dumping else None
+        # every step runs even when one before it fails: above all, a container this run froze is resumed
+        errors: List[str] = []
+        if self.channel is not None:
+            self._quietly(errors, self.channel.close)
         if self.lazy_dir:
-            self.worker.end_page_server(self.lazy_dir, self.worker.inspected)
-            remove_tree(self.lazy_dir)
+            self._quietly(errors, self.worker.end_page_server, self.lazy_dir, self.worker.inspected)
+            self._quietly(errors, remove_tree, self.lazy_dir)
         if self.frozen:
-            self.worker.resume(self.worker.inspected['Id'])
-        remove_tree(self.bundle)
-        if log is None:
+            self._quietly(errors, self.worker.resume, self.worker.inspected['Id'])
+        self._quietly(errors, remove_tree, self.bundle)
+        extra: Dict[str, Any] = {'rollback_errors': errors} if errors else {}
+        if log is not None:
+            extra['criu_log'] = log
+        if not extra:
             return False
         if isinstance(exc, MtdError):
-            exc.details['criu_log'] = log or exc.details.get('criu_log', '')
+            if 'criu_log' in extra:
+                extra['criu_log'] = extra['criu_log'] or exc.details.get('criu_log', '')
+            exc.details.update(extra)
             return False
-        raise MigrationError(str(exc), criu_log=log)
+        raise MigrationError(str(exc), **extra)
+
+    @staticmethod
+    def _quietly(errors, function, *args):
+        try:
+            function(*args)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            errors.append('%s: %s' % (getattr(function, '__name__', 'cleanup'), exc))
 
 
 class Checkpointer(Worker):

@@ -16,6 +16,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -527,3 +528,33 @@ def test_a_lazy_dump_that_never_gets_ready_resumes_the_container(scene, monkeypa
     # frozen, then resumed; nothing of the attempt is left
     assert scene['model'].status('it-web') == 'running'
     assert not os.path.exists(scene['bundle']) and not os.path.exists(scene['bundle'] + '.lazy')
+
+
+class _RollbackWorker:
+    """The two calls the rollback makes on the worker, recorded; ending the page server fails."""
+
+    def __init__(self):
+        self.inspected = {'Id': 'c' * 64}
+        self.calls = []
+
+    def end_page_server(self, lazy_dir, inspected):
+        self.calls.append('end_page_server')
+        raise OSError('the page server would not die')
+
+    def resume(self, cid):
+        self.calls.append('resume')
+
+
+def test_rollback_resumes_the_container_even_when_a_cleanup_before_it_fails(tmp_path):
+    bundle, lazy = tmp_path / 'm-1', tmp_path / 'm-1.lazy'
+    bundle.mkdir()
+    lazy.mkdir()
+    worker = _RollbackWorker()
+    with pytest.raises(MtdError) as info:
+        with checkpoint.Rollback(worker, str(bundle), None) as undo:
+            undo.frozen = True
+            undo.lazy_dir = str(lazy)
+            raise MtdError('the dump failed')
+    assert worker.calls == ['end_page_server', 'resume']
+    assert not bundle.exists() and not lazy.exists()
+    assert info.value.details['rollback_errors'] == ['end_page_server: the page server would not die']
