@@ -497,8 +497,3 @@ def client_from_params(params: Dict[str, Any]) -> DockerClient:
         )
     except ValueError as exc:
         raise MtdError('Invalid Docker connection option: %s.' % (exc,))
-
-
-def client_from_module(module: Any) -> DockerClient:
-    """``client_from_params(module.params)``."""
-    return client_from_params(module.params)

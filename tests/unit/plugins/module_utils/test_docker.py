@@ -24,7 +24,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._docker import (
     MAX_API_VERSION,
     DockerClient,
     DockerError,
-    client_from_module,
+    client_from_params,
     compare_versions,
     demux_stream,
     docker_argument_spec,
@@ -352,8 +352,8 @@ class _FakeModule:
         raise SystemExit(1)
 
 
-def test_client_from_module():
-    client = client_from_module(_FakeModule({'docker_host': 'tcp://127.0.0.1:2375', 'api_version': '1.41', 'timeout': 7}))
+def test_client_from_params():
+    client = client_from_params({'docker_host': 'tcp://127.0.0.1:2375', 'api_version': '1.41', 'timeout': 7})
     assert client._netloc == ('127.0.0.1', 2375)
     assert client.api_version == '1.41'
     assert client.timeout == 7
@@ -364,10 +364,10 @@ def test_client_from_module():
     ({'docker_host': DEFAULT_DOCKER_HOST, 'api_version': 'newest', 'timeout': 60}, "Invalid Docker connection option: 'newest'"),
     ({'docker_host': DEFAULT_DOCKER_HOST, 'api_version': 'auto', 'timeout': 0}, 'timeout must be a positive number'),
 ])
-def test_client_from_module_bad_options(params, message):
+def test_client_from_params_bad_options(params, message):
     module = _FakeModule(params)
     with pytest.raises(MtdError) as info:
-        client_from_module(module)
+        client_from_params(module.params)
     assert info.value.msg.startswith(message)
     assert module.failed is None
 
