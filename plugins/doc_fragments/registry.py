@@ -31,6 +31,21 @@ options:
     type: str
     choices: [auto, https, http]
     default: auto
+  registry_realm_hosts:
+    description:
+      - Token services, other than the registry's own host and port, that may receive O(registry_username) and
+        O(registry_password), as V(host) or V(host:port) (without a port, the default port of the token service's
+        scheme, 443 for https). Use it for a registry whose C(WWW-Authenticate) challenge names a token service
+        (its C(realm)) on another host, such as V(gitlab.example.com) for V(registry.gitlab.example.com).
+      - The credentials go without listing to a token service on the registry's own host and port, and, for
+        Docker Hub (V(docker.io)), to V(auth.docker.io). For any other realm the module fails before sending the
+        credentials, and names the host to list here. Anonymous token requests (no O(registry_username)) carry no
+        credentials and need no listing.
+      - Whatever this option says, a realm that is not an http or https URL, and a plain-http realm of an https
+        registry, are refused.
+    type: list
+    elements: str
+    default: []
   validate_certs:
     description:
       - Whether to verify the TLS certificate of an HTTPS registry and of its token service.
@@ -49,4 +64,9 @@ options:
 notes:
   - The registry is reached with the Python standard library only (the Registry HTTP API V2 over
     C(http.client)); no Docker SDK or registry library is needed.
+  - The C(Authorization) header (basic credentials or the bearer token) is sent only to the registry's own
+    scheme, host and port. A blob download that the registry redirects to a storage backend is followed without
+    it (and never from https down to http); a request to another host that asks for credentials fails.
+  - A bearer token is requested with exactly the scopes the operation needs (C(pull) on the repositories it
+    reads, C(pull,push) on those it writes); the scopes named in the registry's challenge are not added.
 """

@@ -14,6 +14,23 @@ monolithic blob upload (for configs), basic and bearer-token authentication (one
 client was told about), TLS verification on by default with an optional CA bundle, and request / byte
 accounting in :attr:`RegistryClient.stats`.
 
+Where credentials go (the registry may be hostile, or someone on the path may answer for it):
+
+- ``Authorization`` (Basic credentials or the bearer token) is attached only to requests whose origin (scheme,
+  host, port) is the registry's own. ``http.client`` follows no redirect by itself; the one redirect the client
+  follows (a blob GET sent to a storage backend, :meth:`RegistryClient.get_blob`) carries no ``Authorization``
+  unless it comes back to the registry's origin, and never goes from https down to http. A 401 from another
+  origin (an upload ``Location`` elsewhere) is refused, not answered.
+- A ``Bearer`` challenge's realm must be an http(s) URL, and https when the registry is https
+  (:func:`check_realm`). The Basic credentials go to the realm only when its host and port are the registry's,
+  when it is Docker Hub's own token service, or when the operator listed it in ``realm_hosts``
+  (:func:`credentials_allowed`); otherwise the client refuses before sending anything. Anonymous token requests
+  carry no credentials and may go to any http(s) realm that passes :func:`check_realm`.
+- A token asks for exactly the scopes the client was told about (``add_scope``) plus what the request being
+  answered needs (:func:`request_scopes`: ``pull`` for GET/HEAD, ``pull,push`` for writes, ``pull`` on the
+  ``from`` repository of a mount); the challenge's own ``scope`` is ignored, so a registry cannot make the
+  client ask for ``delete`` or for repositories the operation does not touch.
+
 Every failure raises :class:`RegistryError` whose message is one readable sentence, with the registry's
 error code when it gave one; ``status`` is the HTTP status or None when no answer came.
 
@@ -37,7 +54,7 @@ import ssl
 import time
 from http import client as http_client
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union, overload
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
@@ -61,12 +78,18 @@ DEFAULT_TIMEOUT = 60
 USER_AGENT = 'mtd.containers-registry/1'
 DOCKER_HUB = 'docker.io'
 DOCKER_HUB_API = 'registry-1.docker.io'
+# Docker Hub's registry sends clients to this token service; its credentials may go there without listing it.
+DOCKER_HUB_AUTH = 'auth.docker.io'
+DEFAULT_PORTS = {'http': 80, 'https': 443}
+READ_METHODS = ('GET', 'HEAD')
 
 _DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
 _TAG_RE = re.compile(r'^[\w][\w.-]{0,127}$')
 _REPO_COMPONENT_RE = re.compile(r'^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$')
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _MAX_ERROR_BODY = 2000
+# /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>, /v2/<name>/blobs/uploads/[<session>], /v2/<name>/tags/list
+_API_PATH_RE = re.compile(r'^/v2/(?P<name>.+)/(?:manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list)$')
 
 
 class RegistryError(MtdError):
@@ -231,6 +254,106 @@ def registry_error_detail(body: Union[bytes, str, None]) -> Tuple[Optional[str],
     return None, text[:300]
 
 
+# -- where credentials may go -----------------------------------------------------------------
+
+Origin = Tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin:
+    """``(scheme, host, port)`` of an absolute URL: scheme and host lowercased, the scheme's default port filled in.
+
+    Raises ValueError when the URL has no host or an invalid port.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or '').lower()
+    if not host:
+        raise ValueError('%r has no host' % (url,))
+    port = parts.port  # ValueError for a port that is not a number in 0-65535
+    return scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme, 0)
+
+
+def origin_text(origin: Origin) -> str:
+    """``scheme://host[:port]`` (the port only when it is not the scheme's default), for messages."""
+    scheme, host, port = origin
+    shown = '[%s]' % host if ':' in host else host
+    if port != DEFAULT_PORTS.get(scheme):
+        shown += ':%d' % port
+    return '%s://%s' % (scheme, shown)
+
+
+def parse_host_port(text: Any) -> Tuple[str, Optional[int]]:
+    """``host``, ``host:port`` or ``[v6]:port`` → ``(host lowercased, port or None)``; ValueError otherwise."""
+    if not isinstance(text, str) or not text.strip() or any(c in text for c in '/?#@ '):
+        raise ValueError('%r is not a host or host:port' % (text,))
+    parts = urlsplit('//' + text.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError('%r is not a host or host:port (bad port)' % (text,))
+    if not parts.hostname:
+        raise ValueError('%r is not a host or host:port' % (text,))
+    return parts.hostname.lower(), port
+
+
+def check_realm(realm: str, registry: str, registry_scheme: str) -> Origin:
+    """The origin of a bearer challenge's ``realm``, or RegistryError when the client must not go there.
+
+    Refused: a realm that is not an absolute http(s) URL, and a plain-http realm of an https registry (the
+    credentials and the token would cross the network unencrypted). The message names the realm's host only.
+    """
+    try:
+        origin = origin_of(realm)
+    except ValueError:
+        origin = None
+    if origin is None or origin[0] not in DEFAULT_PORTS:
+        scheme = urlsplit(realm).scheme or 'none'
+        raise RegistryError('The registry %s names a token service (realm) that is not an http or https URL '
+                            '(scheme %s); refused.' % (registry, scheme), status=401)
+    if registry_scheme == 'https' and origin[0] != 'https':
+        raise RegistryError('The registry %s is reached over https but sends clients to the plain-http token service '
+                            '%s; refused, because credentials and tokens would cross the network unencrypted. Ask '
+                            'the registry operator to serve the token service over https.'
+                            % (registry, origin_text(origin)), status=401)
+    return origin
+
+
+def credentials_allowed(realm_origin: Origin, registry_origin: Origin, allowed: Sequence[Tuple[str, Optional[int]]]
+                        ) -> bool:
+    """Whether the Basic credentials may be sent to a token service at ``realm_origin``.
+
+    Yes for the registry's own host and port, for Docker Hub's token service when the registry is Docker
+    Hub, and for an entry of ``allowed`` (``(host, port)``; a None port means the realm scheme's default port).
+    """
+    scheme, host, port = realm_origin
+    if (host, port) == registry_origin[1:]:
+        return True
+    if registry_origin[1] == DOCKER_HUB_API and (host, port) == (DOCKER_HUB_AUTH, 443) and scheme == 'https':
+        return True
+    for allowed_host, allowed_port in allowed:
+        wanted = allowed_port if allowed_port is not None else DEFAULT_PORTS[scheme]
+        if (allowed_host, wanted) == (host, port):
+            return True
+    return False
+
+
+def request_scopes(method: str, url: str) -> Dict[str, Set[str]]:
+    """What one API request needs, ``{repository: actions}``; ``{}`` for requests outside a repository.
+
+    ``pull`` for GET/HEAD, ``pull`` and ``push`` for every other method (upload sessions are cancelled with
+    DELETE, which is a push right too), and ``pull`` on the ``from`` repository of a cross-repository mount.
+    """
+    parts = urlsplit(url)
+    match = _API_PATH_RE.match(parts.path)
+    if not match:
+        return {}
+    scopes = {match.group('name'): {'pull'} if method in READ_METHODS else {'pull', 'push'}}
+    if method == 'POST' and '/blobs/uploads/' in parts.path:
+        for source in parse_qs(parts.query).get('from', []):
+            scopes.setdefault(source, set()).add('pull')
+    return scopes
+
+
 class Manifest:
     """A manifest as the registry holds it: the exact ``data`` bytes, their ``digest`` and ``media_type``."""
 
@@ -313,11 +436,13 @@ class RegistryClient:
     ``scheme`` is ``auto`` (plain HTTP for loopback registries, HTTPS otherwise), ``https`` or ``http``.
     ``username``/``password`` are used for basic auth, or to obtain bearer tokens. ``validate_certs`` and
     ``ca_path`` control TLS verification. Scopes (``add_scope``) are requested together in one token.
+    ``realm_hosts`` (``host`` or ``host:port`` strings) are token services other than the registry's own host
+    that may receive the credentials (see the module docstring).
     """
 
     def __init__(self, registry: str, scheme: str = 'auto', username: Optional[str] = None,
                  password: Optional[str] = None, validate_certs: bool = True, ca_path: Optional[str] = None,
-                 timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: Optional[float] = DEFAULT_TIMEOUT, realm_hosts: Sequence[str] = ()) -> None:
         if not registry:
             raise ValueError('a registry host is required')
         self.registry = registry
@@ -328,6 +453,11 @@ class RegistryClient:
         self.scheme = scheme
         self.api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.base_url = '%s://%s' % (scheme, self.api_host)
+        try:
+            self.origin = origin_of(self.base_url)
+        except ValueError:
+            raise ValueError('%r is not a registry host or host:port' % (registry,))
+        self.realm_hosts = [parse_host_port(entry) for entry in realm_hosts or ()]
         self.username = username
         self.password = password
         self.validate_certs = validate_certs
@@ -361,8 +491,9 @@ class RegistryClient:
         raw = ('%s:%s' % (self.username or '', self.password or '')).encode('utf-8')
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
 
-    def _authenticate(self, challenge_header, method, path):
-        """Answer a 401: set ``self._authorization`` or raise RegistryError."""
+    def _authenticate(self, challenge_header, method, url):
+        """Answer a 401 of the registry: set ``self._authorization`` or raise RegistryError."""
+        path = urlsplit(url).path
         scheme, params = parse_challenge(challenge_header)
         if scheme == 'basic':
             if not self.username:
@@ -380,12 +511,9 @@ class RegistryClient:
             if not realm:
                 raise RegistryError('The registry %s asked for a bearer token without a realm.' % (self.registry,),
                                     status=401)
-            wanted = params.get('scope')
-            if wanted:
-                for item in wanted.split(' '):
-                    bits = item.split(':')
-                    if len(bits) == 3 and bits[0] == 'repository':
-                        self.add_scope(bits[1], bits[2])
+            # The challenge's own scope is not merged: the token asks for what the operation needs, no more.
+            for repository, actions in request_scopes(method, url).items():
+                self.add_scope(repository, sorted(actions))
             scopes = self.scopes()
             if self._auth_scheme == 'bearer' and scopes == self._token_scopes:
                 raise RegistryError('The registry %s refused the bearer token for %s %s (scopes %s); the account %s '
@@ -399,39 +527,53 @@ class RegistryClient:
         raise RegistryError('The registry %s answered %s %s with 401 and an unsupported challenge %r.'
                             % (self.registry, method, path, challenge_header or ''), status=401)
 
+    def _token_credentials(self, realm):
+        """``(realm origin, whether the Basic credentials go there)``; RegistryError when it must not be asked."""
+        origin = check_realm(realm, self.registry, self.scheme)
+        if not self.username:
+            return origin, False
+        if not credentials_allowed(origin, self.origin, self.realm_hosts):
+            raise RegistryError('The registry %s sends clients to the token service %s, which is not the registry\'s '
+                                'own host; the credentials are sent there only when it is listed in '
+                                'registry_realm_hosts (%s).' % (self.registry, origin_text(origin),
+                                                                origin_text(origin).split('://', 1)[1]), status=401)
+        return origin, True
+
     def _fetch_token(self, realm, service, scopes):
+        origin, with_credentials = self._token_credentials(realm)
+        shown = origin_text(origin)
         query = []
         if service:
             query.append(('service', service))
         for scope in scopes:
             query.append(('scope', scope))
-        if self.username:
+        if with_credentials:
             query.append(('account', self.username))
         url = realm + ('&' if '?' in realm else '?') + urlencode(query)
         headers = {}
-        if self.username:
+        if with_credentials:
             headers['Authorization'] = self._basic_header()
         response = self._send('GET', url, headers=headers, kind='token')
-        if response.status in (401, 403) and not self.username:
+        if response.status in (401, 403) and not with_credentials:
             raise RegistryError('The token service %s refused an anonymous token for %s; give registry_username '
-                                'and registry_password.' % (realm, ' '.join(scopes) or 'the registry'),
+                                'and registry_password.' % (shown, ' '.join(scopes) or 'the registry'),
                                 status=response.status, code='UNAUTHORIZED')
         if response.status in (401, 403):
             raise RegistryError('The token service %s rejected the credentials of user %r; check registry_username '
-                                'and registry_password.' % (realm, self.username), status=response.status,
+                                'and registry_password.' % (shown, self.username), status=response.status,
                                 code='UNAUTHORIZED')
         if response.status != 200:
             code, detail = registry_error_detail(response.body)
             raise RegistryError('The token service %s answered %s %s: %s.'
-                                % (realm, response.status, response.reason, detail or 'no detail'),
+                                % (shown, response.status, response.reason, detail or 'no detail'),
                                 status=response.status, code=code)
         try:
             data = json.loads(response.body.decode('utf-8'))
         except ValueError:
-            raise RegistryError('The token service %s answered with something that is not JSON.' % (realm,))
+            raise RegistryError('The token service %s answered with something that is not JSON.' % (shown,))
         token = (data.get('token') or data.get('access_token')) if isinstance(data, dict) else None
-        if not token:
-            raise RegistryError('The token service %s answered without a token.' % (realm,))
+        if not token or not isinstance(token, str):
+            raise RegistryError('The token service %s answered without a token.' % (shown,))
         return token
 
     # -- transport --------------------------------------------------------------------------
@@ -527,19 +669,64 @@ class RegistryClient:
         Statuses in ``expect`` and ``allow`` are returned; others raise RegistryError.
         """
         url = path if '://' in path else self.base_url + path
+        same_origin = self.is_registry_origin(url)
         for _attempt in range(3):
             send_headers = dict(headers or {})
-            if self._authorization and urlsplit(url).netloc == self.api_host:
+            if same_origin and self._authorization:
                 send_headers['Authorization'] = self._authorization
             response = self._send(method, url, headers=send_headers, body=body, kind=kind)
             if response.status == 401:
-                self._authenticate(response.header('WWW-Authenticate'), method, urlsplit(url).path)
+                if not same_origin:
+                    raise RegistryError('The registry %s sent %s %s to %s, which asked for credentials; they are '
+                                        'sent only to the registry itself.'
+                                        % (self.registry, method, urlsplit(url).path, self._origin_shown(url)),
+                                        status=401, code='UNAUTHORIZED')
+                self._authenticate(response.header('WWW-Authenticate'), method, url)
                 continue
             if response.status in expect or response.status in allow:
                 return response
             raise self._status_error(method, url, response)
         raise RegistryError('The registry %s kept answering 401 to %s %s; check the credentials.'
                             % (self.registry, method, urlsplit(url).path), status=401, code='UNAUTHORIZED')
+
+    def is_registry_origin(self, url: str) -> bool:
+        """Whether ``url`` has the registry's scheme, host and port: the only origin ``Authorization`` goes to."""
+        try:
+            return origin_of(url) == self.origin
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _origin_shown(url):
+        try:
+            return origin_text(origin_of(url))
+        except ValueError:
+            return 'an invalid URL'
+
+    def _follow_redirects(self, response, url, kind):
+        """Follow up to 3 redirects of a GET by hand; ``Authorization`` only when a hop is the registry's origin.
+
+        A hop from https down to http, or to a scheme other than http(s), is refused.
+        """
+        hops = 0
+        while response.status in (301, 302, 303, 307, 308) and hops < 3:
+            location = response.header('Location')
+            if not location:
+                raise RegistryError('The registry %s answered GET %s with a redirect without Location.'
+                                    % (self.registry, urlsplit(url).path), status=response.status)
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme.lower()
+            if scheme not in DEFAULT_PORTS or (urlsplit(url).scheme == 'https' and scheme != 'https'):
+                raise RegistryError('The registry %s redirected GET %s from %s to %s; only redirects to https (or '
+                                    'from http to http) are followed.' % (self.registry, urlsplit(url).path,
+                                                                         urlsplit(url).scheme, scheme or 'no scheme'))
+            headers = {}
+            if self._authorization and self.is_registry_origin(target):
+                headers['Authorization'] = self._authorization
+            url = target
+            response = self._send('GET', url, headers=headers, kind=kind)
+            hops += 1
+        return response
 
     def _status_error(self, method, url, response):
         code, detail = registry_error_detail(response.body[:_MAX_ERROR_BODY])
@@ -632,14 +819,15 @@ class RegistryClient:
         return response.status == 200
 
     def get_blob(self, repository: str, digest: str, max_size: int = 64 * 1024 * 1024) -> bytes:
-        """GET a (small) blob and check its digest; follows a storage redirect without credentials."""
+        """GET a (small) blob and check its digest.
+
+        A redirect (to a storage backend) is followed without the registry's ``Authorization`` unless it
+        points back to the registry's own origin (see :meth:`_follow_redirects`).
+        """
         response = self.request('GET', self._path(repository, 'blobs', digest), kind='blob_get',
-                                allow=(307, 302, 303, 404))
-        hops = 0
-        while response.status in (302, 303, 307) and hops < 3:
-            location = urljoin(self.base_url + self._path(repository, 'blobs', digest), response.header('Location'))
-            response = self._send('GET', location, kind='blob_get')
-            hops += 1
+                                allow=(301, 302, 303, 307, 308, 404))
+        response = self._follow_redirects(response, self.base_url + self._path(repository, 'blobs', digest),
+                                          'blob_get')
         if response.status == 404:
             raise RegistryError('The registry %s has no blob %s in repository %s.' % (self.registry, digest, repository),
                                 status=404, code='BLOB_UNKNOWN')

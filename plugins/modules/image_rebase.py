@@ -316,6 +316,7 @@ def registry_argument_spec():
         registry_username=dict(type='str', fallback=(env_fallback, ['MTD_REGISTRY_USERNAME'])),
         registry_password=dict(type='str', no_log=True, fallback=(env_fallback, ['MTD_REGISTRY_PASSWORD'])),
         registry_scheme=dict(type='str', default='auto', choices=['auto', 'https', 'http']),
+        registry_realm_hosts=dict(type='list', elements='str', default=[]),
         validate_certs=dict(type='bool', default=True),
         ca_path=dict(type='path'),
         registry_timeout=dict(type='int', default=60),
@@ -378,7 +379,8 @@ def registry_client(params: Dict[str, Any], image: Reference) -> RegistryClient:
     try:
         return RegistryClient(image.registry, scheme=params['registry_scheme'], username=params['registry_username'],
                               password=params['registry_password'], validate_certs=params['validate_certs'],
-                              ca_path=params['ca_path'], timeout=params['registry_timeout'])
+                              ca_path=params['ca_path'], timeout=params['registry_timeout'],
+                              realm_hosts=params['registry_realm_hosts'])
     except ValueError as exc:
         raise MtdError('Invalid registry option: %s.' % (exc,))
 

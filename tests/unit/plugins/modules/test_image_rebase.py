@@ -102,6 +102,8 @@ def test_shared_layer_reuses_step(reg):
     ({'new_base': 'other.example/ns/base:v2'}, 'one registry'),
     ({'old_base': None}, 'give old_base'),
     ({'image': 'BAD REF'}, 'Option image'),
+    ({'registry_realm_hosts': ['https://auth.example/token']},
+     "Invalid registry option: 'https://auth.example/token' is not a host or host:port."),
 ])
 def test_bad_input_fails_before_writing(reg, override, fragment):
     values = dict((k, v.format(addr=reg.addr) if isinstance(v, str) else v) for k, v in override.items())
@@ -118,6 +120,27 @@ def test_wrong_credentials():
                       'registry_password': 'nope', 'old_base': '%s/ns/b:1' % server.addr}, fail=True)
         assert "rejected the credentials of user 'alice'" in result['msg']
         assert result['requests']['writes'] == 0
+    finally:
+        server.close()
+
+
+def test_bearer_token_asks_for_what_the_rebase_needs():
+    """Read the image and the bases (pull), write the target and the step repository (pull,push); no more."""
+    server = fake_registry.FakeRegistry(auth='bearer', user='alice', password='pw')
+    try:
+        seed = fake_registry.seed_image
+        seed(server, 'ns/base', 'v1', [b'busybox', b'rel1'], H_BASE1)
+        seed(server, 'ns/base', 'v2', [b'busybox', b'rel2'], H_BASE2)
+        seed(server, 'ns/app', '1', [b'busybox', b'rel1', b'one'], H_BASE1 + [{'created_by': 'one'}])
+        result = run(dict(args(server), registry_username='alice', registry_password='pw'))
+        assert result['changed'] is True
+        assert result['requests']['by_kind']['token'] == 1
+        assert server.token_requests[0]['scope'] == [
+            'repository:ns/app:pull,push', 'repository:ns/base:pull', 'repository:ns/rebase-steps:pull,push']
+        checked = run(dict(args(server), registry_username='alice', registry_password='pw', _ansible_check_mode=True))
+        assert checked['changed'] is False
+        assert server.token_requests[-1]['scope'] == [
+            'repository:ns/app:pull', 'repository:ns/base:pull', 'repository:ns/rebase-steps:pull']
     finally:
         server.close()
 
