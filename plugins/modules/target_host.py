@@ -131,7 +131,10 @@ options:
     type: dict
     suboptions:
       url:
-        description: The URL to POST to.
+        description:
+          - The URL to POST to.
+          - Its path and query often carry a secret (a webhook token), so the option is C(no_log) and results,
+            warnings and errors show only its scheme and host (RV(webhook.url)). Redirects are not followed.
         type: str
         required: true
       headers:
@@ -376,7 +379,9 @@ webhook:
   returned: success
   contains:
     url:
-      description: O(webhook.url), or V(null) when no webhook is set.
+      description:
+        - The scheme, host and port of O(webhook.url) (C(scheme://host[:port])), or V(null) when no webhook is set.
+        - The path, the query and any user name or password of the URL are left out, since they often carry a secret.
       type: str
     sent:
       description: Whether the alert was delivered (HTTP status 2xx).
@@ -393,7 +398,7 @@ webhook:
     error:
       description: Why the delivery failed, or V(null).
       type: str
-  sample: {url: "https://alerts.example.com/mtd", sent: true, would_send: true, status: 200, attempts: 2, error: null}
+  sample: {url: "https://alerts.example.com", sent: true, would_send: true, status: 200, attempts: 2, error: null}
 elapsed_ms:
   description: The time the decision took, in milliseconds (the webhook excluded).
   type: float
@@ -425,14 +430,32 @@ EVENT = 'mtd.no_target'
 
 
 def _redact(url):
-    """The URL without user:password, for messages."""
+    """``scheme://host[:port]`` of the URL, for results and messages: no user, password, path or query.
+
+    The path and query of a webhook URL often are its secret (``https://hooks.example/T0/B1/XyZ``).
+    """
     try:
         parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
     except ValueError:
-        return url
-    if '@' not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, '***@' + parts.netloc.rsplit('@', 1)[1], parts.path, parts.query, parts.fragment))
+        return '(an invalid URL)'
+    if not parts.scheme or not host:
+        return '(an invalid URL)'
+    shown = '[%s]' % host if ':' in host else host
+    if port is not None:
+        shown += ':%d' % port
+    return urlunsplit((parts.scheme, shown, '', '', ''))
+
+
+def _scrub(text, url):
+    """``text`` (an exception's message) with the URL and its path + query replaced by the redacted form."""
+    parts = urlsplit(url)
+    text = text.replace(url, _redact(url))
+    for secret in (parts.path + ('?' + parts.query if parts.query else ''), parts.query, parts.path):
+        if len(secret) > 1:
+            text = text.replace(secret, '/***')
+    return text
 
 
 class Webhook:
@@ -460,14 +483,15 @@ class Webhook:
         headers = {'Content-Type': 'application/json'}
         headers.update(self.headers)
         body = json.dumps(document, sort_keys=True).encode('utf-8')
-        result = {'url': self.url, 'sent': False, 'would_send': True, 'status': None, 'attempts': 0, 'error': None}
+        result = {'url': _redact(self.url), 'sent': False, 'would_send': True, 'status': None, 'attempts': 0, 'error': None}
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.retry_delay)
             result['attempts'] = attempt + 1
             try:
+                # No redirect is followed: it would carry the headers (an Authorization token) elsewhere.
                 response = open_url(self.url, data=body, headers=headers, method='POST', timeout=self.timeout,
-                                    validate_certs=self.validate_certs, follow_redirects='safe')
+                                    validate_certs=self.validate_certs, follow_redirects='none')
                 try:
                     response.read()
                     status = response.getcode()
@@ -479,7 +503,8 @@ class Webhook:
             except Exception as exc:  # pylint: disable=broad-exception-caught
                 # URLError, socket errors, timeouts, TLS errors: the endpoint was not reached.
                 result['status'] = None
-                result['error'] = 'cannot reach %s: %s' % (_redact(self.url), to_native(getattr(exc, 'reason', exc)))
+                reason = _scrub(to_native(getattr(exc, 'reason', exc)), self.url)
+                result['error'] = 'cannot reach %s: %s' % (_redact(self.url), reason)
                 continue
             result['status'] = status
             if 200 <= status < 300:
@@ -539,7 +564,7 @@ class TargetHost:
     def _notify(self, webhook: Optional[Webhook], alert: Optional[Dict[str, Any]],
                 rebuild: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         """POST the no-target alert (and the rebuild request when decided) to the webhook, unless in check mode."""
-        delivery = {'url': webhook.url if webhook else None, 'sent': False, 'would_send': False, 'status': None,
+        delivery = {'url': _redact(webhook.url) if webhook else None, 'sent': False, 'would_send': False, 'status': None,
                     'attempts': 0, 'error': None}
         if webhook is None or alert is None or rebuild is None:
             return delivery
@@ -580,7 +605,7 @@ ARGUMENT_SPEC = dict(
     webhook=dict(
         type='dict',
         options=dict(
-            url=dict(type='str', required=True),
+            url=dict(type='str', required=True, no_log=True),
             headers=dict(type='dict', no_log=True),
             timeout=dict(type='float', default=10),
             retries=dict(type='int', default=3),

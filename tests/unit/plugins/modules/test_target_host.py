@@ -28,8 +28,9 @@ def run_module(args, expect_failure=False):
 class Receiver:
     """An HTTP server on 127.0.0.1 (free port) in a thread; answers POSTs with the scripted statuses."""
 
-    def __init__(self, statuses=(200,)):
+    def __init__(self, statuses=(200,), location=None):
         self.statuses = list(statuses)
+        self.location = location
         self.requests = []
         receiver = self
 
@@ -41,6 +42,8 @@ class Receiver:
                 status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 payload = b'{"ok": true}' if status < 300 else b'{"error": "scripted"}'
                 self.send_response(status)
+                if receiver.location:
+                    self.send_header('Location', receiver.location)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', str(len(payload)))
                 self.end_headers()
@@ -50,7 +53,8 @@ class Receiver:
                 pass
 
         self.server = HTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/hook' % self.server.server_address[1]
+        self.origin = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.url = self.origin + '/hook'
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
 
     def __enter__(self):
@@ -185,7 +189,7 @@ def test_webhook_receives_the_alert_and_rebuild():
         })
     assert warnings == []
     assert result['changed'] is True
-    assert result['webhook'] == {'url': receiver.url, 'sent': True, 'would_send': True, 'status': 200, 'attempts': 1,
+    assert result['webhook'] == {'url': receiver.origin, 'sent': True, 'would_send': True, 'status': 200, 'attempts': 1,
                                  'error': None}
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
@@ -240,7 +244,7 @@ def test_webhook_gives_up_after_retries():
     assert result['webhook']['sent'] is False
     assert result['webhook']['attempts'] == 3
     assert result['webhook']['status'] == 503
-    assert result['webhook']['error'] == 'HTTP status 503 from %s' % receiver.url
+    assert result['webhook']['error'] == 'HTTP status 503 from %s' % receiver.origin
     assert len(warnings) == 1 and 'after 3 attempt(s)' in warnings[0]
 
 
@@ -267,7 +271,7 @@ def test_webhook_connection_refused_is_reported_not_failed():
     assert result['webhook']['would_send'] is True
     assert result['webhook']['status'] is None
     assert result['webhook']['attempts'] == 2
-    assert result['webhook']['error'].startswith('cannot reach %s: ' % url)
+    assert result['webhook']['error'].startswith('cannot reach %s: ' % url[:-len('/hook')])
     assert 'refused' in result['webhook']['error'].lower()
     assert len(warnings) == 1
     assert result['webhook']['error'] in warnings[0]
@@ -281,7 +285,7 @@ def test_webhook_not_called_when_a_host_fits():
     assert result['target'] == 'lab-4'
     assert result['changed'] is False
     assert result['webhook']['would_send'] is False
-    assert result['webhook']['url'] == receiver.url
+    assert result['webhook']['url'] == receiver.origin
 
 
 def test_check_mode_does_not_post():
@@ -291,7 +295,7 @@ def test_check_mode_does_not_post():
     assert receiver.requests == []
     assert warnings == []
     assert result['changed'] is False
-    assert result['webhook'] == {'url': receiver.url, 'sent': False, 'would_send': True, 'status': None,
+    assert result['webhook'] == {'url': receiver.origin, 'sent': False, 'would_send': True, 'status': None,
                                  'attempts': 0, 'error': None}
     assert result['alert'] is not None
     assert result['rebuild']['decision'] is True
@@ -302,6 +306,105 @@ def test_check_mode_decides_the_same():
     checked, dummy = run_module({'container': container(), 'candidates': CANDIDATES, '_ansible_check_mode': True})
     for key in ('target', 'preliminary', 'rejected', 'ranking', 'chosen', 'alert', 'rebuild'):
         assert checked[key] == normal[key]
+
+
+# ---------------------------------------------------------------- the webhook URL is a secret
+
+SECRET_PATH = '/services/T0/B1/s3cr3t-path'
+SECRET_QUERY = 'token=s3cr3t-query'
+
+
+@pytest.mark.parametrize('url, shown', [
+    ('https://hooks.example.com/services/T0/B1/XyZ?token=abc', 'https://hooks.example.com'),
+    ('https://user:pw@hooks.example.com:8443/x', 'https://hooks.example.com:8443'),
+    ('http://[::1]:9000/hook?k=v#frag', 'http://[::1]:9000'),
+    ('http://Hooks.Example.com', 'http://hooks.example.com'),
+    ('http://host:99999/x', '(an invalid URL)'),
+    ('no url at all', '(an invalid URL)'),
+])
+def test_redact_keeps_scheme_and_host_only(url, shown):
+    assert target_host._redact(url) == shown
+
+
+def test_scrub_removes_the_url_path_and_query_from_a_message():
+    url = 'https://hooks.example.com/services/T0/B1/XyZ?token=abc'
+    assert target_host._scrub('bad thing at %s, retry /services/T0/B1/XyZ' % url, url) == \
+        'bad thing at https://hooks.example.com, retry /***'
+    assert 'token=abc' not in target_host._scrub('query token=abc was refused', url)
+
+
+def _no_secret(*values):
+    text = json.dumps(values, sort_keys=True, default=str)
+    assert 's3cr3t' not in text, text
+
+
+def test_webhook_url_option_is_no_log():
+    assert target_host.ARGUMENT_SPEC['webhook']['options']['url']['no_log'] is True
+    assert target_host.ARGUMENT_SPEC['webhook']['options']['headers']['no_log'] is True
+
+
+def test_secret_url_is_delivered_but_never_returned():
+    with Receiver([200]) as receiver:
+        url = receiver.origin + SECRET_PATH + '?' + SECRET_QUERY
+        result, warnings = run_module({'container': container(severity='high'), 'candidates': SAME_OS,
+                                       'webhook': {'url': url, 'retry_delay': 0}})
+    assert receiver.requests[0]['path'] == SECRET_PATH + '?' + SECRET_QUERY
+    assert result['webhook']['sent'] is True
+    assert result['webhook']['url'] == receiver.origin
+    _no_secret(result, warnings)
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_secret_url_absent_from_failures_and_warnings(check_mode):
+    with Receiver([503]) as receiver:
+        url = receiver.origin + SECRET_PATH + '?' + SECRET_QUERY
+        result, warnings = run_module({'container': container(severity='high'), 'candidates': SAME_OS,
+                                       'webhook': {'url': url, 'retries': 1, 'retry_delay': 0},
+                                       '_ansible_check_mode': check_mode})
+    assert len(receiver.requests) == (0 if check_mode else 2)
+    if not check_mode:
+        assert result['webhook']['error'] == 'HTTP status 503 from %s' % receiver.origin
+        assert len(warnings) == 1
+    _no_secret(result, warnings)
+
+
+def test_secret_url_absent_when_unreachable():
+    url = 'http://127.0.0.1:%d%s?%s' % (free_port(), SECRET_PATH, SECRET_QUERY)
+    result, warnings = run_module({'container': container(severity='high'), 'candidates': SAME_OS,
+                                   'webhook': {'url': url, 'retries': 0, 'timeout': 2}})
+    assert result['webhook']['error'].startswith('cannot reach http://127.0.0.1:')
+    assert len(warnings) == 1
+    _no_secret(result, warnings)
+
+
+@pytest.mark.parametrize('url', [
+    'ftp://user:s3cr3t-pw@example.invalid/s3cr3t-path?token=s3cr3t-query',
+    'gopher://example.invalid:70/s3cr3t-path',
+])
+def test_secret_url_absent_from_the_option_error(url):
+    result, dummy = run_module({'container': container(), 'candidates': CANDIDATES, 'webhook': {'url': url}},
+                               expect_failure=True)
+    assert 'webhook.url must be an http or https URL' in result['msg']
+    _no_secret(result)
+
+
+def test_redirect_is_not_followed_so_headers_stay_home():
+    """A real 307 to a second server on another port: nothing (no Authorization) reaches it."""
+    with Receiver([200]) as elsewhere:
+        with Receiver([307], location=elsewhere.url) as receiver:
+            url = receiver.origin + SECRET_PATH
+            result, warnings = run_module({
+                'container': container(severity='high'), 'candidates': SAME_OS,
+                'webhook': {'url': url, 'headers': {'Authorization': 'Bearer s3cr3t-header'}, 'retries': 2,
+                            'retry_delay': 0}})
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0]['headers']['Authorization'] == 'Bearer s3cr3t-header'
+    assert elsewhere.requests == []
+    assert result['webhook']['sent'] is False
+    assert result['webhook']['status'] == 307
+    assert result['webhook']['attempts'] == 1
+    assert len(warnings) == 1
+    _no_secret(result, warnings)
 
 
 # ---------------------------------------------------------------- bad input
