@@ -715,11 +715,11 @@ class RegistryClient:
                 raise RegistryError('The registry %s answered GET %s with a redirect without Location.'
                                     % (self.registry, urlsplit(url).path), status=response.status)
             target = urljoin(url, location)
-            scheme = urlsplit(target).scheme.lower()
-            if scheme not in DEFAULT_PORTS or (urlsplit(url).scheme == 'https' and scheme != 'https'):
+            scheme, before = urlsplit(target).scheme.lower(), urlsplit(url).scheme
+            if scheme not in DEFAULT_PORTS or (before == 'https' and scheme != 'https'):
                 raise RegistryError('The registry %s redirected GET %s from %s to %s; only redirects to https (or '
-                                    'from http to http) are followed.' % (self.registry, urlsplit(url).path,
-                                                                         urlsplit(url).scheme, scheme or 'no scheme'))
+                                    'from http to http) are followed.'
+                                    % (self.registry, urlsplit(url).path, before, scheme or 'no scheme'))
             headers = {}
             if self._authorization and self.is_registry_origin(target):
                 headers['Authorization'] = self._authorization
