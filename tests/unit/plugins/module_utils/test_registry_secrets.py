@@ -257,7 +257,7 @@ def tls_identity(tmp_path_factory):
     return cert, key
 
 
-def token_service(tokens=None):
+def token_service():
     """A token service that hands out ``tok`` to every request (it records whether credentials came)."""
     return lambda request: (200, {'Content-Type': 'application/json'}, json.dumps({'token': 'tok'}).encode())
 
