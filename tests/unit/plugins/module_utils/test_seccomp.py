@@ -146,9 +146,34 @@ def test_profile_capability_groups(profile):
         for cap in (rule.get('includes') or {}).get('caps', []):
             caps.setdefault(cap, set()).update(rule['names'])
     assert {'setns', 'unshare', 'bpf', 'clone', 'clone3'} <= caps['CAP_SYS_ADMIN']
-    assert caps['CAP_SYS_MODULE'] == {'init_module', 'finit_module', 'delete_module'}
     assert 'ptrace' in _allowed_always()  # as Docker does on kernels >= 4.8
     assert 'chroot' in caps['CAP_SYS_CHROOT']
+    assert caps['CAP_SYS_PTRACE'] == {'kcmp', 'pidfd_getfd', 'process_madvise'}
+    assert caps['CAP_SYS_NICE'] == {'get_mempolicy', 'set_mempolicy', 'set_mempolicy_home_node', 'mbind'}
+    # Kernel modules and port I/O: no capability opens them (privileged containers are refused too).
+    assert 'CAP_SYS_MODULE' not in caps and 'CAP_SYS_RAWIO' not in caps
+
+
+# Calls Docker's default profile denies (or confine denies outright): no rule of the profile may allow them,
+# whatever the capabilities - they get the default EPERM.
+NEVER_ALLOWED = ('userfaultfd', 'move_pages', 'migrate_pages', 'lsm_set_self_attr', 'lsm_get_self_attr',
+                 'lsm_list_modules', 'init_module', 'finit_module', 'delete_module', 'iopl', 'ioperm',
+                 'kexec_load', 'kexec_file_load', 'keyctl', 'io_uring_setup')
+
+
+@pytest.mark.parametrize('name', NEVER_ALLOWED)
+def test_profile_never_allows(profile, name):
+    assert _rules_for(profile, name) == []
+    assert any(name in names for names in sc.DENIED_ALWAYS.values()), name
+
+
+def test_profile_denies_af_vsock_sockets(profile):
+    rules = _rules_for(profile, 'socket')
+    assert rules == [{'names': ['socket'], 'action': 'SCMP_ACT_ALLOW', 'comment': 'mtd: socket, not AF_VSOCK',
+                      'args': [{'index': 0, 'value': 40, 'valueTwo': 0, 'op': 'SCMP_CMP_NE'}]}]
+    assert 'socket' not in _allowed_always()
+    # socketpair (AF_UNIX only) and the i386 socketcall multiplexer stay allowed, as in Docker's profile.
+    assert {'socketpair', 'socketcall'} <= _allowed_always()
 
 
 def test_profile_allows_the_basics(profile):
@@ -157,7 +182,7 @@ def test_profile_allows_the_basics(profile):
         if rule['action'] == 'SCMP_ACT_ALLOW' and 'includes' not in rule and 'args' not in rule:
             always.update(rule['names'])
     for name in ('read', 'write', 'openat', 'execve', 'exit_group', 'futex', 'faccessat2', 'close_range',
-                 'epoll_pwait2', 'getpid', 'newfstatat', 'statx', 'socket', 'rt_sigreturn', 'statmount'):
+                 'epoll_pwait2', 'getpid', 'newfstatat', 'statx', 'connect', 'rt_sigreturn', 'statmount'):
         assert name in always, name
 
 
@@ -216,7 +241,7 @@ def test_program_starts_by_loading_the_arch_and_kills_unknown_abis(x86, arm64):
 
 
 def test_program_structure(x86):
-    assert len(x86) < 64
+    assert len(x86) < 96
     assert sc.encode_program(x86) == b''.join(struct.pack('=HBBI', *ins) for ins in x86)
     assert len(sc.encode_program(x86)) == 8 * len(x86)
     returns = [ins[3] for ins in x86 if ins[0] == sc.BPF_RET_K]
@@ -240,7 +265,11 @@ X86_CASES = [
     ('open_tree_attr', sc.AUDIT_ARCH_X86_64, 467, RET_EPERM),
     ('getpid', sc.AUDIT_ARCH_X86_64, 39, RET_ALLOW),
     ('newfstatat', sc.AUDIT_ARCH_X86_64, 262, RET_ALLOW),
-    ('setns', sc.AUDIT_ARCH_X86_64, 308, RET_ALLOW),
+    ('setns', sc.AUDIT_ARCH_X86_64, 308, RET_EPERM),
+    ('clone3', sc.AUDIT_ARCH_X86_64, 435, RET_ENOSYS),
+    ('x32 setns', sc.AUDIT_ARCH_X86_64, 0x40000000 | 308, RET_EPERM),
+    ('i386 setns', sc.AUDIT_ARCH_I386, 346, RET_EPERM),
+    ('i386 clone3', sc.AUDIT_ARCH_I386, 435, RET_ENOSYS),
     ('statmount', sc.AUDIT_ARCH_X86_64, 457, RET_ALLOW),
     ('file_setattr', sc.AUDIT_ARCH_X86_64, 469, RET_ALLOW),
     ('future call', sc.AUDIT_ARCH_X86_64, 470, RET_ENOSYS),
@@ -269,6 +298,9 @@ ARM64_CASES = [
     ('open_tree_attr', sc.AUDIT_ARCH_AARCH64, 467, RET_EPERM),
     ('getpid', sc.AUDIT_ARCH_AARCH64, 172, RET_ALLOW),
     ('165 is getrusage here', sc.AUDIT_ARCH_AARCH64, 165, RET_ALLOW),
+    ('setns', sc.AUDIT_ARCH_AARCH64, 268, RET_EPERM),
+    ('clone3', sc.AUDIT_ARCH_AARCH64, 435, RET_ENOSYS),
+    ('arm setns', sc.AUDIT_ARCH_ARM, 375, RET_EPERM),
     ('future', sc.AUDIT_ARCH_AARCH64, 470, RET_ENOSYS),
     ('arm mount', sc.AUDIT_ARCH_ARM, 21, RET_EPERM),
     ('arm umount2', sc.AUDIT_ARCH_ARM, 52, RET_EPERM),
@@ -290,11 +322,38 @@ def test_aarch64_verdicts(arm64, what, arch, nr, expected):
     assert run_bpf(arm64, arch, nr) == expected
 
 
-def test_every_number_below_the_table_end_is_allowed_unless_mount(x86):
-    denied = set(sc.deny_numbers('x86_64'))
+def test_every_number_below_the_table_end_is_allowed_unless_denied(x86):
+    denied = set(sc.deny_numbers('x86_64', sc.MOUNT_FAMILY + ('setns',)))
+    assert denied == {155, 165, 166, 308, 428, 429, 430, 431, 432, 433, 442, 467}
     for nr in range(sc.LAST_KNOWN_SYSCALL + 1):
         verdict = run_bpf(x86, sc.AUDIT_ARCH_X86_64, nr)
-        assert verdict == (RET_EPERM if nr in denied else RET_ALLOW), nr
+        expected = RET_EPERM if nr in denied else RET_ENOSYS if nr == 435 else RET_ALLOW
+        assert verdict == expected, nr
+
+
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+# What glibc passes for fork() and pthread_create() (SIGCHLD, CLONE_VM|CLONE_FS|CLONE_FILES|...).
+FORK_FLAGS, THREAD_FLAGS = 0x01200011, 0x003d0f00
+
+
+@pytest.mark.parametrize('machine, abi_arch, numbers', [
+    ('x86_64', sc.AUDIT_ARCH_X86_64, {'clone': 56, 'unshare': 272}),
+    ('x86_64', sc.AUDIT_ARCH_X86_64, {'clone': 0x40000000 | 56, 'unshare': 0x40000000 | 272}),  # x32
+    ('x86_64', sc.AUDIT_ARCH_I386, {'clone': 120, 'unshare': 310}),
+    ('aarch64', sc.AUDIT_ARCH_AARCH64, {'clone': 220, 'unshare': 97}),
+    ('aarch64', sc.AUDIT_ARCH_ARM, {'clone': 120, 'unshare': 337}),
+])
+def test_new_namespaces_are_denied_plain_clone_is_not(machine, abi_arch, numbers):
+    program = sc.process_filter(machine)
+    for name, nr in numbers.items():
+        for flags in (CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID | CLONE_NEWNET, FORK_FLAGS | CLONE_NEWUSER):
+            assert run_bpf(program, abi_arch, nr, (flags, 0, 0, 0, 0, 0)) == RET_EPERM, (name, hex(flags))
+        for flags in (0, FORK_FLAGS, THREAD_FLAGS, 0x200):  # 0x200 = CLONE_FS (unshare of the cwd and umask)
+            assert run_bpf(program, abi_arch, nr, (flags, 0, 0, 0, 0, 0)) == RET_ALLOW, (name, hex(flags))
+
+
+def test_namespace_mask_is_dockers():
+    assert sc.namespace_flag_mask() == 0x7E020000
 
 
 def test_arguments_do_not_matter(x86):
@@ -319,6 +378,13 @@ def test_program_digest_is_stable(x86):
 
 
 # -- the real kernel --------------------------------------------------------------------------------
+
+def _fork_works():
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the grandchild
+        os._exit(7)
+    return os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 7
+
 
 def _errno_of(libc, nr, *args):
     ctypes.set_errno(0)
@@ -349,6 +415,12 @@ def test_installed_filter_denies_mount_family_in_a_child():
                 'umount2': _errno_of(libc, umount2, b'/mtd-no-such-dir', 0),
                 'fsopen': _errno_of(libc, fsopen, b'cgroup2', 0),
                 'future': _errno_of(libc, 470, 0),
+                # without the filter: EBADF, EINVAL (or EPERM when user namespaces are off), 0, and EFAULT
+                'setns': _errno_of(libc, sc.SYSCALL_TABLES[machine]['setns'], -1, 0),
+                'unshare_user': _errno_of(libc, sc.SYSCALL_TABLES[machine]['unshare'], CLONE_NEWUSER),
+                'unshare_files': _errno_of(libc, sc.SYSCALL_TABLES[machine]['unshare'], 0x400),
+                'clone3': _errno_of(libc, 435, 0, 0),
+                'forked': _fork_works(),
                 'getpid': libc.syscall(getpid) == os.getpid(),
                 'stat': os.stat('/').st_ino > 0,
             }
@@ -371,4 +443,9 @@ def test_installed_filter_denies_mount_family_in_a_child():
     assert result['umount2'] == errno.EPERM
     assert result['fsopen'] == errno.EPERM
     assert result['future'] == errno.ENOSYS
+    assert result['setns'] == errno.EPERM
+    assert result['unshare_user'] == errno.EPERM
+    assert result['unshare_files'] == 0
+    assert result['clone3'] == errno.ENOSYS
+    assert result['forked']
     assert result['getpid'] and result['stat']
