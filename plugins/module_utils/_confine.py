@@ -24,8 +24,20 @@ from ansible_collections.mtd.containers.plugins.module_utils._seccomp import (
     security_opt_digest,
 )
 
-# Docker applies a seccomp profile to privileged containers only from this major version on.
+# Docker applies a seccomp profile to privileged containers only from this major version on (before it,
+# the profile is silently ignored). Privileged containers are refused on every version; the number only
+# makes the message precise.
 PRIVILEGED_SECCOMP_MIN_MAJOR = 26
+# Host namespaces a confined container may not share: the host's PID namespace shows every host process
+# (their /proc/<pid>/root and /proc/<pid>/ns lead out of the container, signals and ptrace reach them); the
+# host's IPC namespace shares the host's System V and POSIX IPC objects with the host processes. The network
+# namespace is allowed (a migrated container runs with none or host networking; it gives no path to the
+# cgroup files or host processes' files), as are UTS (changing it needs CAP_SYS_ADMIN and touches only the
+# host name) and the user namespace.
+REFUSED_HOST_NAMESPACES = (
+    ('PidMode', 'PID', '--pid host'),
+    ('IpcMode', 'IPC', '--ipc host'),
+)
 # HostConfig.CgroupnsMode exists from Engine API 1.41 (Docker 20.10).
 CGROUPNS_MIN_API = (1, 41)
 
@@ -118,18 +130,37 @@ def forbidden_binds(inspect: Dict[str, Any], extra_sockets: Sequence[str] = ()) 
     return found
 
 
+def _display_name(inspect: Dict[str, Any]) -> str:
+    return (inspect.get('Name') or '').lstrip('/') or inspect.get('Id', '')[:12]
+
+
 def privileged_refusal(inspect: Dict[str, Any], engine_version: Optional[str]) -> Optional[str]:
-    """A sentence why a privileged container cannot be confined on this engine, else None."""
+    """A sentence why a privileged container cannot be confined (on every engine version), else None.
+
+    A privileged container has every capability and every host device, and its cgroup filesystem is mounted
+    read-write: no filter keeps it in its cgroup (and Docker < 26 does not even apply the profile).
+    """
     if not (inspect.get('HostConfig') or {}).get('Privileged'):
         return None
     major = engine_major(engine_version)
-    if major is not None and major >= PRIVILEGED_SECCOMP_MIN_MAJOR:
+    ignored = (' (and Docker %s ignores seccomp profiles of privileged containers)' % engine_version
+               if major is not None and major < PRIVILEGED_SECCOMP_MIN_MAJOR else '')
+    return ('Container %s is privileged: it holds every capability and host device and a writable cgroup '
+            'filesystem%s, so it cannot be confined. Recreate it without --privileged, with the capabilities it '
+            'needs (for example --cap-add SYS_ADMIN), and run confine again.' % (_display_name(inspect), ignored))
+
+
+def host_namespace_refusal(inspect: Dict[str, Any]) -> Optional[str]:
+    """A sentence why a container that shares the host's PID or IPC namespace cannot be confined, else None."""
+    host_config = inspect.get('HostConfig') or {}
+    shared = [(label, option) for key, label, option in REFUSED_HOST_NAMESPACES
+              if str(host_config.get(key) or '').strip().lower() == 'host']
+    if not shared:
         return None
-    return ('Container %s is privileged and Docker %s ignores seccomp profiles of privileged containers '
-            '(Docker < %d), so it cannot be confined; recreate it without --privileged, with the capabilities '
-            'it needs (for example --cap-add SYS_ADMIN), and run confine again.'
-            % ((inspect.get('Name') or '').lstrip('/') or inspect.get('Id', '')[:12], engine_version or '?',
-               PRIVILEGED_SECCOMP_MIN_MAJOR))
+    return ('Container %s shares the host\'s %s namespace%s (%s): host processes and their files are reachable '
+            'from it, so it cannot be confined. Recreate it without %s and run confine again.'
+            % (_display_name(inspect), ' and '.join(s[0] for s in shared), 's' if len(shared) > 1 else '',
+               ', '.join(s[1] for s in shared), ' and '.join(s[1] for s in shared)))
 
 
 def container_cpu_quota(inspect: Dict[str, Any]) -> Optional[Tuple[int, int]]:

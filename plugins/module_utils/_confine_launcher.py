@@ -19,11 +19,14 @@ Spec (JSON, from ``--spec FILE`` or ``--spec-json TEXT``)::
                 "cpu_period": 100000, "cpu_weight": 100, "pids": 64},   # normalised, see _cgroup.py
      "readonly_cgroupfs": true,        # private mount namespace with every cgroup mount read-only
      "user": null, "group": null,      # run the command as this user / group
+     "allow_root": false,              # without it, a command that would run as uid 0 is refused
      "chdir": null,
      "output": null}                   # --detach: append stdout/stderr here (default /dev/null)
 
-Steps, in this order: create the level and write the limits; move this process into it; (optionally)
-unshare the mount namespace and remount the cgroup filesystems read-only; (optionally) switch user;
+Steps, in this order: refuse a command that would run as root unless ``allow_root``; create the level and
+write the limits; move this process into it; (optionally) unshare the mount namespace and remount the
+cgroup filesystems read-only; remove every capability but KEPT_CAPABILITIES from the bounding, ambient and
+inheritable sets; (optionally) switch user; remove them from the permitted and effective sets too;
 set no_new_privs and install the process-mode filter of ``_seccomp.py`` with
 ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``; check ``Seccomp: 2`` in /proc/self/status; execve the
 command. The command and all its descendants inherit the cgroup and the filter.
@@ -81,6 +84,150 @@ CGROUP_ROOT = '/sys/fs/cgroup'
 
 class LaunchError(MtdError):
     """The launcher could not confine and exec the command (exit status 125)."""
+
+
+# -- capabilities -----------------------------------------------------------------------------------
+
+# linux/capability.h, by number (0..40 as of Linux 6.17). A capability the running kernel knows beyond
+# this table (see /proc/sys/kernel/cap_last_cap) is dropped as well: only KEPT_CAPABILITIES stay.
+CAPABILITY_NAMES = (
+    'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+    'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+    'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+    'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+    'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+    'CHECKPOINT_RESTORE',
+)
+# What a command may keep: file ownership on its own files, signals, changing to other users (a root
+# service that drops to a worker user), low ports, audit messages, locked memory (charged to the level).
+# Everything that reaches other processes' namespaces and memory (SYS_ADMIN, SYS_PTRACE, SYS_CHROOT,
+# CHECKPOINT_RESTORE), the kernel and the hardware (SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, BPF,
+# PERFMON, SYSLOG, MAC_*, AUDIT_CONTROL), the host's network (NET_ADMIN, NET_RAW: raw sockets in the host
+# network namespace can read its traffic), device nodes and file capabilities (MKNOD, SETFCAP), the
+# permission checks (DAC_OVERRIDE, DAC_READ_SEARCH: open_by_handle_at, IPC_OWNER, LINUX_IMMUTABLE) and
+# the limits (SYS_RESOURCE, SYS_NICE) is dropped.
+KEPT_CAPABILITIES = ('CHOWN', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'NET_BIND_SERVICE',
+                     'AUDIT_WRITE', 'IPC_LOCK')
+
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capability_name(number: int) -> str:
+    return CAPABILITY_NAMES[number] if 0 <= number < len(CAPABILITY_NAMES) else 'CAP_%d' % number
+
+
+def capability_numbers(names: Sequence[str]) -> List[int]:
+    """The numbers of capability names (with or without ``CAP_``); raises LaunchError for unknown ones."""
+    numbers = []
+    for name in names:
+        short = str(name).upper()
+        short = short[4:] if short.startswith('CAP_') else short
+        if short not in CAPABILITY_NAMES:
+            raise LaunchError('Unknown capability %r.' % (name,))
+        numbers.append(CAPABILITY_NAMES.index(short))
+    return sorted(set(numbers))
+
+
+def capabilities_to_drop(last_cap: int, kept: Sequence[str] = KEPT_CAPABILITIES) -> List[int]:
+    """Every capability number 0..last_cap except the kept ones."""
+    keep = set(capability_numbers(kept))
+    return [number for number in range(last_cap + 1) if number not in keep]
+
+
+def capability_mask(numbers: Sequence[int]) -> int:
+    mask = 0
+    for number in numbers:
+        mask |= 1 << number
+    return mask
+
+
+def mask_names(mask: int) -> List[str]:
+    """``['CHOWN', ...]`` for a capability mask such as the hex CapBnd of /proc/<pid>/status."""
+    return [capability_name(bit) for bit in range(64) if mask & (1 << bit)]
+
+
+def parse_status_capabilities(status_text: str) -> Dict[str, int]:
+    """``{'CapInh': mask, 'CapPrm': ..., 'CapEff': ..., 'CapBnd': ..., 'CapAmb': ...}`` from /proc/<pid>/status."""
+    found = {}
+    for line in (status_text or '').splitlines():
+        key, sep, value = line.partition(':')
+        if sep and key.strip() in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'):
+            found[key.strip()] = int(value.strip(), 16)
+    return found
+
+
+def root_refusal(uid: int, allow_root: bool) -> Optional[str]:
+    """A sentence why a command that would run as ``uid`` is refused, else None."""
+    if uid != 0 or allow_root:
+        return None
+    return ('The command would run as root: a root process on the host is not confined by a cgroup and a '
+            'seccomp filter (uid 0 owns the host files, /proc/<pid>/root of other processes and more). Set user '
+            'to an unprivileged user, or set allow_root to true to run it as root with a reduced capability set.')
+
+
+def target_uid(user: Optional[str], current_uid: int) -> int:
+    """The uid the command will have: ``user`` resolved (name or uid), else the current one."""
+    if user is None:
+        return current_uid
+    try:
+        return pwd.getpwuid(int(user)).pw_uid if str(user).isdigit() else pwd.getpwnam(str(user)).pw_uid
+    except KeyError:
+        raise LaunchError('Unknown user %r on this host; give an existing user name or uid.' % (user,))
+
+
+def _last_cap() -> int:
+    try:
+        with open('/proc/sys/kernel/cap_last_cap') as handle:
+            return int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return len(CAPABILITY_NAMES) - 1
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32), ('inheritable', ctypes.c_uint32)]
+
+
+def drop_bounding(drop: Sequence[int]) -> None:
+    """Remove ``drop`` from the bounding set (needs CAP_SETPCAP), clear the ambient set and the inheritable
+    set of them. Fails closed: a capability that stays in the bounding set is an error."""
+    libc = seccomp_lib.libc()
+    libc.prctl.restype = ctypes.c_int
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    for number in drop:
+        if libc.prctl(PR_CAPBSET_READ, number, 0, 0, 0) == 1 and libc.prctl(PR_CAPBSET_DROP, number, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise LaunchError('Cannot drop CAP_%s from the bounding set: %s; the launcher must run as root.'
+                              % (capability_name(number), os.strerror(err)))
+    # Kernels before 4.3 have no ambient set (EINVAL): nothing to clear there.
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    limit_capabilities(drop, inheritable_only=True)
+
+
+def limit_capabilities(drop: Sequence[int], inheritable_only: bool = False) -> None:
+    """Remove ``drop`` from the inheritable set (and, unless ``inheritable_only``, the permitted and
+    effective sets) of this thread with capget/capset."""
+    libc = seccomp_lib.libc()
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise LaunchError('capget failed: %s.' % os.strerror(ctypes.get_errno()))
+    mask = capability_mask(drop)
+    for index in range(2):
+        keep = ~(mask >> (32 * index)) & 0xffffffff
+        data[index].inheritable &= keep
+        if not inheritable_only:
+            data[index].permitted &= keep
+            data[index].effective &= keep
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise LaunchError('capset failed: %s.' % os.strerror(ctypes.get_errno()))
 
 
 def readonly_mounts(mountinfo_text: str) -> List[Tuple[str, int]]:
@@ -154,6 +301,9 @@ def read_seccomp_status(pid: Any = 'self') -> Dict[str, Optional[int]]:
 
 def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Do every step but the exec, in this process. Returns the report (without ``ok``)."""
+    refusal = root_refusal(target_uid(spec.get('user'), os.geteuid()), bool(spec.get('allow_root')))
+    if refusal:
+        raise LaunchError(refusal)
     layout = cgroup_lib.Layout.from_host(spec.get('cgroup_version') or 'auto')
     cgroup = cgroup_lib.Cgroup(layout, spec['cgroup'])
     limits = dict((k, v) for k, v in (spec.get('limits') or {}).items() if v is not None)
@@ -162,18 +312,22 @@ def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     readonly = []
     if spec.get('readonly_cgroupfs', True):
         readonly = private_readonly_cgroupfs()
+    drop = capabilities_to_drop(_last_cap())
+    drop_bounding(drop)
     env = switch_user(spec.get('user'), spec.get('group'))
     if spec.get('chdir'):
         try:
             os.chdir(spec['chdir'])
         except OSError as exc:
             raise LaunchError('Cannot change to directory %s: %s.' % (spec['chdir'], exc.strerror))
+    limit_capabilities(drop)
     program = seccomp_lib.process_filter()
     seccomp_lib.install_filter(program, no_new_privs=True)
     status = read_seccomp_status()
     if status['mode'] != 2:
         raise LaunchError('The seccomp filter is not active after installing it (Seccomp: %s).' % status['mode'])
     return {
+        'capabilities': check_capabilities(drop),
         'pid': os.getpid(),
         'cgroup': {'path': '/' + cgroup.path, 'version': layout.version, 'directories': cgroup.directories()},
         'readonly_mounts': readonly,
@@ -181,6 +335,18 @@ def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
                     'program_sha256': seccomp_lib.program_digest(program), 'instructions': len(program)},
         'env': env,
     }
+
+
+def check_capabilities(drop: Sequence[int]) -> Dict[str, List[str]]:
+    """The bounding and effective sets of this process now; a dropped capability still in one is an error."""
+    with open('/proc/self/status') as handle:
+        sets = parse_status_capabilities(handle.read())
+    mask = capability_mask(drop)
+    for key in ('CapBnd', 'CapInh', 'CapPrm', 'CapEff', 'CapAmb'):
+        left = sets.get(key, 0) & mask
+        if left:
+            raise LaunchError('%s still holds %s after the drop.' % (key, ', '.join(mask_names(left))))
+    return {'bounding': mask_names(sets.get('CapBnd', 0)), 'effective': mask_names(sets.get('CapEff', 0))}
 
 
 class StatusFile:

@@ -424,6 +424,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     current_confinement,
     desired_confinement,
     forbidden_binds,
+    host_namespace_refusal,
     mount_destinations,
     plan_layer_copy,
     privileged_refusal,
@@ -463,6 +464,7 @@ ARGUMENT_SPEC: Dict[str, Any] = dict(
     user=dict(type='str'),
     group=dict(type='str'),
     readonly_cgroupfs=dict(type='bool', default=True),
+    allow_root=dict(type='bool', default=False),
     launcher_dir=dict(type='path', default='/usr/local/libexec/mtd-confine'),
     # mode=container (and the connection options of the docker doc fragment)
     stop_timeout=dict(type='int', default=10),
@@ -474,7 +476,8 @@ MODES: Dict[str, Dict[str, Any]] = {
     'process': {
         'states': ('present', 'absent'),
         'required': {'present': ('command',)},
-        'options': ('command', 'detach', 'output', 'chdir', 'user', 'group', 'readonly_cgroupfs', 'launcher_dir'),
+        'options': ('command', 'detach', 'output', 'chdir', 'user', 'group', 'readonly_cgroupfs', 'allow_root',
+                    'launcher_dir'),
     },
     'container': {
         'states': ('present',),
@@ -633,7 +636,20 @@ class ProcessConfiner(Confiner):
             self.run_present()
         self.finish()
 
+    def refuse_root(self) -> None:
+        """Fail, before anything is changed, when the command would run as root without allow_root."""
+        uid = launcher_lib.target_uid(self.params['user'], os.geteuid())
+        refusal = launcher_lib.root_refusal(uid, self.params['allow_root'])
+        if refusal:
+            raise MtdError(refusal)
+        if uid == 0:
+            self.mod.warn('The command %s runs as root (allow_root); it keeps only the capabilities %s and the '
+                          'filter denies setns and new namespaces, but uid 0 still owns the host\'s files: this is '
+                          'not a sandbox for a hostile command.'
+                          % (self.params['command'][0], ', '.join(launcher_lib.KEPT_CAPABILITIES)))
+
     def run_present(self) -> None:
+        self.refuse_root()
         before, writes = self.plan_limits(self.cgroup)
         pids = self.cgroup.procs() if before is not None else []
         running = bool(pids) and self.params['detach']
@@ -696,6 +712,7 @@ class ProcessConfiner(Confiner):
             'cgroup_version': str(self.layout.version),
             'limits': self.limits,
             'readonly_cgroupfs': self.params['readonly_cgroupfs'],
+            'allow_root': self.params['allow_root'],
             'user': self.params['user'],
             'group': self.params['group'],
             'chdir': self.params['chdir'],
@@ -729,6 +746,7 @@ class ProcessConfiner(Confiner):
         self.result['seccomp'] = {'mode': status['seccomp']['mode'], 'filters': status['seccomp']['filters'],
                                   'verified_by': 'launcher', 'program_sha256': status['seccomp']['program_sha256']}
         self.result['readonly_mounts'] = status.get('readonly_mounts', [])
+        self.result['capabilities'] = status.get('capabilities')
         self.result['pid'] = status['pid']
         if self.params['detach']:
             observed = self.read_process_seccomp(status['pid'])
@@ -796,7 +814,7 @@ class ContainerConfiner(Confiner):
                        % (name, self.client.docker_host))
 
     def preflight(self, inspect: Dict[str, Any], version: Dict[str, Any], info: Dict[str, Any]) -> None:
-        refusal = privileged_refusal(inspect, version.get('Version'))
+        refusal = privileged_refusal(inspect, version.get('Version')) or host_namespace_refusal(inspect)
         if refusal:
             raise MtdError(refusal)
         engine_socket = self.engine_socket()

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import struct
 import tempfile
 
@@ -96,17 +97,37 @@ def test_engine_socket_of_another_path_is_forbidden_too():
         ('/srv/engine', 'exposes the socket /srv/engine/docker.sock')]
 
 
-@pytest.mark.parametrize('privileged, version, refused', [
-    (True, '20.10.24+dfsg1', True), (True, '25.0.5', True), (True, '26.0.0', False), (True, None, True),
-    (False, '20.10.24', False),
+@pytest.mark.parametrize('privileged, version, refused, ignores', [
+    (True, '20.10.24+dfsg1', True, True), (True, '25.0.5', True, True), (True, '26.0.0', True, False),
+    (True, '29.1.2', True, False), (True, None, True, False), (False, '20.10.24', False, False),
+    (False, '27.5.1', False, False),
 ])
-def test_privileged_refusal(privileged, version, refused):
+def test_privileged_refusal_on_every_version(privileged, version, refused, ignores):
     message = cf.privileged_refusal(_inspect(privileged=privileged), version)
     assert bool(message) == refused
     if refused:
-        assert message.startswith('Container web-1 is privileged and Docker ')
-        assert 'fail' not in message  # one sentence that says what to do instead
+        assert message.startswith('Container web-1 is privileged: it holds every capability')
+        assert ('Docker %s ignores seccomp profiles' % version in message) == ignores
+        assert 'fail' not in message  # says what to do instead
         assert '--cap-add SYS_ADMIN' in message
+
+
+@pytest.mark.parametrize('host, refused', [
+    ({'PidMode': 'host'}, "shares the host's PID namespace (--pid host)"),
+    ({'IpcMode': 'host'}, "shares the host's IPC namespace (--ipc host)"),
+    ({'PidMode': 'host', 'IpcMode': 'host'}, "shares the host's PID and IPC namespaces (--pid host, --ipc host): "),
+    ({'PidMode': '', 'IpcMode': 'private'}, None),
+    ({'PidMode': 'container:db', 'IpcMode': 'shareable'}, None),
+    ({'NetworkMode': 'host', 'UTSMode': 'host'}, None),
+    ({}, None),
+])
+def test_host_namespace_refusal(host, refused):
+    message = cf.host_namespace_refusal(_inspect(**host))
+    if refused is None:
+        assert message is None
+    else:
+        assert message.startswith('Container web-1 ' + refused)
+        assert message.endswith('and run confine again.')
 
 
 @pytest.mark.parametrize('host, limits, conflict', [
@@ -201,6 +222,88 @@ def test_launcher_main_reports_bad_usage(capsys):
     assert capsys.readouterr().err.startswith('mtd-confine: ')
 
 
+def test_capabilities_kept_and_dropped():
+    assert launcher.CAPABILITY_NAMES.index('SYS_ADMIN') == 21 and launcher.CAPABILITY_NAMES.index('BPF') == 39
+    assert len(launcher.CAPABILITY_NAMES) == 41 and launcher.CAPABILITY_NAMES[-1] == 'CHECKPOINT_RESTORE'
+    drop = [launcher.capability_name(n) for n in launcher.capabilities_to_drop(40)]
+    for name in ('SYS_ADMIN', 'SYS_PTRACE', 'SYS_MODULE', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'SYS_RAWIO', 'SYS_BOOT',
+                 'SYS_TIME', 'NET_ADMIN', 'NET_RAW', 'MKNOD', 'SETFCAP', 'BPF', 'PERFMON', 'SYS_CHROOT',
+                 'CHECKPOINT_RESTORE', 'SYS_RESOURCE', 'MAC_ADMIN', 'LINUX_IMMUTABLE'):
+        assert name in drop, name
+    assert sorted(set(launcher.CAPABILITY_NAMES) - set(drop)) == sorted(launcher.KEPT_CAPABILITIES)
+    # A capability newer than the table (a future kernel's 41) is dropped too.
+    assert launcher.capabilities_to_drop(41)[-1] == 41 and launcher.capability_name(41) == 'CAP_41'
+    assert launcher.capability_numbers(['CAP_SYS_ADMIN', 'chown']) == [0, 21]
+    with pytest.raises(launcher.LaunchError, match="Unknown capability 'CAP_FLY'"):
+        launcher.capability_numbers(['CAP_FLY'])
+
+
+def test_capability_masks_from_proc_status():
+    status = ('Name:\tsh\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n'
+              'CapBnd:\t00000000200045f9\nCapAmb:\t0000000000000000\n')
+    sets = launcher.parse_status_capabilities(status)
+    assert sets['CapInh'] == 0 and sets['CapPrm'] == (1 << 41) - 1
+    assert launcher.mask_names(sets['CapBnd']) == ['CHOWN', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+                                                   'NET_BIND_SERVICE', 'IPC_LOCK', 'AUDIT_WRITE']
+    assert launcher.capability_mask(launcher.capability_numbers(launcher.KEPT_CAPABILITIES)) == 0x200045f9
+
+
+@pytest.mark.parametrize('uid, allow_root, refused', [(0, False, True), (0, True, False), (65534, False, False),
+                                                      (1000, True, False)])
+def test_root_refusal(uid, allow_root, refused):
+    assert bool(launcher.root_refusal(uid, allow_root)) == refused
+
+
+def test_target_uid():
+    assert launcher.target_uid(None, 0) == 0 and launcher.target_uid(None, 1000) == 1000
+    assert launcher.target_uid('root', 1000) == 0 and launcher.target_uid('0', 1000) == 0
+    assert launcher.target_uid('nobody', 0) == 65534 and launcher.target_uid('65534', 0) == 65534
+    with pytest.raises(launcher.LaunchError, match="Unknown user 'mtd-no-such-user' on this host"):
+        launcher.target_uid('mtd-no-such-user', 0)
+
+
+def test_launcher_refuses_root_before_touching_anything(monkeypatch):
+    touched = []
+    monkeypatch.setattr(cgroup_lib.Layout, 'from_host', staticmethod(lambda *a, **k: touched.append(a)))
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    with pytest.raises(launcher.LaunchError, match='^The command would run as root'):
+        launcher.confine_self({'cgroup': 'mtd/x'})
+    assert touched == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='dropping from the bounding set needs CAP_SETPCAP (root)')
+def test_capability_drop_on_the_real_kernel():
+    """In a child: drop as the launcher does, then read /proc/self/status and try a SYS_ADMIN-only call."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(read_fd)
+            drop = launcher.capabilities_to_drop(launcher._last_cap())
+            launcher.drop_bounding(drop)
+            launcher.limit_capabilities(drop)
+            report = launcher.check_capabilities(drop)
+            try:
+                socket.sethostname(os.uname().nodename)  # needs CAP_SYS_ADMIN
+                report['sethostname'] = 'OK'
+            except OSError as exc:
+                report['sethostname'] = exc.errno
+            os.write(write_fd, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    data = os.read(read_fd, 65536)
+    os.close(read_fd)
+    assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 0
+    report = json.loads(data)
+    assert set(report['bounding']) <= set(launcher.KEPT_CAPABILITIES)
+    assert set(report['effective']) <= set(launcher.KEPT_CAPABILITIES)
+    assert 'SETUID' in report['effective'] and 'SYS_ADMIN' not in report['bounding']
+    assert report['sethostname'] == 1  # EPERM
+
+
 def test_launcher_files_are_the_module_utils_sources():
     files = confine.launcher_files('/usr/bin/python3')
     assert sorted(files) == ['_cgroup.py', '_common.py', '_seccomp.py', 'mtd-confine']
@@ -263,7 +366,7 @@ def cgroupfs(tmp_path, monkeypatch):
 
 
 def test_process_check_mode_changes_nothing(cgroupfs, tmp_path):
-    result = run_module({'mode': 'process', 'name': 'job', 'command': ['sleep', '1'],
+    result = run_module({'mode': 'process', 'name': 'job', 'command': ['sleep', '1'], 'user': 'nobody',
                          'launcher_dir': str(tmp_path / 'libexec'), 'limits': {'memory': '64m', 'pids': 8},
                          '_ansible_check_mode': True, '_ansible_diff': True})
     assert result['changed'] is True
@@ -273,6 +376,45 @@ def test_process_check_mode_changes_nothing(cgroupfs, tmp_path):
     assert result['diff']['after']['cgroup']['limits']['memory'] == 64 * MiB
     assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['memory'], 'mtd'))
     assert not os.path.exists(str(tmp_path / 'libexec'))
+
+
+@pytest.mark.parametrize('extra', [{}, {'user': 'root'}, {'user': '0'}, {'group': 'nogroup'}])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_process_as_root_is_refused_and_nothing_changes(cgroupfs, tmp_path, monkeypatch, extra, check_mode):
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    args = {'mode': 'process', 'name': 'job', 'command': ['sleep', '1'], 'launcher_dir': str(tmp_path / 'libexec'),
+            'limits': {'pids': 8}, '_ansible_check_mode': check_mode}
+    args.update(extra)
+    result = run_module(args)
+    assert result['failed'] is True
+    assert result['msg'].startswith('The command would run as root: ')
+    assert result['msg'].endswith('or set allow_root to true to run it as root with a reduced capability set.')
+    assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['pids'], 'mtd'))
+    assert not os.path.exists(str(tmp_path / 'libexec'))
+
+
+def test_process_as_root_with_allow_root_is_accepted_with_a_warning(cgroupfs, tmp_path, monkeypatch):
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    warnings = []
+    result = module_harness.run_module(confine.main, {
+        'mode': 'process', 'name': 'job', 'command': ['sleep', '1'], 'allow_root': True,
+        'launcher_dir': str(tmp_path / 'libexec'), '_ansible_check_mode': True}, warnings=warnings)
+    assert result['changed'] is True
+    assert any('runs as root (allow_root)' in w and 'not a sandbox' in w for w in warnings), warnings
+
+
+def test_process_unknown_user_is_a_clear_error(cgroupfs, tmp_path):
+    result = run_module({'mode': 'process', 'name': 'job', 'command': ['true'], 'user': 'mtd-no-such-user',
+                         'launcher_dir': str(tmp_path / 'libexec')})
+    assert result['failed'] is True
+    assert result['msg'] == "Unknown user 'mtd-no-such-user' on this host; give an existing user name or uid."
+    assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['pids'], 'mtd'))
+
+
+def test_allow_root_is_a_process_option():
+    with pytest.raises(MtdError) as info:
+        confine.check_mode_options(_params(mode='container', allow_root=True))
+    assert info.value.msg == 'allow_root only applies to mode=process; leave it out with mode=container.'
 
 
 def test_process_missing_command_and_bad_limits(cgroupfs):
@@ -424,7 +566,10 @@ def test_container_unconfined_check_mode_predicts_recreation(cgroupfs, engine_fa
 
 @pytest.mark.parametrize('args, inspect, message', [
     ({'name': 'no-such'}, _web1(), 'There is no container no-such on the Docker engine at unix://'),
-    ({}, _web1(Privileged=True), 'Container web-1 is privileged and Docker 20.10.24+dfsg1 ignores seccomp'),
+    ({}, _web1(Privileged=True), 'Container web-1 is privileged: it holds every capability and host device and a '
+                                 'writable cgroup filesystem (and Docker 20.10.24+dfsg1 ignores seccomp'),
+    ({}, _web1(PidMode='host'), "Container web-1 shares the host's PID namespace (--pid host)"),
+    ({}, _web1(IpcMode='host'), "Container web-1 shares the host's IPC namespace (--ipc host)"),
     ({}, _web1(Binds=['/var/run/docker.sock:/var/run/docker.sock']),
      'Container web-1 bind-mounts /var/run/docker.sock, which exposes the socket /run/docker.sock'),
     ({'limits': {'cpus': 0.25}}, _web1(NanoCpus=1000000000), 'has its own CPU limit of 1.0 CPUs'),
