@@ -22,6 +22,13 @@
  *   probe hold MIB                     the same, then print OK and sleep until killed
  *   probe forks N                      fork up to N sleeping children; prints "forks <made> <ERRNO|-" then
  *                                      kills them
+ *   probe setns-write NS FILE VALUE    open(NS) + setns(fd, 0) + write(FILE, VALUE): prints the step that
+ *                                      failed ("setns-write:open ERR EACCES") or "setns-write OK"
+ *   probe unshare-user                 unshare(CLONE_NEWUSER)
+ *   probe vsock                        socket(AF_VSOCK, SOCK_STREAM, 0)
+ *   probe userfaultfd                  userfaultfd(O_CLOEXEC)
+ *   probe move-pages                   move_pages(0, 0, NULL, NULL, NULL, 0) (no page moves)
+ *   probe finit-module                 finit_module(-1, "", 0) (EBADF when allowed: nothing is loaded)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,6 +93,8 @@ static const char *errname(int e)
     case ENOMEM: return "ENOMEM";
     case ENODEV: return "ENODEV";
     case EEXIST: return "EEXIST";
+    case EBADF: return "EBADF";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
     default: return strerror(e);
     }
 }
@@ -198,6 +209,27 @@ int main(int argc, char **argv)
             ;
         return 0;
     }
+    if (!strcmp(a, "setns-write") && argc == 5) {
+        int ns = open(argv[2], O_RDONLY | O_CLOEXEC);
+        if (ns < 0)
+            return report("setns-write:open", -1);
+        if (setns(ns, 0) < 0)
+            return report("setns-write:setns", -1);
+        int fd = open(argv[3], O_WRONLY);
+        if (fd < 0)
+            return report("setns-write:open-file", -1);
+        return report("setns-write", write(fd, argv[4], strlen(argv[4])));
+    }
+    if (!strcmp(a, "unshare-user") && argc == 2)
+        return report(a, unshare(CLONE_NEWUSER));
+    if (!strcmp(a, "vsock") && argc == 2)
+        return report(a, socket(40, SOCK_STREAM, 0));
+    if (!strcmp(a, "userfaultfd") && argc == 2)
+        return report(a, syscall(SYS_userfaultfd, O_CLOEXEC));
+    if (!strcmp(a, "move-pages") && argc == 2)
+        return report(a, syscall(SYS_move_pages, 0, 0UL, NULL, NULL, NULL, 0));
+    if (!strcmp(a, "finit-module") && argc == 2)
+        return report(a, syscall(SYS_finit_module, -1, "", 0));
     fprintf(stderr, "probe: unknown action or wrong arguments: %s\n", a);
     return 2;
 }
