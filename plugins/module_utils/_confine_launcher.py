@@ -164,9 +164,9 @@ def root_refusal(uid: int, allow_root: bool) -> Optional[str]:
     """A sentence why a command that would run as ``uid`` is refused, else None."""
     if uid != 0 or allow_root:
         return None
-    return ('The command would run as root: a root process on the host is not confined by a cgroup and a '
-            'seccomp filter (uid 0 owns the host files, /proc/<pid>/root of other processes and more). Set user '
-            'to an unprivileged user, or set allow_root to true to run it as root with a reduced capability set.')
+    return ('The command would run as root, which no cgroup or seccomp filter confines on the host (uid 0 owns '
+            'the host\'s files and reaches /proc/<pid>/root of other processes); set user to an unprivileged user, '
+            'or set allow_root to true to run it as root with a reduced capability set.')
 
 
 def target_uid(user: Optional[str], current_uid: int) -> int:

@@ -15,14 +15,28 @@ description:
     Docker container, and a seccomp filter that denies the whole mount family, so that even a root process
     with C(CAP_SYS_ADMIN) cannot mount a cgroup filesystem and raise its own limits.
   - O(mode=process) installs a small launcher on the host (see O(launcher_dir)) and starts O(command) with it.
+    A command that would run as root (no O(user), or O(user) resolving to uid 0) is B(refused) unless
+    O(allow_root=true); the refusal happens before anything is created or installed, in check mode too.
     The launcher creates the cgroup level C(<cgroup_parent>/<name>) (cgroup v1 - one directory per controller
     hierarchy; cgroup v2 - with the controllers enabled in every parent's C(cgroup.subtree_control)), writes the
     limits, moves itself into the level, by default unshares its mount namespace and remounts every cgroup
-    filesystem read-only, optionally switches to O(user), sets C(no_new_privs), installs the seccomp filter with
+    filesystem read-only, removes every capability but C(CHOWN), C(FOWNER), C(FSETID), C(KILL), C(SETGID),
+    C(SETUID), C(SETPCAP), C(NET_BIND_SERVICE), C(AUDIT_WRITE) and C(IPC_LOCK) from its bounding, ambient and
+    inheritable sets (so C(SYS_ADMIN), C(SYS_PTRACE), C(SYS_MODULE), C(SYS_RAWIO), C(SYS_CHROOT), C(SYS_BOOT),
+    C(SYS_TIME), C(SYS_RESOURCE), C(SYS_NICE), C(DAC_OVERRIDE), C(DAC_READ_SEARCH), C(NET_ADMIN), C(NET_RAW),
+    C(MKNOD), C(SETFCAP), C(BPF), C(PERFMON), C(CHECKPOINT_RESTORE), C(MAC_ADMIN) and every other one are gone
+    for good), optionally switches to O(user), removes the same capabilities from its permitted and effective sets,
+    sets C(no_new_privs), installs the seccomp filter with
     C(prctl) (C(PR_SET_SECCOMP), C(SECCOMP_MODE_FILTER); a classic BPF program built by the collection, no
     libseccomp),
     checks that the C(Seccomp) field of C(/proc/self/status) is V(2) and execs the command. The command and every descendant inherit the cgroup and the
     filter and cannot remove them.
+  - O(mode=container) refuses, before anything is changed, a B(privileged) container (on every Docker version -
+    it has every capability, every host device and a writable cgroup filesystem) and a container that shares the
+    host's B(PID) or B(IPC) namespace (C(--pid host), C(--ipc host) - host processes, their C(/proc/<pid>/root)
+    and the host's shared memory are reachable from it). Host networking (C(--network host)) is accepted - the
+    migration modules support only C(none) and C(host) networking, and it opens no path to the cgroup files -
+    as are the host UTS and user namespaces.
   - O(mode=container) confines an existing container. The limits go on a B(parent) cgroup C(<cgroup_parent>/<name>)
     that the module creates and writes (the container is created with it as C(--cgroup-parent), so its own cgroup
     is only a child and the parent is out of its reach); the container gets a private cgroup namespace (Engine API
@@ -46,11 +60,18 @@ description:
   - The container profile keeps the behaviour of Docker's default profile (an allow list, EPERM for everything
     else, capability-dependent groups, C(clone) namespace flags only with C(CAP_SYS_ADMIN), C(clone3) answering
     ENOSYS without it, a fixed set of C(personality) values; C(keyctl), C(io_uring) and kernel-wide calls stay
-    denied) with the mount family removed for every capability set.
+    denied; C(socket) for every family but C(AF_VSOCK); no C(userfaultfd), C(move_pages), C(migrate_pages),
+    C(lsm_set_self_attr), C(lsm_get_self_attr) or C(lsm_list_modules)) with the mount family removed for every
+    capability set. Stricter than Docker, C(init_module), C(finit_module), C(delete_module), C(iopl) and
+    C(ioperm) are denied whatever capabilities the container was given (Docker allows them with
+    C(CAP_SYS_MODULE) / C(CAP_SYS_RAWIO)).
   - The process filter is a deny list, since any command may run under it. It checks the audit architecture
     first (x86_64 with its i386 and x32 ABIs, aarch64 with its arm ABI; any other ABI kills the process), returns
-    EPERM for the mount family and ENOSYS for system call numbers newer than its table (Linux 6.17), so a
-    mount call added by a future kernel cannot slip through.
+    EPERM for the mount family, for C(setns) (entering another process' namespaces, such as the host's mount
+    namespace through C(/proc/<pid>/ns/mnt)) and for C(unshare) and C(clone) with any C(CLONE_NEW*) flag (no
+    new user, mount, PID, network, IPC, UTS or cgroup namespace), ENOSYS for C(clone3) (its flags are in memory;
+    the C library falls back to C(clone)) and ENOSYS for system call numbers newer than its table (Linux 6.17),
+    so a mount call added by a future kernel cannot slip through.
 extends_documentation_fragment:
   - mtd.containers.docker
   - mtd.containers.attributes
@@ -168,8 +189,20 @@ options:
   user:
     description:
       - O(mode=process) - run the command as this user (name or uid), after the cgroup and mount setup and
-        before the filter. Recommended; see the notes.
+        before the filter. Required unless O(allow_root=true) (a user that resolves to uid 0 counts as root); an
+        unknown user fails the module before anything is changed.
     type: str
+  allow_root:
+    description:
+      - O(mode=process) - V(true) lets the command run as root (no O(user)). It then keeps only the small
+        capability set listed above (no C(SYS_ADMIN), C(SYS_PTRACE), C(DAC_OVERRIDE)...), cannot enter or create
+        namespaces and cannot read C(/proc/<pid>/root) of processes with more capabilities, and the module warns.
+      - B(Not a sandbox for a hostile command) - uid 0 still owns most of the host's files (it can, for example,
+        write a cron job that runs outside the confinement). Use it for trusted commands that need root; the
+        limits then hold against accidents, not against an attacker.
+      - V(false) (the default) refuses such a command with a clear message.
+    type: bool
+    default: false
   group:
     description: O(mode=process) - run the command with this group (name or gid; default the user's group).
     type: str
@@ -190,16 +223,17 @@ options:
     type: int
     default: 10
 notes:
-  - B(What the confinement does not do.) In process mode the command runs on the host. A root process with
-    all capabilities can still leave its confinement by other means than mounting (through another process'
-    C(/proc/<pid>/root), C(setns), kernel modules, C(/proc/sys)...); the filter is not a sandbox for such a
-    process. Run services with O(user) (a non-root user cannot write the root-owned cgroup files) or confine a
-    container instead.
+  - B(What the confinement does not do.) In process mode the command runs on the host, in the host's PID and
+    network namespaces, with the host's files. As an unprivileged O(user) it cannot write the root-owned cgroup
+    files, cannot enter the host's mount namespace (C(setns) is denied) nor reach C(/proc/<pid>/root) of other
+    users' processes (no C(CAP_SYS_PTRACE)); it can still do whatever that user may do on the host, including
+    signalling or tracing that user's other processes (use a dedicated user). As root (O(allow_root)) see that
+    option. Confine a container for a stronger boundary.
   - Because the whole mount family is denied, a command that must mount (a container runtime such as C(runc)
     or C(dockerd), C(systemd-nspawn), FUSE file systems) does not work under the process filter, and a
     confined container cannot mount anything, even with C(CAP_SYS_ADMIN).
-  - Docker before version 26 ignores seccomp profiles of privileged containers. On such engines the module
-    refuses (fails closed) to confine a privileged container; recreate it with explicit capabilities.
+  - Privileged containers are refused on every Docker version (Docker before 26 even ignores seccomp profiles of
+    privileged containers); recreate such a container with explicit capabilities (C(--cap-add)).
   - The module refuses containers that bind-mount the Docker, containerd or D-Bus sockets (or a directory that
     holds them, such as C(/run)), or the host's C(/sys/fs/cgroup); it never adds such a mount.
   - Recreating a container changes its id. The writable layer's added and modified files are copied with the
@@ -256,6 +290,7 @@ EXAMPLES = r"""
     mode: process
     name: import-job
     command: [/usr/bin/python3, /opt/jobs/import.py]
+    user: importer
     detach: false
     limits:
       memory: 1g
@@ -361,6 +396,23 @@ layer:
       type: list
       elements: str
       sample: [/bin/vi]
+capabilities:
+  description:
+    - Process mode - the capability sets of the confined command right before the exec, as the launcher read them
+      from C(/proc/self/status) (names without C(CAP_)); a dropped capability still present fails the launch.
+  returned: when O(mode=process) and the command was started by this run
+  type: dict
+  contains:
+    bounding:
+      description: The bounding set (the most the command and its children can ever hold).
+      type: list
+      elements: str
+      sample: [CHOWN, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, IPC_LOCK, AUDIT_WRITE]
+    effective:
+      description: The effective set (empty for an unprivileged O(user)).
+      type: list
+      elements: str
+      sample: []
 pid:
   description: Process mode - the PID of the confined command (the first one, when the level already ran).
   returned: when O(mode=process) and O(state=present)

@@ -387,7 +387,7 @@ def test_process_as_root_is_refused_and_nothing_changes(cgroupfs, tmp_path, monk
     args.update(extra)
     result = run_module(args)
     assert result['failed'] is True
-    assert result['msg'].startswith('The command would run as root: ')
+    assert result['msg'].startswith('The command would run as root, which no cgroup or seccomp filter confines')
     assert result['msg'].endswith('or set allow_root to true to run it as root with a reduced capability set.')
     assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['pids'], 'mtd'))
     assert not os.path.exists(str(tmp_path / 'libexec'))
