@@ -29,8 +29,9 @@ Two artefacts are built from the same data:
 - :func:`process_filter` — a classic BPF program for process mode, installed with
   ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` by :func:`install_filter`. Any command can run under it,
   so it is a deny list: it checks the audit architecture first (native and compat ABIs, x32 included),
-  returns EPERM for the mount family, ENOSYS for system call numbers newer than its table (so a mount
-  call added to a future kernel cannot slip through, and libc falls back) and allows the rest.
+  returns EPERM for the mount family, for ``setns`` and for ``unshare``/``clone`` with a ``CLONE_NEW*``
+  flag, ENOSYS for ``clone3`` and for system call numbers newer than its table (so a mount call added to
+  a future kernel cannot slip through, and libc falls back) and allows the rest.
 """
 
 from __future__ import annotations

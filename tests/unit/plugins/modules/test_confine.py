@@ -588,6 +588,22 @@ def test_container_refusals(cgroupfs, engine_factory, args, inspect, message):
     assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['memory'], 'mtd'))
 
 
+@pytest.mark.parametrize('version', ['26.1.5', '29.0.1'])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_privileged_is_refused_on_engines_that_apply_the_profile(cgroupfs, engine_factory, version, check_mode):
+    engine = engine_factory(_web1(Privileged=True))
+    answer = fake_engine.load_json('docker-version-20.10.json')
+    answer.update(Version=version, ApiVersion='1.45')
+    engine.server.routes[('GET', '/version')] = (200, answer)
+    result = run_module({'mode': 'container', 'name': 'web-1', 'docker_host': engine.url, 'limits': {'pids': 8},
+                         '_ansible_check_mode': check_mode})
+    assert result['failed'] is True
+    assert result['msg'].startswith('Container web-1 is privileged: it holds every capability')
+    assert 'ignores seccomp' not in result['msg']  # the engine's version was read: >= 26 applies the profile
+    assert engine.writes() == []
+    assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['pids'], 'mtd'))
+
+
 def test_container_without_seccomp_after_start_is_stopped(cgroupfs, engine_factory):
     engine = engine_factory(_confined_web1(), seccomp_line='Seccomp:\t0\n')
     engine.server.routes[('POST', '/containers/%s/stop' % ('0123abcd' * 8))] = (204, None)
