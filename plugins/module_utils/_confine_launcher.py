@@ -195,13 +195,26 @@ class _CapData(ctypes.Structure):
     _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32), ('inheritable', ctypes.c_uint32)]
 
 
-def drop_bounding(drop: Sequence[int]) -> None:
-    """Remove ``drop`` from the bounding set (needs CAP_SETPCAP), clear the ambient set and the inheritable
-    set of them. Fails closed: a capability that stays in the bounding set is an error."""
+def bounding_drop_needed(euid: int, permitted: int) -> bool:
+    """Whether the bounding set must be cut: for root or a process holding any capability. An unprivileged
+    launcher (a delegated cgroup, no capabilities) cannot cut it (no CAP_SETPCAP) and needs not: with an empty
+    permitted set and no_new_privs nothing it execs can gain a capability."""
+    return euid == 0 or permitted != 0
+
+
+def own_capabilities() -> Dict[str, int]:
+    with open('/proc/self/status') as handle:
+        return parse_status_capabilities(handle.read())
+
+
+def drop_bounding(drop: Sequence[int], bounding: bool = True) -> None:
+    """Remove ``drop`` from the bounding set (needs CAP_SETPCAP; skipped unless ``bounding``), clear the
+    ambient set and the inheritable set of them. Fails closed: a capability that stays in the bounding set is
+    an error."""
     libc = seccomp_lib.libc()
     libc.prctl.restype = ctypes.c_int
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    for number in drop:
+    for number in drop if bounding else ():
         if libc.prctl(PR_CAPBSET_READ, number, 0, 0, 0) == 1 and libc.prctl(PR_CAPBSET_DROP, number, 0, 0, 0) != 0:
             err = ctypes.get_errno()
             raise LaunchError('Cannot drop CAP_%s from the bounding set: %s; the launcher must run as root.'
@@ -313,7 +326,8 @@ def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     if spec.get('readonly_cgroupfs', True):
         readonly = private_readonly_cgroupfs()
     drop = capabilities_to_drop(_last_cap())
-    drop_bounding(drop)
+    bounding = bounding_drop_needed(os.geteuid(), own_capabilities().get('CapPrm', 0))
+    drop_bounding(drop, bounding)
     env = switch_user(spec.get('user'), spec.get('group'))
     if spec.get('chdir'):
         try:
@@ -327,7 +341,7 @@ def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     if status['mode'] != 2:
         raise LaunchError('The seccomp filter is not active after installing it (Seccomp: %s).' % status['mode'])
     return {
-        'capabilities': check_capabilities(drop),
+        'capabilities': check_capabilities(drop, bounding),
         'pid': os.getpid(),
         'cgroup': {'path': '/' + cgroup.path, 'version': layout.version, 'directories': cgroup.directories()},
         'readonly_mounts': readonly,
@@ -337,12 +351,12 @@ def confine_self(spec: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def check_capabilities(drop: Sequence[int]) -> Dict[str, List[str]]:
-    """The bounding and effective sets of this process now; a dropped capability still in one is an error."""
-    with open('/proc/self/status') as handle:
-        sets = parse_status_capabilities(handle.read())
+def check_capabilities(drop: Sequence[int], bounding: bool = True) -> Dict[str, List[str]]:
+    """The bounding and effective sets of this process now; a dropped capability still in one is an error
+    (the bounding set is checked only when it was cut, see :func:`bounding_drop_needed`)."""
+    sets = own_capabilities()
     mask = capability_mask(drop)
-    for key in ('CapBnd', 'CapInh', 'CapPrm', 'CapEff', 'CapAmb'):
+    for key in (('CapBnd',) if bounding else ()) + ('CapInh', 'CapPrm', 'CapEff', 'CapAmb'):
         left = sets.get(key, 0) & mask
         if left:
             raise LaunchError('%s still holds %s after the drop.' % (key, ', '.join(mask_names(left))))

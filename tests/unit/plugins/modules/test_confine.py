@@ -248,6 +248,12 @@ def test_capability_masks_from_proc_status():
     assert launcher.capability_mask(launcher.capability_numbers(launcher.KEPT_CAPABILITIES)) == 0x200045f9
 
 
+@pytest.mark.parametrize('euid, permitted, needed', [(0, 0x1ffffffffff, True), (0, 0, True), (1000, 0, False),
+                                                    (1000, 1 << 12, True)])
+def test_bounding_drop_needed(euid, permitted, needed):
+    assert launcher.bounding_drop_needed(euid, permitted) == needed
+
+
 @pytest.mark.parametrize('uid, allow_root, refused', [(0, False, True), (0, True, False), (65534, False, False),
                                                       (1000, True, False)])
 def test_root_refusal(uid, allow_root, refused):
@@ -302,6 +308,27 @@ def test_capability_drop_on_the_real_kernel():
     assert set(report['effective']) <= set(launcher.KEPT_CAPABILITIES)
     assert 'SETUID' in report['effective'] and 'SYS_ADMIN' not in report['bounding']
     assert report['sethostname'] == 1  # EPERM
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to become an unprivileged user first')
+def test_unprivileged_launcher_skips_the_bounding_set_on_the_real_kernel():
+    """A launcher without capabilities (a delegated cgroup) cannot cut the bounding set and does not need to."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            drop = launcher.capabilities_to_drop(launcher._last_cap())
+            bounding = launcher.bounding_drop_needed(os.geteuid(), launcher.own_capabilities().get('CapPrm', 0))
+            launcher.drop_bounding(drop, bounding)
+            launcher.limit_capabilities(drop)
+            report = launcher.check_capabilities(drop, bounding)
+            code = 0 if (not bounding and report['effective'] == [] and 'SYS_ADMIN' in report['bounding']) else 2
+        finally:
+            os._exit(code)
+    assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 0
 
 
 def test_launcher_files_are_the_module_utils_sources():
