@@ -248,8 +248,9 @@ def test_capability_masks_from_proc_status():
     assert launcher.capability_mask(launcher.capability_numbers(launcher.KEPT_CAPABILITIES)) == 0x200045f9
 
 
-@pytest.mark.parametrize('euid, permitted, needed', [(0, 0x1ffffffffff, True), (0, 0, True), (1000, 0, False),
-                                                    (1000, 1 << 12, True)])
+@pytest.mark.parametrize('euid, permitted, needed', [
+    (0, 0x1ffffffffff, True), (0, 0, True), (1000, 0, False), (1000, 1 << 12, True),
+])
 def test_bounding_drop_needed(euid, permitted, needed):
     assert launcher.bounding_drop_needed(euid, permitted) == needed
 
