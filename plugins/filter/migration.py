@@ -118,9 +118,27 @@ def rollback_outcome(target: Any, checkpoint: Any, source: Any) -> Dict[str, Any
     }
 
 
+def migration_source_volumes(removed: Any, volumes: Any, keep_source: bool = False,
+                             keep_volumes: bool = False) -> Dict[str, Any]:
+    """What the source kept of the volumes a migration carried away, for the record: ``{removed, kept}``.
+
+    ``removed`` is the result of mtd.containers.container_state (its ``volumes_removed`` and
+    ``volumes_kept``), ``volumes`` the names the migration carried. With ``keep_source`` or ``keep_volumes``
+    (the role's migrate_keep_source / migrate_keep_source_volumes) every volume was kept on purpose.
+    """
+    names = [str(v) for v in volumes or []] if isinstance(volumes, (list, tuple)) else []
+    if keep_source or keep_volumes:
+        why = ('migrate_keep_source (the source container was kept, stopped)' if keep_source
+               else 'migrate_keep_source_volumes')
+        return {'removed': [], 'kept': [{'name': n, 'reason': why} for n in names]}
+    result = _dict(removed)
+    return {'removed': list(result.get('volumes_removed') or []), 'kept': list(result.get('volumes_kept') or [])}
+
+
 class FilterModule:
     def filters(self):
         return {
+            'migration_source_volumes': migration_source_volumes,
             'migration_preflight': migration_preflight,
             'migration_completed': migration_completed,
             'migration_transition': migration_transition,

@@ -63,7 +63,15 @@ options:
     description:
       - Directory that receives the bundle directory.
       - Defaults to C(/dev/shm/mtd-migrations) when C(/dev/shm) is a tmpfs (fastest), else to
-        C(mtd-migrations) in the engine's data root.
+        C(mtd-migrations) in the engine's data root. The module creates a default place (and its missing
+        parents) owned by root with mode 0700, or uses an existing one only when C(lstat) shows a real
+        directory (not a symbolic link) of root that nobody else can write, which it then sets to 0700.
+        A C(/dev/shm/mtd-migrations) that fails this check (another user may have made it) is avoided:
+        the bundle goes to the data root, with a warning and the reason in RV(bundle_location).
+      - A given O(dest) must pass the same check, except that a sticky directory such as C(/tmp) is
+        accepted; it is never chmod'ed or chown'ed, and its missing parts are created 0700. A link, a
+        directory of another user or one that others can write is refused before anything is frozen.
+      - O(state=absent) without O(dest) looks into both default places (skipping one that fails the check).
     type: path
   state:
     description:
@@ -202,10 +210,19 @@ memory_bytes:
   type: int
   sample: 270532608
 bundle_removed:
-  description: The bundle was deleted after the receiver confirmed it (see O(send.keep)).
-  returned: when O(send) is given and O(send.keep=false)
+  description:
+    - The bundle was deleted after the receiver confirmed it (see O(send.keep)), or because the send failed
+      (a failed send never leaves process memory behind, whatever O(send.keep) says).
+  returned: when O(send) is given and O(send.keep=false), and when the send failed
   type: bool
   sample: true
+bundle_location:
+  description:
+    - Whether the bundle went to the default place in tmpfs (C(/dev/shm/mtd-migrations)) or to the data root's
+      C(mtd-migrations), and why.
+  returned: when O(dest) is not given and O(state=present)
+  type: dict
+  sample: {"tmpfs": false, "reason": "/dev/shm/mtd-migrations is owned by uid 65534, not by uid 0 (another user may have made it), so it is not used"}
 lazy_pages:
   description:
     - With O(lazy_pages), the page server that still runs after this task (PID of the runc checkpoint that
@@ -310,6 +327,11 @@ from ansible_collections.mtd.containers.plugins.module_utils._files import (
     restrict_tree,
     tmpfs_free_bytes,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._hoststate import (
+    check_given_dir,
+    ensure_state_dir,
+    state_dir_problem,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     MigrationError,
     capture_config,
@@ -351,10 +373,29 @@ ARGUMENT_SPEC = dict(
 REQUIRED_BY = {'lazy_pages': 'send'}
 
 
+SOURCE_TMPFS = '/dev/shm/mtd-migrations'   # the default place of bundles when /dev/shm is a tmpfs
+
+
 def default_dest(data_root):
-    if tmpfs_free_bytes('/dev/shm') is not None:
-        return '/dev/shm/mtd-migrations'
-    return os.path.join(data_root, 'mtd-migrations')
+    return dest_choice(data_root)[0]
+
+
+def dest_choice(data_root):
+    """The default directory for bundles: (path, reason, avoided). /dev/shm/mtd-migrations when /dev/shm is a
+    tmpfs and that directory is not another user's (missing, or a real directory of ours that nobody else
+    can write), else <data_root>/mtd-migrations; ``avoided`` tells that the tmpfs place was refused."""
+    fallback = os.path.join(data_root, 'mtd-migrations')
+    if tmpfs_free_bytes(os.path.dirname(SOURCE_TMPFS)) is None:
+        return fallback, '%s is not a writable tmpfs' % os.path.dirname(SOURCE_TMPFS), False
+    problem = state_dir_problem(SOURCE_TMPFS)
+    if problem:
+        return fallback, '%s (another user may have made it), so it is not used' % problem, True
+    return SOURCE_TMPFS, '%s is a tmpfs' % os.path.dirname(SOURCE_TMPFS), False
+
+
+def default_dests(data_root):
+    """Every default place a bundle of this host can be in (a cleanup looks in all of them)."""
+    return [SOURCE_TMPFS, os.path.join(data_root, 'mtd-migrations')]
 
 
 class Rollback:
@@ -367,7 +408,7 @@ class Rollback:
     failed (``rollback_errors`` in the failure) - and CRIU's log is added to the failure (``criu_log``)
     once the dump had started. The exception then goes on (one that is no MtdError as a MigrationError
     when there is something to add). The send itself is outside: after a failed send the container stays
-    frozen.
+    frozen (the caller's rollback resumes it); ``send()`` removes the bundle itself.
     """
 
     def __init__(self, worker, bundle, channel):
@@ -485,7 +526,7 @@ class Checkpointer(Worker):
         inspect = self.inspected = self.inspect()
         cid = inspect['Id']
         name = check_name(self.p['name'] or 'mtd-' + cid[:12], 'Checkpoint name')
-        bundle = os.path.join(self.p['dest'] or default_dest(info.get('DockerRootDir') or '/var/lib/docker'), name)
+        bundle = os.path.join(self.bundle_parent(info, create=False), name)
         self.result['bundle'] = bundle
         state = inspect.get('State') or {}
         if not state.get('Running'):
@@ -545,6 +586,21 @@ class Checkpointer(Worker):
                 raise MtdError('Volume %s uses driver %s; only local volumes are migrated.' % (vol['name'], vol['driver']))
         return captured
 
+    def bundle_parent(self, info, create):
+        """The directory that receives the bundle: ``dest`` (checked, never chmod'ed: it may be /tmp) or the
+        default place (created 0700, or checked; another user's directory there is avoided, with a warning)."""
+        dest = self.p['dest']
+        if dest:
+            check_given_dir(dest, create=create)
+            return dest
+        parent, reason, avoided = dest_choice(info.get('DockerRootDir') or '/var/lib/docker')
+        self.result['bundle_location'] = {'tmpfs': parent == SOURCE_TMPFS, 'reason': reason}
+        if avoided and not create:
+            self.module.warn('The checkpoint goes to %s: %s.' % (parent, reason))
+        if create:
+            ensure_state_dir(parent)
+        return parent
+
     def usable_criu(self):
         try:
             path = find_criu(self.module, self.p['criu_path'])
@@ -588,6 +644,9 @@ class Checkpointer(Worker):
     def prepare(self, plan, undo):
         bundle = plan['bundle']
         try:
+            if self.bundle_parent(self.client.info(), create=True) != os.path.dirname(bundle):
+                raise MtdError('the place for bundles changed since the preflight (%s)'
+                               % self.result['bundle_location']['reason'])
             remove_tree(bundle)
             make_private_dir(bundle)
             if self.p['lazy_pages']:
@@ -645,15 +704,24 @@ class Checkpointer(Worker):
 
     def send(self, bundle, channel, manifest_job):
         opts = self.p['send']
-        compression, choice = choose_compression(bundle, opts['compression'])
         with self.phase('send'):
             try:
+                compression, choice = choose_compression(bundle, opts['compression'])
                 self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                       compression=compression, connect_timeout=opts['connect_timeout'],
                                                       io_timeout=self.p['timeout'], late=(MANIFEST, manifest_job.wait),
                                                       channel=channel)
-            except TransferError as exc:
-                raise MtdError('Sending the checkpoint failed: %s.' % exc)
+            except BaseException as exc:
+                # the bundle (process memory) goes whatever failed; the frozen container is the rollback's
+                try:
+                    manifest_job.wait()   # it writes into the bundle: let it end first
+                except MigrationError:
+                    pass
+                remove_tree(bundle)
+                self.result['bundle_removed'] = True
+                if isinstance(exc, TransferError):
+                    raise MtdError('Sending the checkpoint failed: %s; the bundle was removed.' % exc)
+                raise
         self.result['transfer']['compression_choice'] = choice
         self.manifest = manifest_job.manifest
         self.timings['manifest'] = manifest_job.seconds
@@ -767,21 +835,38 @@ class Checkpointer(Worker):
                 raise MtdError('Give name: the container %r is gone, so the default name cannot be derived.'
                                % self.p['container'])
         check_name(name, 'Checkpoint name')
-        bundle = os.path.join(self.p['dest'] or default_dest(data_root), name)
-        self.result['bundle'] = bundle
-        lazy_dir = bundle + LAZY_DIR_SUFFIX
-        if any(os.path.lexists(path) for path in (bundle, lazy_dir)):
-            self.result['changed'] = True
+        bundles = [os.path.join(parent, name) for parent in self.absent_parents(data_root)]
+        present = [b for b in bundles if any(os.path.lexists(p) for p in (b, b + LAZY_DIR_SUFFIX))]
+        self.result['bundle'] = (present or bundles or [os.path.join(default_dest(data_root), name)])[0]
+        self.result['changed'] = bool(present)
         if self.mod.check_mode:
             return
-        if os.path.isdir(lazy_dir):
-            try:
-                inspect = self.client.inspect_container(self.p['container'])
-            except DockerError:
-                inspect = {}
-            self.result['page_server'] = self.end_page_server(lazy_dir, inspect)
+        for bundle in present:
+            lazy_dir = bundle + LAZY_DIR_SUFFIX
+            if os.path.isdir(lazy_dir) and not os.path.islink(lazy_dir):
+                try:
+                    inspect = self.client.inspect_container(self.p['container'])
+                except DockerError:
+                    inspect = {}
+                self.result['page_server'] = self.end_page_server(lazy_dir, inspect)
             remove_tree(lazy_dir)
-        remove_tree(bundle)
+            remove_tree(bundle)
+
+    def absent_parents(self, data_root):
+        """Where the bundle to delete can be: ``dest`` (refused when unsafe), else every default place that is
+        safe to look into (another user's directory or link there never held a bundle of ours: it is skipped,
+        never followed)."""
+        if self.p['dest']:
+            check_given_dir(self.p['dest'], create=False)
+            return [self.p['dest']]
+        parents = []
+        for parent in default_dests(data_root):
+            problem = state_dir_problem(parent)
+            if problem:
+                self.module.warn('Skipped a default place for bundles: %s.' % problem)
+            else:
+                parents.append(parent)
+        return parents
 
 
 def run(mod) -> Optional[Dict[str, Any]]:

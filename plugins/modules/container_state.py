@@ -15,7 +15,8 @@ description:
     it to resume a frozen source container when a migration fails (rollback) and to remove the source
     once the target runs.
   - V(running) resumes a paused container or starts a stopped one; V(paused) freezes a running one;
-    V(stopped) stops it; V(absent) removes it (and, with O(remove_volumes), its anonymous volumes).
+    V(stopped) stops it; V(absent) removes it (and, with O(remove_volumes), its anonymous volumes; with
+    O(named_volumes), the named volumes a migration carried away, so that no copy of the data stays behind).
   - V(query) changes nothing (not even outside check mode) and reports the container's status, id and
     labels; a missing container is reported as RV(status=absent), not as an error.
 extends_documentation_fragment:
@@ -50,6 +51,15 @@ options:
     description: With V(absent), also remove the container's anonymous volumes (never named ones).
     type: bool
     default: false
+  named_volumes:
+    description:
+      - With V(absent), also remove these named volumes once the container is gone - the ones a migration
+        carried to another host (the source must keep no copy of the container's data).
+      - Only a volume the container mounts is removed. A volume another container still uses, one the
+        container does not mount, or any of them when the container was already gone (nothing tells that
+        the volume is its) is kept and reported in RV(volumes_kept) with the reason; that is not an error.
+    type: list
+    elements: str
   missing_ok:
     description: With V(absent), a container that does not exist is not an error (the default). Other
       states fail on a missing container, except V(query), which reports it as V(absent).
@@ -69,6 +79,13 @@ EXAMPLES = r"""
   mtd.containers.container_state:
     container: web-1
     state: absent
+
+- name: Remove the source after a successful migration, and the named volume it carried away
+  mtd.containers.container_state:
+    container: web-1
+    state: absent
+    named_volumes: [web-1-data]
+  register: removed
 
 - name: Look at a container without changing it
   mtd.containers.container_state:
@@ -109,9 +126,22 @@ labels:
   returned: when the container existed
   type: dict
   sample: {"mtd.migration.id": "m-3f9a1c0b2d4e"}
+volumes_removed:
+  description: The named volumes of O(named_volumes) that were removed (in check mode, would be).
+  returned: when O(named_volumes) is given
+  type: list
+  elements: str
+  sample: [web-1-data]
+volumes_kept:
+  description: The named volumes of O(named_volumes) that were kept, each with the reason.
+  returned: when O(named_volumes) is given
+  type: list
+  elements: dict
+  sample: [{"name": "shared-data", "reason": "container other-1 still uses it"}]
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
@@ -163,8 +193,38 @@ def change(client, cid: str, before: str, want: str, stop_timeout: int, remove_v
         client.delete('/containers/%s' % cid, params={'force': 'true', 'v': remove_volumes or None})
 
 
+def volume_plan(inspect: Optional[Dict[str, Any]], wanted: List[str]) -> Tuple[List[str], List[Dict[str, str]]]:
+    """Which of the ``wanted`` named volumes to remove with the container: (remove, kept with reasons)."""
+    if inspect is None:
+        return [], [{'name': n, 'reason': 'the container was already gone, so nothing tells that this volume is its'}
+                    for n in wanted]
+    mounted = {m.get('Name') for m in inspect.get('Mounts') or [] if m.get('Type') == 'volume'}
+    remove = [n for n in wanted if n in mounted]
+    kept = [{'name': n, 'reason': 'the container does not mount it'} for n in wanted if n not in mounted]
+    return remove, kept
+
+
+def remove_named_volumes(client, names: List[str], kept: List[Dict[str, str]]) -> List[str]:
+    """Remove the volumes ``names`` (the container is gone); one still in use goes to ``kept``."""
+    removed = []
+    for name in names:
+        try:
+            client.delete('/volumes/%s' % quote(name, safe=''))
+            removed.append(name)
+        except DockerError as exc:
+            if exc.status == 404:
+                continue
+            users = [(c.get('Names') or ['?'])[0].lstrip('/')
+                     for c in client.containers(all=True, filters={'volume': [name]})]
+            kept.append({'name': name, 'reason': ('container %s still uses it' % ', '.join(users)) if users
+                         else 'the engine refused to remove it: %s' % exc.msg})
+    return removed
+
+
 def reach_state(mod: MtdModule) -> None:
     p = mod.params
+    if p['named_volumes'] and p['state'] != 'absent':
+        raise MtdError('named_volumes goes with state absent only (the volumes are removed with the container).')
     inspect = inspect_or_none(mod.docker, p['container'])
     before = status_of(inspect)
     want = p['state']
@@ -189,9 +249,26 @@ def reach_state(mod: MtdModule) -> None:
             change(mod.docker, inspect['Id'], before, want, p['stop_timeout'], p['remove_volumes'])
 
 
+def reach_absent_with_volumes(mod: MtdModule) -> None:
+    """state=absent with named_volumes: the container, then the named volumes it carried away."""
+    inspect = inspect_or_none(mod.docker, mod.params['container'])
+    remove, kept = volume_plan(inspect, list(dict.fromkeys(mod.params['named_volumes'])))
+    reach_state(mod)
+    if mod.check_mode:
+        removed = remove
+    else:
+        removed = remove_named_volumes(mod.docker, remove, kept)
+    mod.result.update(volumes_removed=removed, volumes_kept=kept)
+    if removed:
+        mod.result['changed'] = True
+
+
 def run(mod: MtdModule) -> None:
     try:
-        reach_state(mod)
+        if mod.params['named_volumes'] and mod.params['state'] == 'absent':
+            reach_absent_with_volumes(mod)
+        else:
+            reach_state(mod)
     except DockerError as exc:
         raise MtdError('Docker engine error on %s: %s' % (mod.params['container'], exc.msg), **exc.details)
 
@@ -201,6 +278,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type='str', required=True, choices=STATES),
     stop_timeout=dict(type='int', default=10),
     remove_volumes=dict(type='bool', default=False),
+    named_volumes=dict(type='list', elements='str'),
     missing_ok=dict(type='bool', default=True),
 )
 

@@ -325,6 +325,12 @@ from ansible_collections.mtd.containers.plugins.module_utils._files import (
     remove_tree,
     tmpfs_free_bytes,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._hoststate import (
+    check_given_dir,
+    ensure_state_dir,
+    state_dir_problem,
+    volume_conflict,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     LABEL_ID,
     MigrationError,
@@ -431,10 +437,29 @@ class Restorer(Worker):
             where, reason = self.candidates[1], 'expected_bytes is unknown, so the room in /dev/shm cannot be judged'
         elif free < need:
             where, reason = self.candidates[1], '/dev/shm has %d MB free, %d MB are needed' % (free >> 20, need >> 20)
+        elif state_dir_problem(INCOMING_TMPFS):
+            where, reason = self.candidates[1], '%s (another user may have made it), so it is not used' \
+                % state_dir_problem(INCOMING_TMPFS)
+            self.module.warn('The bundle goes to %s: %s.' % (os.path.dirname(where), reason))
         else:
             where, reason = self.candidates[0], '/dev/shm has %d MB free, %d MB are needed' % (free >> 20, need >> 20)
         self.result['bundle_location'] = {'tmpfs': where == self.candidates[0], 'reason': reason}
         return where
+
+    def secure_parent(self, bundle=None, create=True):
+        """The directory that holds the bundle (and its .lock, .cancel, .tls): a default place of this module
+        is created 0700 or checked (lstat: a directory of root that nobody else can write) and set to 0700; one
+        the user named (the parent of O(bundle)) is checked the same way (a sticky /tmp is accepted), never
+        chmod'ed. FileError (a MtdError) when it is unsafe: nothing is written through it."""
+        parent = os.path.dirname(os.path.abspath(bundle or self.bundle))
+        if parent in [os.path.dirname(c) for c in self.candidates]:
+            if create:
+                ensure_state_dir(parent)
+            elif state_dir_problem(parent):
+                self.fail('%s; remove it (it may be another user\'s trap) and run again.' % state_dir_problem(parent))
+        else:
+            check_given_dir(parent, create=create, what='The directory of bundle')
+        return parent
 
     def fail(self, msg, **details):
         """End the run as failed (raises): ``msg`` and ``details`` go into the failure result."""
@@ -480,9 +505,17 @@ class Restorer(Worker):
                 self.fail('Bind-mounted path %s of the container does not exist on this host.' % bind['source'])
         for vol in named_volumes(captured):
             existing = self.volume(vol['name'])
-            if existing and ((existing.get('Labels') or {}).get(LABEL_ID) != self.migration_id):
-                self.fail('A volume named %s already exists on this host and does not belong to migration %s; '
-                          'refusing to overwrite it.' % (vol['name'], self.migration_id))
+            if existing:
+                conflict = volume_conflict(vol['name'], existing.get('Labels'), self.migration_id,
+                                           self.volume_users(vol['name']))
+                if conflict:
+                    self.fail(conflict, volume=vol['name'], volume_labels=existing.get('Labels') or {})
+
+    def volume_users(self, name):
+        """Names of the containers (not of this migration) that mount the volume ``name``."""
+        users = self.client.containers(all=True, filters={'volume': [name]})
+        return [(c.get('Names') or ['?'])[0].lstrip('/') for c in users
+                if (c.get('Labels') or {}).get(LABEL_ID) != self.migration_id]
 
     def pull(self, ref):
         if self.client.inspect_image(ref) is not None:
@@ -538,6 +571,7 @@ class Restorer(Worker):
 
     def run_prepared(self):
         captured = self.p['config']   # required_if: given with state=prepared
+        self.secure_parent(create=not self.module.check_mode)
         inspect, changed = self.ensure_standby(captured)
         self.result['changed'] = changed
         if inspect:
@@ -603,6 +637,7 @@ class Restorer(Worker):
         return False
 
     def run_started(self):
+        self.secure_parent(create=not self.module.check_mode)
         self.take_lock()
         self.check_cancelled()
         if not self.arrive():
@@ -883,12 +918,14 @@ class Restorer(Worker):
         usable = []
         for bundle in bundles:
             try:
-                os.makedirs(os.path.dirname(bundle), mode=0o700, exist_ok=True)
+                self.secure_parent(bundle)
                 usable.append(bundle)
-            except OSError as exc:
+            except (OSError, MtdError) as exc:
                 if self.p['bundle']:
                     self.fail('Cannot use the bundle directory %s: %s' % (os.path.dirname(bundle), exc))
-                # a default place that cannot even exist here holds nothing of this migration
+                # a default place that cannot exist here, or another user's (never written through), holds
+                # nothing of this migration
+                self.module.warn('Skipped %s: %s' % (os.path.dirname(bundle), exc))
         bundles = usable
         try:
             for bundle in bundles:

@@ -28,7 +28,7 @@ CHOICE = {'target': 'lab-3', 'rejected': []}
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {'migration_preflight', 'migration_completed', 'migration_transition',
-                                             'rollback_outcome'}
+                                             'rollback_outcome', 'migration_source_volumes'}
 
 
 # ---- migration_preflight ---------------------------------------------------------------------------
@@ -156,3 +156,26 @@ def test_rollback_that_cleaned_everything():
 def test_cleanups_that_failed_or_did_not_run(cleanup):
     out = rollback_outcome(cleanup, cleanup, {})
     assert out == {'source': 'unknown', 'target_cleaned': False, 'checkpoint_cleaned': False}
+
+
+# ---------------------------------------------------------------------------------------------------
+# migration_source_volumes: what the source kept of the data the migration carried away
+
+def test_source_volumes_removed_and_kept_from_the_result():
+    from ansible_collections.mtd.containers.plugins.filter.migration import migration_source_volumes
+    result = {'volumes_removed': ['web-data'], 'volumes_kept': [{'name': 'shared', 'reason': 'container x still uses it'}]}
+    assert migration_source_volumes(result, ['web-data', 'shared']) == {
+        'removed': ['web-data'], 'kept': [{'name': 'shared', 'reason': 'container x still uses it'}]}
+    # no volumes carried: container_state got no named_volumes and returned no such keys
+    assert migration_source_volumes({'changed': True}, []) == {'removed': [], 'kept': []}
+
+
+@pytest.mark.parametrize('keep_source, keep_volumes, reason', [
+    (True, False, 'migrate_keep_source (the source container was kept, stopped)'),
+    (False, True, 'migrate_keep_source_volumes'),
+    (True, True, 'migrate_keep_source (the source container was kept, stopped)'),
+])
+def test_source_volumes_kept_on_purpose_are_reported(keep_source, keep_volumes, reason):
+    from ansible_collections.mtd.containers.plugins.filter.migration import migration_source_volumes
+    assert migration_source_volumes({}, ['a', 'b'], keep_source, keep_volumes) == {
+        'removed': [], 'kept': [{'name': 'a', 'reason': reason}, {'name': 'b', 'reason': reason}]}

@@ -261,6 +261,10 @@ class DockerModel:
             if name not in self.volumes:
                 return 404, {'message': 'get %s: no such volume' % name}
             if method == 'DELETE':
+                users = [c['Id'] for c in self.containers.values()
+                         if any(m.get('Name') == name for m in c.get('Mounts') or [])]
+                if users:
+                    return 409, {'message': 'remove %s: volume is in use - [%s]' % (name, ', '.join(users))}
                 del self.volumes[name]
                 return 204, None
             return 200, self.volumes[name]
@@ -270,10 +274,14 @@ class DockerModel:
         return 404, {'message': 'page not found'}
 
     def listing(self, query):
-        wanted = json.loads(query['filters']).get('label', []) if query.get('filters') else []
+        filters = json.loads(query['filters']) if query.get('filters') else {}
+        wanted = filters.get('label', [])
         out = []
         for c in self.containers.values():
             if not query.get('all') and not c['State']['Running']:
+                continue
+            mounted = [m.get('Name') for m in c.get('Mounts') or [] if m.get('Type') == 'volume']
+            if filters.get('volume') and not set(filters['volume']) & set(mounted):
                 continue
             labels = c['Config'].get('Labels') or {}
             if all(labels.get(f.split('=', 1)[0]) == f.split('=', 1)[1] for f in wanted):

@@ -267,7 +267,7 @@ def test_dest_that_cannot_hold_a_directory(scene, tmp_path):
     blocker = tmp_path / 'a-file'
     blocker.write_text('')
     result = run(scene, fail=True, dest=str(blocker))
-    assert result['msg'].startswith('Cannot create the checkpoint directory %s/m-1: ' % blocker)
+    assert result['msg'].startswith('dest (%s) is not a directory; give a directory of uid ' % blocker)
     assert scene['model'].state_changes() == [] and scene['model'].status('it-web') == 'running'
 
 
@@ -396,6 +396,9 @@ def test_send_cut_after_the_freeze_fails_and_leaves_the_container_frozen(scene):
     assert result['msg'].startswith('Sending the checkpoint failed: '), result['msg']
     # documented: the container stays frozen for the caller's rollback (container_state running)
     assert scene['model'].status('it-web') == 'paused'
+    # but the process memory does not stay behind
+    assert result['msg'].endswith('; the bundle was removed.') and result['bundle_removed'] is True
+    assert os.listdir(scene['dest']) == []
 
 
 def test_send_with_a_short_token(scene):

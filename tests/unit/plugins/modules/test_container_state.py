@@ -194,3 +194,47 @@ def test_query_of_an_unreachable_engine_fails(tmp_path):
                                                 'container': 'x', 'state': 'query'}, fail=True)
     assert result['msg'].startswith('Docker engine error on x: Cannot reach the Docker engine at unix://')
     assert result['changed'] is False
+
+
+# ---------------------------------------------------------------------------------------------------
+# named_volumes: the source keeps no copy of the data a migration carried away
+
+def test_absent_removes_the_named_volumes_it_carried(model):
+    c = model.add_container('it-web', status='paused', volumes=['it-web-vol', 'it-web-logs'])
+    model.add_volume('unrelated')
+    result = run(model, container='it-web', state='absent', named_volumes=['it-web-vol', 'it-web-logs'])
+    assert result['changed'] is True and result['after'] == 'absent'
+    assert result['volumes_removed'] == ['it-web-vol', 'it-web-logs'] and result['volumes_kept'] == []
+    assert sorted(model.volumes) == ['unrelated']
+    assert model.status(c['Id']) == 'absent'
+    # a second run: the container is gone, nothing tells a volume of that name would be its
+    again = run(model, container='it-web', state='absent', named_volumes=['it-web-vol'])
+    assert again['changed'] is False and again['volumes_removed'] == []
+    assert again['volumes_kept'] == [{'name': 'it-web-vol',
+                                      'reason': 'the container was already gone, so nothing tells that this volume is its'}]
+
+
+def test_absent_keeps_a_volume_another_container_uses_or_it_does_not_mount(model):
+    model.add_container('it-web', volumes=['shared'])
+    model.add_container('other-1', volumes=['shared'])
+    model.add_volume('not-mounted')
+    result = run(model, container='it-web', state='absent', named_volumes=['shared', 'not-mounted'])
+    assert result['changed'] is True and result['after'] == 'absent'
+    assert result['volumes_removed'] == []
+    assert result['volumes_kept'] == [{'name': 'not-mounted', 'reason': 'the container does not mount it'},
+                                      {'name': 'shared', 'reason': 'container other-1 still uses it'}]
+    assert sorted(model.volumes) == ['not-mounted', 'shared']
+
+
+def test_absent_with_named_volumes_in_check_mode_changes_nothing(model):
+    model.add_container('it-web', volumes=['it-web-vol'])
+    result = run(model, container='it-web', state='absent', named_volumes=['it-web-vol'], _ansible_check_mode=True)
+    assert result['changed'] is True and result['volumes_removed'] == ['it-web-vol']
+    assert model.state_changes() == [] and 'it-web-vol' in model.volumes
+
+
+def test_named_volumes_only_with_absent(model):
+    model.add_container('it-web', volumes=['it-web-vol'])
+    result = run(model, fail=True, container='it-web', state='stopped', named_volumes=['it-web-vol'])
+    assert result['msg'] == 'named_volumes goes with state absent only (the volumes are removed with the container).'
+    assert model.state_changes() == []

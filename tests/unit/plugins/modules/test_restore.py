@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import os
+import stat
 import socket
 import threading
 import time
@@ -247,8 +248,47 @@ def test_volume_clash(model, bundle):
     model.add_volume('it-web-vol', labels={'owner': 'someone else'})
     result = run(model, fail=True, bundle=bundle)
     assert result['msg'] == ('A volume named it-web-vol already exists on this host and does not belong to migration '
-                             'm-1; refusing to overwrite it.')
+                             'm-1: it was not made by a migration (no mtd.migration.id label) - another workload\'s '
+                             'data, or the container\'s own volume kept when it left this host '
+                             '(migrate_keep_source_volumes or migrate_keep_source). Refusing to overwrite it: check '
+                             'its content, then remove it (docker volume rm it-web-vol) and run again.')
     assert model.state_changes() == []
+
+
+@pytest.mark.parametrize('state', ['started', 'prepared'])
+def test_volume_left_by_an_earlier_migration_is_refused_by_name(model, bundle, state):
+    """A return trip that finds the volume an earlier hop of the same container left here (a crash, or a
+    copy kept on purpose): refused, naming that migration, before anything is created or extracted."""
+    model.add_volume('it-web-vol', labels={'mtd.migration.id': 'm-0', 'mtd.migration.from': 'lab-2',
+                                           'mtd.migration.source_id': 'cd' * 32})
+    marker = os.path.join(model.volumes['it-web-vol']['Mountpoint'], 'old.txt')
+    with open(marker, 'w') as f:
+        f.write('kept')
+    result = run(model, fail=True, state=state, bundle=bundle, config=CAPTURED)
+    assert result['msg'].startswith('A volume named it-web-vol already exists on this host and does not belong to '
+                                    'migration m-1: it was left by the earlier migration m-0 (which came from lab-2, '
+                                    'container cdcdcdcdcdcd)'), result['msg']
+    assert 'docker volume rm it-web-vol, or mtd.containers.restore with migration_id m-0' in result['msg']
+    assert result['volume_labels']['mtd.migration.id'] == 'm-0'
+    assert model.state_changes() == [] and not ours(model)
+    with open(marker) as f:
+        assert f.read() == 'kept'
+
+
+def test_volume_of_this_migration_used_by_another_container_is_refused(model, bundle):
+    model.add_volume('it-web-vol', labels={'mtd.migration.id': 'm-1'})
+    model.add_container('holder', volumes=['it-web-vol'])
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('A volume named it-web-vol already exists on this host and does not belong to migration '
+                             'm-1: container holder uses it; refusing to overwrite it.')
+    assert model.state_changes() == []
+
+
+def test_volume_of_this_migration_is_reused(model, bundle):
+    """A retry of the same migration (its standby was removed, its volume not yet): the volume is its own."""
+    model.add_volume('it-web-vol', labels={'mtd.migration.id': 'm-1'})
+    result = run(model, bundle=bundle)
+    assert result['container']['state'] == 'running'
 
 
 def test_a_stopped_container_of_this_migration(model, bundle):
@@ -502,6 +542,60 @@ def test_started_and_absent_find_a_bundle_in_tmpfs(model, tmp_path):
     cleaned = run(model, state='absent', name='it-web')
     assert cleaned['removed'] == ['it-web', 'volume:it-web-vol', 'bundle:' + incoming, 'bundle:' + incoming + '.part']
     assert os.listdir(restore.INCOMING_TMPFS) == []
+
+
+def test_prepared_creates_the_default_place_private(model, monkeypatch):
+    monkeypatch.setattr(restore, 'tmpfs_free_bytes', lambda path: 2 << 30)
+    result = run(model, state='prepared', config=CAPTURED, expected_bytes=1 << 20)
+    assert result['bundle'] == os.path.join(restore.INCOMING_TMPFS, 'm-1')
+    info = os.lstat(restore.INCOMING_TMPFS)
+    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.geteuid()
+    # its missing parent too: no 0755 directory on the way to a bundle
+    assert stat.S_IMODE(os.lstat(os.path.dirname(restore.INCOMING_TMPFS)).st_mode) == 0o700
+
+
+@pytest.mark.parametrize('trap', ['link', 'world-writable', 'foreign'])
+def test_another_users_incoming_directory_is_avoided(model, monkeypatch, tmp_path, trap):
+    """/dev/shm/mtd-incoming made first by someone else: the bundle goes to the data root instead, the trap is
+    neither written through nor chmod'ed, and state=absent does not look into it."""
+    monkeypatch.setattr(restore, 'tmpfs_free_bytes', lambda path: 2 << 30)
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    os.makedirs(os.path.dirname(restore.INCOMING_TMPFS))
+    if trap == 'link':
+        os.symlink(str(elsewhere), restore.INCOMING_TMPFS)
+    else:
+        os.mkdir(restore.INCOMING_TMPFS)
+        os.chmod(restore.INCOMING_TMPFS, 0o777)
+        if trap == 'foreign':
+            if os.geteuid() != 0:
+                pytest.skip('needs root to give a directory to another user')
+            os.chmod(restore.INCOMING_TMPFS, 0o755)
+            os.chown(restore.INCOMING_TMPFS, 65534, 65534)
+    before = os.lstat(restore.INCOMING_TMPFS)
+    result = run(model, state='prepared', config=CAPTURED, expected_bytes=1 << 20)
+    assert result['bundle'] == os.path.join(model.info['DockerRootDir'], 'mtd-migrations', 'm-1')
+    assert result['bundle_location']['tmpfs'] is False
+    assert 'another user may have made it' in result['bundle_location']['reason']
+    assert any('The bundle goes to' in w for w in result['_warnings'])
+    run(model, state='absent', name='it-web')
+    after = os.lstat(restore.INCOMING_TMPFS)
+    assert (after.st_mode, after.st_uid) == (before.st_mode, before.st_uid)
+    assert os.listdir(str(elsewhere)) == []
+    if trap != 'link':
+        assert os.listdir(restore.INCOMING_TMPFS) == []
+
+
+def test_started_refuses_a_bundle_in_a_world_writable_directory(model, tmp_path, bundle):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(str(shared), 0o777)
+    moved = str(shared / 'm-1')
+    os.rename(bundle, moved)
+    result = run(model, fail=True, bundle=moved)
+    assert result['msg'].startswith('The directory of bundle (%s) is writable by other users (mode 0777); ' % shared)
+    assert model.state_changes() == [] and sorted(os.listdir(str(shared))) == ['m-1']
+    assert stat.S_IMODE(os.lstat(str(shared)).st_mode) == 0o777
 
 
 def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
