@@ -514,7 +514,9 @@ def spawn_until_ready(argv_for_fd: Callable[[int], Sequence[str]], timeout: floa
     read_end, write_end = os.pipe()
     try:
         argv = list(argv_for_fd(write_end))
-        with open(log_path, 'ab') as log:
+        # never through a link someone put in its place; created 0600 (the log names the migration's paths)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
+        with os.fdopen(os.open(log_path, flags, 0o600), 'ab') as log:
             proc = CmdRunner(argv[0]).popen(argv[1:], pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=detach)
     except BaseException:

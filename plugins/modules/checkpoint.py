@@ -66,7 +66,7 @@ options:
         C(mtd-migrations) in the engine's data root. The module creates a default place (and its missing
         parents) owned by root with mode 0700, or uses an existing one only when C(lstat) shows a real
         directory (not a symbolic link) of root that nobody else can write, which it then sets to 0700.
-        A C(/dev/shm/mtd-migrations) that fails this check (another user may have made it) is avoided:
+        A C(/dev/shm/mtd-migrations) that fails this check (another user may have made it) is avoided;
         the bundle goes to the data root, with a warning and the reason in RV(bundle_location).
       - A given O(dest) must pass the same check, except that a sticky directory such as C(/tmp) is
         accepted; it is never chmod'ed or chown'ed, and its missing parts are created 0700. A link, a

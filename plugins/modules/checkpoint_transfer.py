@@ -45,7 +45,9 @@ options:
   path:
     description:
       - V(send) - the bundle directory to send.
-      - V(receive) - the directory to create with the received bundle (replaced if it exists).
+      - V(receive) - the directory to create with the received bundle (replaced if it exists). Its parent
+        must be a real directory (not a symbolic link) of root that other users cannot write (a sticky one
+        such as C(/tmp) is accepted); missing parents are created 0700, an existing one is never chmod'ed.
     type: path
     required: true
 notes:
@@ -142,6 +144,7 @@ import os
 from typing import Any, Dict
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._hoststate import check_given_dir
 from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     TransferError,
@@ -179,6 +182,9 @@ def run_send(mod) -> Dict[str, Any]:
 
 def run_receive(mod) -> Dict[str, Any]:
     p = mod.params
+    # the bundle's parent holds process memory for a while: not a link, not another user's, nobody else writes
+    check_given_dir(os.path.dirname(os.path.abspath(p['path'])), create=not mod.check_mode,
+                    what='The directory of path')
     if mod.check_mode:
         try:
             probe_listen(p['address'], p['port'])

@@ -561,3 +561,67 @@ def test_rollback_resumes_the_container_even_when_a_cleanup_before_it_fails(tmp_
     assert worker.calls == ['end_page_server', 'resume']
     assert not bundle.exists() and not lazy.exists()
     assert info.value.details['rollback_errors'] == ['end_page_server: the page server would not die']
+
+
+# ---------------------------------------------------------------------------------------------------
+# The default place for bundles: made private by the module, another user's avoided
+
+@pytest.fixture
+def shm(monkeypatch, tmp_path):
+    """A stand-in for /dev/shm (never the machine's) that counts as a tmpfs."""
+    place = tmp_path / 'shm' / 'mtd-migrations'
+    monkeypatch.setattr(checkpoint, 'SOURCE_TMPFS', str(place))
+    monkeypatch.setattr(checkpoint, 'tmpfs_free_bytes', lambda path: 1 << 30)
+    return place
+
+
+def test_default_place_is_created_private_with_its_parents(scene, shm):
+    result = run(scene, dest=None)
+    assert result['bundle'] == str(shm / 'm-1')
+    assert result['bundle_location'] == {'tmpfs': True, 'reason': '%s is a tmpfs' % shm.parent}
+    for path in (shm, shm.parent, shm / 'm-1'):
+        info = os.lstat(str(path))
+        assert mode(str(path)) == 0o700 and info.st_uid == os.geteuid(), path
+    assert run(scene, dest=None, state='absent')['changed'] is True
+    assert os.listdir(str(shm)) == []
+
+
+@pytest.mark.parametrize('trap', ['link', 'world-writable'])
+def test_another_users_default_place_is_avoided_and_never_written_through(scene, shm, tmp_path, trap):
+    bait = tmp_path / 'bait'
+    bait.mkdir()
+    os.chmod(str(bait), 0o777)
+    shm.parent.mkdir()
+    if trap == 'link':
+        os.symlink(str(bait), str(shm))
+        reason = '%s is a symbolic link (another user may have made it), so it is not used' % shm
+    else:
+        shm.mkdir()
+        os.chmod(str(shm), 0o777)
+        reason = '%s is writable by other users (mode 0777) (another user may have made it), so it is not used' % shm
+    before = os.lstat(str(shm))
+    result = run(scene, dest=None)
+    data_root = scene['model'].info['DockerRootDir']
+    assert result['bundle'] == os.path.join(data_root, 'mtd-migrations', 'm-1')
+    assert result['bundle_location'] == {'tmpfs': False, 'reason': reason}
+    assert any(reason in w for w in result['_warnings'])
+    assert mode(os.path.join(data_root, 'mtd-migrations')) == 0o700
+    absent = run(scene, dest=None, state='absent')
+    assert absent['changed'] is True and absent['bundle'] == result['bundle']
+    assert not os.path.exists(result['bundle'])
+    assert os.listdir(str(bait)) == [] and (os.lstat(str(shm)).st_mode, os.lstat(str(shm)).st_uid) == (
+        before.st_mode, before.st_uid)
+
+
+def test_given_dest_that_others_can_write_is_refused_before_the_freeze(scene, tmp_path):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(str(shared), 0o777)
+    result = run(scene, fail=True, dest=str(shared))
+    assert result['msg'].startswith('dest (%s) is writable by other users (mode 0777); ' % shared)
+    assert_untouched(scene)
+    assert os.listdir(str(shared)) == [] and mode(str(shared)) == 0o777
+    # a sticky one such as /tmp is fine, and stays as it is
+    os.chmod(str(shared), 0o1777)
+    result = run(scene, dest=str(shared))
+    assert result['bundle'] == str(shared / 'm-1') and mode(str(shared)) == 0o1777

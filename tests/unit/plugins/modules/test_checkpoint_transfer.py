@@ -131,6 +131,17 @@ def test_receive_times_out(tmp_path):
     assert result['msg'] == 'Receiving the checkpoint failed: no sender delivered a bundle within 1 s.'
 
 
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_receive_into_a_directory_others_can_write_is_refused(tmp_path, check_mode):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(str(shared), 0o777)
+    result = run(fail=True, mode='receive', path=str(shared / 'm-1'), port=free_port(), timeout=1,
+                 _ansible_check_mode=check_mode)
+    assert result['msg'].startswith('The directory of path (%s) is writable by other users (mode 0777); ' % shared)
+    assert os.listdir(str(shared)) == [] and (os.lstat(str(shared)).st_mode & 0o777) == 0o777
+
+
 def test_check_mode_send_connects_to_nothing(bundle):
     listener = Listener()
     try:
