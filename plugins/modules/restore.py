@@ -14,6 +14,11 @@ description:
   - Runs on the migration's target host, in two steps.
   - O(state=prepared) (while the source still runs) pulls the image by its digest and creates the
     standby container with the captured configuration and empty named volumes. Nothing runs yet.
+  - A volume of a needed name that already exists on this host is used only when this migration made it
+    (its C(mtd.migration.id) label) and no other container mounts it. Any other is refused before anything
+    is frozen, never overwritten; the message names the earlier migration that left it (a migration back to
+    a host the container left, where a copy was kept or a cleanup did not run) or says that no migration made
+    it, and how to remove it.
   - O(state=started) verifies every file of the bundle against the manifest's sha256, creates the
     standby if it is missing, lays back the writable-layer changes and the volume contents, starts the
     container from the checkpoint (C(docker start --checkpoint)) and waits until it runs and
@@ -66,6 +71,16 @@ options:
         O(state=started) should be given that path.
       - With O(state=started) it defaults to whichever of the two exists; with O(state=absent) both are
         cleaned.
+      - "The bundle's directory holds process memory and the C(.lock), C(.cancel) and C(.tls) files beside it.
+        The module creates its default places (and their missing parents) owned by root with mode 0700, or
+        uses an existing one only when C(lstat) shows a real directory (not a symbolic link) of root that
+        nobody else can write, which it then sets to 0700. A C(/dev/shm/mtd-incoming) that fails this check
+        (another user may have made it) is avoided: O(state=prepared) chooses the data root instead, with a
+        warning and the reason in RV(bundle_location); O(state=absent) skips it (nothing of this module can
+        be in it)."
+      - The parent of a given O(bundle) outside these places is checked the same way, except that a sticky
+        directory such as C(/tmp) is accepted; it is never chmod'ed or chown'ed. A link, a directory of
+        another user or one that others can write is refused.
     type: path
   config:
     description:
