@@ -125,7 +125,8 @@ def check_given_dir(path: str, create: bool = True, what: str = 'dest') -> None:
 def volume_conflict(name: str, labels: Optional[Mapping[str, Any]], migration_id: str,
                     users: Sequence[str] = ()) -> Optional[str]:
     """Why the existing volume ``name`` (its ``labels``, the containers that mount it) must not receive
-    the data of migration ``migration_id``; None when it may (this migration made it and no one else uses it).
+    the data of migration ``migration_id``; None when it may (this migration made it and no container of
+    another migration mounts it).
 
     A volume is never silently reused: one that another migration made (``mtd.migration.id``) was left
     by an earlier migration - one whose cleanup did not run (a crash), or a copy kept on purpose when the
@@ -136,6 +137,9 @@ def volume_conflict(name: str, labels: Optional[Mapping[str, Any]], migration_id
     owner = labels.get(_LABEL_ID) or ''
     users = [u for u in users if u]
     head = 'A volume named %s already exists on this host and does not belong to migration %s' % (name, migration_id)
+    if users and owner == migration_id:
+        return ('A volume named %s made by migration %s is used by container %s, which is not part of it; refusing '
+                'to overwrite it.' % (name, migration_id, ', '.join(sorted(users))))
     if users:
         return '%s: container %s uses it; refusing to overwrite it.' % (head, ', '.join(sorted(users)))
     if owner == migration_id:

@@ -131,9 +131,12 @@ def test_volume_of_this_migration_may_be_used():
 
 
 def test_volume_in_use_is_refused_whoever_made_it():
-    for labels in ({'mtd.migration.id': 'm-2'}, {}, {'mtd.migration.id': 'm-1'}):
+    for labels in ({}, {'mtd.migration.id': 'm-1'}):
         assert volume_conflict('web-data', labels, 'm-2', ['db-1', 'app']) == (
             HEAD + ': container app, db-1 uses it; refusing to overwrite it.')
+    assert volume_conflict('web-data', {'mtd.migration.id': 'm-2'}, 'm-2', ['db-1']) == (
+        'A volume named web-data made by migration m-2 is used by container db-1, which is not part of it; '
+        'refusing to overwrite it.')
 
 
 def test_volume_of_an_earlier_migration_names_it_and_the_way_out():

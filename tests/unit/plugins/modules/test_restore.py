@@ -279,8 +279,8 @@ def test_volume_of_this_migration_used_by_another_container_is_refused(model, bu
     model.add_volume('it-web-vol', labels={'mtd.migration.id': 'm-1'})
     model.add_container('holder', volumes=['it-web-vol'])
     result = run(model, fail=True, bundle=bundle)
-    assert result['msg'] == ('A volume named it-web-vol already exists on this host and does not belong to migration '
-                             'm-1: container holder uses it; refusing to overwrite it.')
+    assert result['msg'] == ('A volume named it-web-vol made by migration m-1 is used by container holder, which is '
+                             'not part of it; refusing to overwrite it.')
     assert model.state_changes() == []
 
 
