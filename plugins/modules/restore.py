@@ -277,7 +277,7 @@ criu_log:
 place_method:
   description:
     - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
-      the bundle (RV(image_delivery.used=direct)); V(rename) - the images directory was renamed into the engine's
+      the bundle (the C(used) key of RV(image_delivery)); V(rename) - the images directory was renamed into the engine's
       checkpoint directory (same file system); V(copy) - it was copied there and the original deleted (another
       file system).
   returned: when O(state=started) and the images were placed
