@@ -27,9 +27,14 @@ if [ -n "$PIP_VERSION" ]; then
 fi
 
 mkdir -p "$DEST"
-rsync -a --delete --delete-excluded --exclude /.venv --exclude /.build --exclude /.git --exclude /.ansible --exclude /lab/inventory.yml \
+rsync -a --delete --delete-excluded --exclude /.venv --exclude "/.venv-*" --exclude /.build --exclude /.git --exclude /.ansible --exclude /lab/inventory.yml \
   --exclude /tests/output --exclude __pycache__ --exclude .pytest_cache "$ROOT/" "$DEST/"
 [ ! -s "$ROOT/tests/sanity/ignore-2.19.txt" ] || { echo "sanity: tests/sanity/ignore-2.19.txt must stay empty" >&2; exit 1; }
 cd "$DEST"
 echo "sanity: ansible-test sanity (ansible-core $("$PY" -c 'import ansible.release as r; print(r.__version__)'))"
 "$ROOT/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
+
+# the docs as antsibull-docs builds them (it calls ansible-doc: .venv/bin first on PATH)
+echo "sanity: antsibull-docs lint-collection-docs (plugin docs, extra docs, links)"
+"$ROOT/.venv-docs/bin/python" "$ROOT/scripts/docsite.py" --check
+PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv-docs/bin/antsibull-docs" lint-collection-docs --plugin-docs .

@@ -93,6 +93,17 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" >"$stamp"
 fi
 
+# --- documentation tools in their own virtualenv (antsibull-docs wants another docutils than .venv) ---
+DOCS_VENV="$ROOT/.venv-docs"
+docs_stamp="$DOCS_VENV/.requirements.sha256"
+docs_want="$(sha256sum "$ROOT/requirements-docs.txt" | cut -d' ' -f1)"
+if [ ! -x "$DOCS_VENV/bin/python" ] || [ "$(cat "$docs_stamp" 2>/dev/null)" != "$docs_want" ]; then
+  say "creating virtualenv .venv-docs from requirements-docs.txt"
+  run_logged venv-docs "${PYTHON:-python3}" -m venv "$DOCS_VENV"
+  run_logged pip-install-docs "$DOCS_VENV/bin/pip" install -q -r "$ROOT/requirements-docs.txt"
+  echo "$docs_want" >"$docs_stamp"
+fi
+
 # --- the collection, visible to ansible under its FQCN ----------------------------------------------
 mkdir -p "$BUILD/collections/ansible_collections/mtd"
 ln -sfn ../../../.. "$BUILD/collections/ansible_collections/mtd/containers"

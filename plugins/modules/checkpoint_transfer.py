@@ -99,6 +99,11 @@ bundle:
   returned: always
   type: str
   sample: /var/lib/docker/mtd-migrations/m-42
+mode:
+  description: O(mode), V(send) or V(receive).
+  returned: always
+  type: str
+  sample: send
 compression:
   description: The compression used.
   returned: success

@@ -424,6 +424,15 @@ pids:
   type: list
   elements: int
   sample: [4242, 4250]
+readonly_mounts:
+  description:
+    - Process mode - the mount points the launcher remounted read-only in the command's private mount namespace
+      (every cgroup and cgroup2 mount, and everything at or below C(/sys/fs/cgroup)), so that the confined
+      command cannot write its limits. Empty when O(readonly_cgroupfs=false).
+  returned: when O(mode=process) and O(state=present)
+  type: list
+  elements: str
+  sample: ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids"]
 started:
   description: Process mode - whether the command was started by this run.
   returned: when O(mode=process) and O(state=present)

@@ -289,6 +289,24 @@ criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
   type: str
+place_method:
+  description:
+    - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
+      the bundle (the C(used) key of RV(image_delivery)); V(rename) - the images directory was renamed into the engine's
+      checkpoint directory (same file system); V(copy) - it was copied there and the original deleted (another
+      file system).
+  returned: when O(state=started) and the images were placed
+  type: str
+  sample: direct
+removed:
+  description:
+    - What O(state=absent) removed (or would remove, in check mode) - the containers of this migration by name,
+      its volumes as C(volume:<name>), and its bundles as C(bundle:<path>) (with their C(.part) and TLS siblings).
+    - Empty when nothing was left; RV(ignore:changed) is then false.
+  returned: when O(state=absent)
+  type: list
+  elements: str
+  sample: [web-1, "volume:mtd-m-42-data", "bundle:/dev/shm/mtd-incoming/m-42"]
 """
 
 import base64
