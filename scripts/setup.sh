@@ -86,8 +86,10 @@ stamp="$VENV/.requirements.sha256"
 want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "creating virtualenv .venv from requirements.txt"
-  PY="${PYTHON:-python3}"
-  run_logged venv "$PY" -m venv "$VENV"
+  # Debian's interpreter by default, whatever else is first on PATH (a pyenv shim would give the venv a
+  # foreign home); --clear so that a venv made by another interpreter is rebuilt, not patched
+  PY="${PYTHON:-/usr/bin/python3}"
+  run_logged venv "$PY" -m venv --clear "$VENV"
   run_logged pip-upgrade "$VENV/bin/pip" install -q -U pip
   run_logged pip-install "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
   echo "$want" >"$stamp"
@@ -99,7 +101,7 @@ docs_stamp="$DOCS_VENV/.requirements.sha256"
 docs_want="$(sha256sum "$ROOT/requirements-docs.txt" | cut -d' ' -f1)"
 if [ ! -x "$DOCS_VENV/bin/python" ] || [ "$(cat "$docs_stamp" 2>/dev/null)" != "$docs_want" ]; then
   say "creating virtualenv .venv-docs from requirements-docs.txt"
-  run_logged venv-docs "${PYTHON:-python3}" -m venv "$DOCS_VENV"
+  run_logged venv-docs "${PYTHON:-/usr/bin/python3}" -m venv --clear "$DOCS_VENV"
   run_logged pip-install-docs "$DOCS_VENV/bin/pip" install -q -r "$ROOT/requirements-docs.txt"
   echo "$docs_want" >"$docs_stamp"
 fi
