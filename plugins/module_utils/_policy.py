@@ -255,6 +255,23 @@ def cgroup_version(info: Mapping[str, Any]) -> Optional[int]:
         return None
 
 
+def reference_registry(reference: str) -> str:
+    """The registry an image reference names, as Docker reads it (``docker.io`` when it names none)."""
+    first, sep, rest = str(reference).partition('/')
+    if not sep or not ('.' in first or ':' in first or first == 'localhost'):
+        return 'docker.io'
+    return first.lower()
+
+
+def same_registry(one: str, other: str) -> bool:
+    """Whether two registry names are the same registry (Docker Hub's aliases count as one)."""
+    hub = ('docker.io', 'index.docker.io', 'registry-1.docker.io')
+    one, other = str(one).strip().lower().rstrip('/'), str(other).strip().lower().rstrip('/')
+    for scheme in ('https://', 'http://'):
+        other = other[len(scheme):] if other.startswith(scheme) else other
+    return one == other or (one in hub and other in hub)
+
+
 def policy_message(name: str, where: str, violations: Sequence[str]) -> str:
     """One sentence for the failure: what was refused, and where to widen it."""
     return ('The configuration of %s is refused by the migration policy on %s: %s. Widen the policy option '

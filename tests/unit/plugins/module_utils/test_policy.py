@@ -148,3 +148,21 @@ def test_engine_paths_and_cgroup_version_from_the_engine():
     assert pol.engine_paths('tcp://127.0.0.1:2375', None) == []
     assert pol.cgroup_version({'CgroupVersion': '1'}) == 1
     assert pol.cgroup_version({}) is None and pol.cgroup_version({'CgroupVersion': 'x'}) is None
+
+
+@pytest.mark.parametrize('reference, registry', [
+    ('127.0.0.1:5000/mtd/busybox@sha256:' + 'a' * 64, '127.0.0.1:5000'),
+    ('busybox', 'docker.io'),
+    ('library/busybox:1', 'docker.io'),
+    ('localhost/app', 'localhost'),
+    ('Registry.Example.com/app', 'registry.example.com'),
+])
+def test_reference_registry(reference, registry):
+    assert pol.reference_registry(reference) == registry
+
+
+def test_same_registry():
+    assert pol.same_registry('docker.io', 'index.docker.io')
+    assert pol.same_registry('127.0.0.1:5000', 'https://127.0.0.1:5000/')
+    assert not pol.same_registry('127.0.0.1:5000', '127.0.0.1')
+    assert not pol.same_registry('evil.example.com', 'registry.example.com')
