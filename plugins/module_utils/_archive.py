@@ -227,6 +227,8 @@ def extract_stream(fileobj: IO[bytes], staging: str) -> Dict[str, int]:
                 parent = posixpath.dirname(rel)
                 path = os.path.join(_make_dirs(staging, parent) if parent else staging, posixpath.basename(rel))
                 source = archive.extractfile(member)
+                if source is None:
+                    raise MigrationError('%s holds %s, which cannot be read as a file.' % (what, rel))
                 _write_file(source, path, member.size)
                 files += 1
                 written += member.size

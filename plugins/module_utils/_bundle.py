@@ -318,6 +318,19 @@ def unpack_rootfs(bundle: str, upper: str) -> None:
     tar_extract(tar_file, upper, xattrs=True)
 
 
+def check_parts(bundle: str, volume_names: Sequence[str]) -> None:
+    """The listing check of the writable layer and of the named volumes' archives, before anything is
+    created for them (``unpack_rootfs`` and ``unpack_volume`` check again against their destinations)."""
+    check_archive(os.path.join(bundle, ROOTFS_DIFF), LAYER, what='The writable layer (%s)' % ROOTFS_DIFF)
+    for name in volume_names:
+        check_name(name, 'Volume name')
+        tar_file = os.path.join(bundle, VOLUMES_DIR, name + '.tar')
+        if not os.path.isfile(tar_file) or os.path.islink(tar_file):
+            raise MigrationError('The bundle has no contents for volume %s (%s/%s.tar is missing).'
+                                 % (name, VOLUMES_DIR, name))
+        check_archive(tar_file, VOLUME, what='The contents of volume %s' % name)
+
+
 def unpack_volume(bundle: str, name: str, mountpoint: Optional[str]) -> None:
     """A volume's contents into its mount point, after the listing check: no device node, FIFO, setuid or
     setgid file, nothing outside the volume (the caller has just re-checked that the volume is ours)."""

@@ -111,9 +111,9 @@ def _binds(config: Mapping[str, Any]) -> List[Any]:
         if src.startswith('/') or src.startswith('.'):
             sources.append(src)   # a plain name is a named volume
     unique: List[Any] = []
-    for src in sources:   # the same bind in both lists counts once
-        if src not in unique:
-            unique.append(src)
+    for item in sources:   # the same bind in both lists counts once
+        if item not in unique:
+            unique.append(item)
     return unique
 
 
@@ -272,7 +272,7 @@ def same_registry(one: str, other: str) -> bool:
     return one == other or (one in hub and other in hub)
 
 
-def policy_message(name: str, where: str, violations: Sequence[str]) -> str:
+def policy_message(name: Optional[str], where: str, violations: Sequence[str]) -> str:
     """One sentence for the failure: what was refused, and where to widen it."""
     return ('The configuration of %s is refused by the migration policy on %s: %s. Widen the policy option '
             '(role variables migrate_policy_*) only for what this container really needs.'

@@ -342,6 +342,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
     LAZY_CERT,
     check_name,
+    check_parts,
     checkpoint_dir,
     read_manifest,
     sha256_file,
@@ -739,6 +740,8 @@ class Restorer(Worker):
         captured = self.approved_config(manifest)
         name = self.container_name(captured)
         self.verify(manifest)
+        # every archive is listed and checked before anything is created for it
+        check_parts(self.bundle, [vol['name'] for vol in named_volumes(captured)])
         delivery = self.choose_delivery()
         lazy = manifest.get('lazy_pages')
         if lazy:

@@ -863,3 +863,20 @@ def test_registry_credentials_go_only_to_their_registry(model, registry, sent):
         assert decoded == {'username': 'u', 'password': 'secret-pw', 'serveraddress': '127.0.0.1:5000'}
     else:
         assert any('pulled without credentials' in w for w in result['_warnings'])
+
+
+@pytest.mark.parametrize('mode, needle', [(0o4755, 'setuid or setgid'), (0o644, None)])
+def test_a_volume_archive_is_checked_before_anything_is_created(model, tmp_path, mode, needle):
+    bundle = make_bundle(tmp_path)
+    vol = tmp_path / 'evil-vol'
+    vol.mkdir()
+    (vol / 'sh').write_bytes(b'ELF')
+    os.chmod(str(vol / 'sh'), mode)
+    _bundle.tar_create(str(vol), os.path.join(bundle, 'volumes', 'it-web-vol.tar'))
+    _bundle.write_manifest(bundle, CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc'})
+    result = run(model, fail=bool(needle), bundle=bundle, config=CAPTURED)
+    if needle:
+        assert result['msg'].startswith('The contents of volume it-web-vol holds sh: a regular file with the setuid')
+        assert model.container('it-web') is None and model.state_changes() == []
+    else:
+        assert result['container']['state'] == 'running'
