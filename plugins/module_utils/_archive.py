@@ -11,7 +11,7 @@ standard library only.
 Two kinds of archive arrive from a migration's source, and the source may be attacked:
 
 - **the bundle stream** (``StreamExtractor``): the tar stream of a whole bundle, unpacked as it arrives
-  with Python's ``tarfile`` in streaming mode and our own member rules. A bundle holds only regular files
+  by a push parser of our own (``tarfile.TarInfo.frombuf`` reads each header) with our own member rules. A bundle holds only regular files
   and directories, so nothing else is ever created: no device node, FIFO, socket, link, setuid or
   setgid bit. Every file is created ``O_EXCL|O_NOFOLLOW`` mode 0600 and every directory 0700, owned by
   whoever unpacks (root); the archive's owners, modes and the attributes of its top directory are
@@ -169,6 +169,10 @@ def check_archive(tar_file: str, kind: str, dest: Optional[str] = None, what: Op
 # ---------------------------------------------------------------------------------------------------
 # The bundle stream
 
+BLOCK = tarfile.BLOCKSIZE
+_STREAM = 'The bundle stream'
+
+
 def _make_dirs(root: str, rel: str) -> str:
     """``root/rel`` as a directory (0700, parents too), each component checked with lstat: a real directory."""
     path = root
@@ -178,117 +182,243 @@ def _make_dirs(root: str, rel: str) -> str:
             os.mkdir(path, 0o700)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise MigrationError('The bundle stream holds %s both as a file and as a directory.' % rel)
+                raise MigrationError('%s holds %s both as a file and as a directory.' % (_STREAM, rel))
     return path
 
 
-def _write_file(fileobj: IO[bytes], path: str, size: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-    except FileExistsError:
-        raise MigrationError('The bundle stream holds %s twice.' % path)
-    try:
-        left = size
-        while left > 0:
-            chunk = fileobj.read(min(CHUNK, left))
-            if not chunk:
-                raise MigrationError('The bundle stream ended inside %s.' % path)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-
-
-def extract_stream(fileobj: IO[bytes], staging: str) -> Dict[str, int]:
-    """Unpack the tar stream of a bundle into the existing private directory ``staging``.
-
-    Only regular files (0600) and directories (0700) are created; anything else, a setuid/setgid bit, an
-    absolute name or a ``..`` ends it with MigrationError. Returns ``{'files': n, 'bytes': n}``.
-    """
-    what = 'The bundle stream'
-    files = written = 0
-    try:
-        with tarfile.open(fileobj=fileobj, mode='r|', bufsize=CHUNK) as archive:
-            for member in archive:
-                rel = member_path(member.name, what)
-                if not (member.isdir() or (member.isreg() and not member.issparse())):
-                    raise MigrationError('%s holds %s, a %s; a bundle holds only regular files and directories, '
-                                         'nothing else is created on this host.' % (what, rel or '.', _kind(member)))
-                if member.mode & SETID:
-                    raise MigrationError('%s holds %s with the setuid or setgid bit (mode %04o); refusing it.'
-                                         % (what, rel or '.', member.mode))
-                if rel is None:
-                    continue   # the top directory: the staging directory stays as it was made
-                if member.isdir():
-                    _make_dirs(staging, rel)
-                    continue
-                parent = posixpath.dirname(rel)
-                path = os.path.join(_make_dirs(staging, parent) if parent else staging, posixpath.basename(rel))
-                source = archive.extractfile(member)
-                if source is None:
-                    raise MigrationError('%s holds %s, which cannot be read as a file.' % (what, rel))
-                _write_file(source, path, member.size)
-                files += 1
-                written += member.size
-    except (tarfile.TarError, EOFError) as exc:
-        raise MigrationError('%s is not a valid tar stream: %s' % (what, exc))
-    return {'files': files, 'bytes': written}
+def _pax_records(data: bytes) -> Dict[str, str]:
+    """The ``length key=value\n`` records of a pax extended header."""
+    out = {}
+    pos = 0
+    while pos < len(data) and data[pos:pos + 1] != b'\0':
+        space = data.index(b' ', pos)
+        length = int(data[pos:space])
+        if length <= 0:
+            raise ValueError('a pax record of length %d' % length)
+        key, sep, value = data[space + 1:pos + length - 1].partition(b'=')
+        out[key.decode('utf-8', 'surrogateescape')] = value.decode('utf-8', 'surrogateescape')
+        pos += length
+    return out
 
 
 class StreamExtractor:
-    """``extract_stream`` in a thread, shaped like a process of a pipeline (``stdin``, ``stderr``,
-    ``args``, ``returncode``, ``wait``, ``kill``, ``poll``), so that the receiver treats it like ``tar -x``.
+    """Unpacks a bundle's tar stream into ``staging`` as the bytes arrive (a push parser: no thread and no
+    copy without a decompressor), with the rules of the module docstring.
 
-    ``source`` is the decompressor's output; without one, ``stdin`` is the write end of a pipe.
+    Shaped like a process of a pipeline so that the receiver treats it like ``tar -x``: ``stdin`` (itself:
+    ``write``/``close``), ``stderr``, ``args``, ``returncode``, ``poll``, ``wait``, ``kill``. After an error it
+    refuses further writes with BrokenPipeError, as a dead ``tar`` would. With ``source`` (a decompressor's
+    output) a thread reads it and feeds the parser.
     """
 
     def __init__(self, staging: str, source: Optional[IO[bytes]] = None) -> None:
-        self.args = ['unpack (tarfile)']
+        self.staging = staging
+        self.args = ['unpack (bundle rules)']
         self.returncode: Optional[int] = None
         self.stderr: Optional[IO[bytes]] = None
-        self.stdin: Optional[IO[bytes]] = None
-        self.stats: Dict[str, Any] = {}
-        if source is None:
-            read_fd, write_fd = os.pipe()
-            source = os.fdopen(read_fd, 'rb', buffering=CHUNK)
-            self.stdin = os.fdopen(write_fd, 'wb', buffering=0)
-        self._source = source
-        self._thread = threading.Thread(target=self._run, args=(staging,))
-        self._thread.daemon = True
-        self._thread.start()
+        self.stdin = self
+        self.stats = {'files': 0, 'bytes': 0}
+        self._error: Optional[str] = None
+        self._state = 'header'
+        self._buf = bytearray()
+        self._need = BLOCK       # bytes the current state still needs
+        self._fd: Optional[int] = None
+        self._pad = 0
+        self._meta: Dict[str, str] = {}
+        self._meta_kind = ''
+        self._meta_size = 0
+        self._zero_blocks = 0
+        self._thread: Optional[threading.Thread] = None
+        if source is not None:
+            self._thread = threading.Thread(target=self._pump, args=(source,))
+            self._thread.daemon = True
+            self._thread.start()
 
-    def _run(self, staging: str) -> None:
-        errors: List[str] = []
+    # -- the pipeline side -----------------------------------------------------------------------
+
+    def _pump(self, source: IO[bytes]) -> None:
         try:
-            self.stats = extract_stream(self._source, staging)
-            # tar's padding after the end-of-archive blocks: read, so that the writer never sees a broken pipe
-            while self._source.read(CHUNK):
-                pass
-        except (MigrationError, OSError, ValueError) as exc:
-            errors.append(str(exc))
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                try:
+                    self.write(chunk)
+                except BrokenPipeError:
+                    break
+        except OSError as exc:
+            self._fail('reading the decompressed stream failed: %s' % exc)
         finally:
-            try:
-                self._source.close()   # a writer still writing gets EPIPE
-            except OSError:
-                pass
-        self.stderr = io.BytesIO('\n'.join(errors).encode('utf-8'))
-        self.returncode = 1 if errors else 0
+            source.close()   # the decompressor, still writing, gets EPIPE
+            self.close()
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None or self.returncode is not None:
+            raise BrokenPipeError(self._error or 'the bundle stream was closed')
+        try:
+            self._feed(memoryview(data))
+        except MigrationError as exc:
+            self._fail(exc.msg)
+        except (tarfile.TarError, OSError, ValueError, UnicodeError) as exc:
+            self._fail('%s is not a valid tar stream: %s' % (_STREAM, exc))
+        if self._error is not None:
+            raise BrokenPipeError(self._error)
+        return len(data)
+
+    def close(self) -> None:
+        if self.returncode is not None:
+            return
+        if self._error is None and self._state != 'end':
+            self._fail('%s ended before its end-of-archive blocks (it was cut short).' % _STREAM)
+        self._close_fd()
+        self.stderr = io.BytesIO((self._error or '').encode('utf-8'))
+        self.returncode = 1 if self._error else 0
+
+    def _fail(self, message: str) -> None:
+        if self._error is None:
+            self._error = message
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def poll(self) -> Optional[int]:
-        return self.returncode if not self._thread.is_alive() else None
+        return self.returncode
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self.close()
         return self.returncode
 
     def kill(self) -> None:
-        """End the stream: the extraction sees its end (and fails unless it was complete)."""
-        if self.stdin is not None:
-            try:
-                self.stdin.close()
-            except OSError:
-                pass
+        """Stop: nothing more is written (the caller removes the staging directory)."""
+        self._fail('the unpacking was stopped')
+        if self._thread is None:
+            self.close()
+
+    # -- the parser ------------------------------------------------------------------------------
+
+    def _feed(self, view: memoryview) -> None:
+        while view:
+            if self._state == 'data':
+                view = self._data(view)
+            elif self._state == 'skip':
+                used = min(self._need, len(view))
+                self._need -= used
+                view = view[used:]
+                if not self._need:
+                    self._state, self._need = 'header', BLOCK
+            elif self._state == 'end':
+                return   # the blocking padding after the end-of-archive blocks
+            else:
+                used = min(self._need - len(self._buf), len(view))
+                self._buf += view[:used]
+                view = view[used:]
+                if len(self._buf) == self._need:
+                    block, self._buf = bytes(self._buf), bytearray()
+                    if self._state == 'header':
+                        self._header(block)
+                    else:
+                        self._meta_done(block)
+
+    def _data(self, view: memoryview) -> memoryview:
+        part = view[:self._need]
+        while part:
+            part = part[os.write(self._fd, part):]   # type: ignore[arg-type]
+        used = min(self._need, len(view))
+        self._need -= used
+        if not self._need:
+            self._close_fd()
+            self._state, self._need = ('skip', self._pad) if self._pad else ('header', BLOCK)
+        return view[used:]
+
+    def _meta_done(self, payload: bytes) -> None:
+        """A GNU long name or a pax header's payload (with its padding) arrived: it applies to the next member."""
+        data = payload[:self._meta_size]
+        if self._meta_kind == 'name':
+            self._meta['path'] = data.rstrip(b'\0').decode('utf-8', 'surrogateescape')
+        elif self._meta_kind == 'link':
+            self._meta['linkpath'] = data.rstrip(b'\0').decode('utf-8', 'surrogateescape')
+        else:
+            self._meta.update(_pax_records(data))
+        self._state, self._need = 'header', BLOCK
+
+    def _header(self, block: bytes) -> None:
+        if block == bytes(BLOCK):
+            self._zero_blocks += 1
+            if self._zero_blocks == 2:
+                self._state = 'end'
+            return
+        self._zero_blocks = 0
+        info = tarfile.TarInfo.frombuf(block, 'utf-8', 'surrogateescape')
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE):
+            self._meta_kind = {tarfile.GNUTYPE_LONGNAME: 'name', tarfile.GNUTYPE_LONGLINK: 'link'}.get(info.type, 'pax')
+            self._meta_size = info.size
+            self._state, self._need = 'meta', info.size + (-info.size) % BLOCK
+            if info.size > 1024 * 1024:
+                raise MigrationError('%s holds an extended header of %d bytes.' % (_STREAM, info.size))
+            if not self._need:
+                self._meta_done(b'')
+            return
+        meta, self._meta = self._meta, {}
+        if 'path' in meta:
+            info.name = meta['path']
+        if 'size' in meta:
+            info.size = int(meta['size'])
+        if any(key.startswith('GNU.sparse') for key in meta):
+            info.type = tarfile.GNUTYPE_SPARSE
+        self._member(info)
+
+    def _member(self, info: tarfile.TarInfo) -> None:
+        rel = member_path(info.name, _STREAM)
+        if not (info.isdir() or (info.isreg() and info.type != tarfile.GNUTYPE_SPARSE)):
+            raise MigrationError('%s holds %s, a %s; a bundle holds only regular files and directories, '
+                                 'nothing else is created on this host.' % (_STREAM, rel or '.', _kind(info)))
+        if info.mode & SETID:
+            raise MigrationError('%s holds %s with the setuid or setgid bit (mode %04o); refusing it.'
+                                 % (_STREAM, rel or '.', info.mode))
+        if info.isdir():
+            if rel is not None:   # the top directory: the staging directory stays as it was made
+                _make_dirs(self.staging, rel)
+            self._state, self._need = ('skip', info.size + (-info.size) % BLOCK) if info.size else ('header', BLOCK)
+            return
+        if rel is None:
+            raise MigrationError('%s holds a file without a name.' % _STREAM)
+        parent = posixpath.dirname(rel)
+        path = os.path.join(_make_dirs(self.staging, parent) if parent else self.staging, posixpath.basename(rel))
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
+                               0o600)
+        except FileExistsError:
+            raise MigrationError('%s holds %s twice.' % (_STREAM, rel))
+        self.stats['files'] += 1
+        self.stats['bytes'] += info.size
+        self._pad = (-info.size) % BLOCK
+        if info.size:
+            self._state, self._need = 'data', info.size
+        else:
+            self._close_fd()
+            self._state, self._need = ('header', BLOCK)
+
+
+def extract_stream(fileobj: IO[bytes], staging: str) -> Dict[str, int]:
+    """Unpack the tar stream read from ``fileobj`` into the existing private directory ``staging``
+    (StreamExtractor's rules). Raises MigrationError; returns ``{'files': n, 'bytes': n}``."""
+    extractor = StreamExtractor(staging)
+    while True:
+        chunk = fileobj.read(CHUNK)
+        if not chunk:
+            break
+        try:
+            extractor.write(chunk)
+        except BrokenPipeError:
+            break
+    extractor.close()
+    if extractor.returncode:
+        raise MigrationError(extractor._error or 'unpacking failed')   # pylint: disable=protected-access
+    return extractor.stats
