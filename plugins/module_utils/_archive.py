@@ -38,7 +38,7 @@ import stat
 import subprocess
 import tarfile
 import threading
-from typing import Any, Dict, IO, List, Optional, Set
+from typing import Dict, IO, Optional, Set
 
 from ansible_collections.mtd.containers.plugins.module_utils._migration import MigrationError
 
