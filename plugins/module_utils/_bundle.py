@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ansible_collections.mtd.containers.plugins.module_utils._archive import LAYER, VOLUME, check_archive, member_path
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, output_tail
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir
 from ansible_collections.mtd.containers.plugins.module_utils._migration import MigrationError
@@ -46,6 +47,8 @@ VOLUMES_DIR = 'volumes'
 BUNDLE_FORMAT = 1
 
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+_SHA256 = re.compile(r'^[0-9a-f]{64}$')
+MANIFEST_MAX_BYTES = 64 * 1024 * 1024
 _TAR_XATTRS = ['--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=security.capability']
 
 
@@ -159,16 +162,82 @@ class ManifestJob:
         return self.manifest
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_files(files: Any) -> None:
+    if not isinstance(files, list):
+        raise MigrationError('its "files" is not a list')
+    seen = set()
+    for entry in files:
+        if not isinstance(entry, dict) or not isinstance(entry.get('path'), str):
+            raise MigrationError('a "files" entry is not an object with a "path" string: %.80r' % (entry,))
+        rel = member_path(entry['path'], 'The checkpoint manifest')
+        if rel != entry['path'] or rel == MANIFEST:
+            raise MigrationError('it names the unsafe or unnormalised path %r' % entry['path'])
+        if rel in seen:
+            raise MigrationError('it names %s twice' % rel)
+        seen.add(rel)
+        if not _is_int(entry.get('size')) or entry['size'] < 0:
+            raise MigrationError('the size of %s is not a non-negative integer' % rel)
+        if not isinstance(entry.get('sha256'), str) or not _SHA256.match(entry['sha256']):
+            raise MigrationError('the sha256 of %s is not 64 hexadecimal digits' % rel)
+
+
+def check_manifest(manifest: Any) -> Dict[str, Any]:
+    """The manifest's schema (types, required keys, safe names and paths); raises MigrationError (the
+    reason, without the file's name) or returns it. Nothing of a manifest is used before this passed."""
+    if not isinstance(manifest, dict):
+        raise MigrationError('it is not a JSON object')
+    if manifest.get('format') != BUNDLE_FORMAT or isinstance(manifest.get('format'), bool):
+        raise MigrationError('its format is %.40r, not %s' % (manifest.get('format'), BUNDLE_FORMAT))
+    _check_files(manifest.get('files'))
+    if not isinstance(manifest.get('container'), dict):
+        raise MigrationError('its "container" is not an object')
+    if manifest.get('checkpoint') is not None:
+        if not isinstance(manifest['checkpoint'], str):
+            raise MigrationError('its "checkpoint" is not a string')
+        check_name(manifest['checkpoint'], 'The checkpoint name')
+    for key in ('bytes',):
+        if manifest.get(key) is not None and not _is_int(manifest[key]):
+            raise MigrationError('its "%s" is not an integer' % key)
+    for key in ('timings',):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise MigrationError('its "%s" is not an object' % key)
+    lazy = manifest.get('lazy_pages')
+    if lazy is not None:
+        if not isinstance(lazy, dict) or not isinstance(lazy.get('address'), str) \
+                or not re.match(r'^[A-Za-z0-9.:\[\]-]{1,255}$', lazy['address']):
+            raise MigrationError('its "lazy_pages" has no valid address')
+        if not _is_int(lazy.get('port')) or not 0 < lazy['port'] < 65536:
+            raise MigrationError('its "lazy_pages" port is not between 1 and 65535')
+        if lazy.get('source_cert') not in (None, LAZY_CERT):
+            raise MigrationError('its "lazy_pages" names a certificate other than %s' % LAZY_CERT)
+    return manifest
+
+
 def read_manifest(bundle: str) -> Dict[str, Any]:
+    """The bundle's manifest, schema-checked (see check_manifest); MigrationError otherwise."""
     path = os.path.join(bundle, MANIFEST)
     try:
-        with open(path) as handle:
-            manifest = json.load(handle)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, 'rb') as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise MigrationError('it is not a regular file')
+            data = handle.read(MANIFEST_MAX_BYTES + 1)
+        if len(data) > MANIFEST_MAX_BYTES:
+            raise MigrationError('it is larger than %d MB' % (MANIFEST_MAX_BYTES >> 20))
+        manifest = json.loads(data.decode('utf-8'))
     except (OSError, ValueError) as exc:
         raise MigrationError('Cannot read the checkpoint manifest %s: %s' % (path, exc))
-    if manifest.get('format') != BUNDLE_FORMAT or not isinstance(manifest.get('files'), list):
-        raise MigrationError('%s is not a checkpoint manifest of format %s.' % (path, BUNDLE_FORMAT))
-    return manifest
+    except MigrationError as exc:
+        raise MigrationError('Cannot read the checkpoint manifest %s: %s.' % (path, exc.msg))
+    try:
+        return check_manifest(manifest)
+    except MigrationError as exc:
+        raise MigrationError('%s is not a valid checkpoint manifest of format %s: %s; the bundle is refused.'
+                             % (path, BUNDLE_FORMAT, exc.msg.rstrip('.')))
 
 
 def verify_manifest(bundle: str, manifest: Mapping[str, Any], moved: Optional[Mapping[str, str]] = None,
@@ -181,16 +250,23 @@ def verify_manifest(bundle: str, manifest: Mapping[str, Any], moved: Optional[Ma
     checked = 0
     for entry in manifest['files']:
         rel = entry['path']
-        if os.path.isabs(rel) or '..' in rel.split('/'):
+        try:
+            safe = member_path(rel, 'The checkpoint manifest') == rel
+        except MigrationError:
+            safe = False
+        if not safe:
             raise MigrationError('The checkpoint manifest names an unsafe path %r.' % rel)
         full = os.path.join(bundle, rel)
         for prefix, location in (moved or {}).items():
             if rel.startswith(prefix + '/'):
                 full = os.path.join(location, rel[len(prefix) + 1:])
         try:
-            size = os.path.getsize(full)
+            info = os.lstat(full)
         except OSError:
             raise MigrationError('Checkpoint file %s is missing.' % rel, file=rel)
+        if not stat.S_ISREG(info.st_mode):
+            raise MigrationError('Checkpoint file %s is not a regular file.' % rel, file=rel)
+        size = info.st_size
         if size != entry['size']:
             raise MigrationError('Checkpoint file %s has %d bytes, the manifest says %d: the checkpoint is '
                                  'corrupt or incomplete.' % (rel, size, entry['size']), file=rel)
@@ -236,10 +312,33 @@ def pack_volumes(bundle: str, volumes: Sequence[Mapping[str, Any]]) -> None:
 
 
 def unpack_rootfs(bundle: str, upper: str) -> None:
-    tar_extract(os.path.join(bundle, ROOTFS_DIFF), upper, xattrs=True)
+    """The writable layer into the standby's upper directory, after the listing check (``_archive``)."""
+    tar_file = os.path.join(bundle, ROOTFS_DIFF)
+    check_archive(tar_file, LAYER, dest=upper, what='The writable layer (%s)' % ROOTFS_DIFF)
+    tar_extract(tar_file, upper, xattrs=True)
+
+
+def check_parts(bundle: str, volume_names: Sequence[str]) -> None:
+    """The listing check of the writable layer and of the named volumes' archives, before anything is
+    created for them (``unpack_rootfs`` and ``unpack_volume`` check again against their destinations)."""
+    check_archive(os.path.join(bundle, ROOTFS_DIFF), LAYER, what='The writable layer (%s)' % ROOTFS_DIFF)
+    for name in volume_names:
+        check_name(name, 'Volume name')
+        tar_file = os.path.join(bundle, VOLUMES_DIR, name + '.tar')
+        if not os.path.isfile(tar_file) or os.path.islink(tar_file):
+            raise MigrationError('The bundle has no contents for volume %s (%s/%s.tar is missing).'
+                                 % (name, VOLUMES_DIR, name))
+        check_archive(tar_file, VOLUME, what='The contents of volume %s' % name)
 
 
 def unpack_volume(bundle: str, name: str, mountpoint: Optional[str]) -> None:
+    """A volume's contents into its mount point, after the listing check: no device node, FIFO, setuid or
+    setgid file, nothing outside the volume (the caller has just re-checked that the volume is ours)."""
+    check_name(name, 'Volume name')
     if not mountpoint:
         raise MigrationError('Volume %s has no mount point on this host.' % name)
-    tar_extract(os.path.join(bundle, VOLUMES_DIR, name + '.tar'), mountpoint)
+    tar_file = os.path.join(bundle, VOLUMES_DIR, name + '.tar')
+    if not os.path.isfile(tar_file) or os.path.islink(tar_file):
+        raise MigrationError('The bundle has no contents for volume %s (%s/%s.tar is missing).' % (name, VOLUMES_DIR, name))
+    check_archive(tar_file, VOLUME, dest=mountpoint, what='The contents of volume %s' % name)
+    tar_extract(tar_file, mountpoint)

@@ -42,6 +42,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.mtd.containers.plugins.module_utils._archive import StreamExtractor
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir, remove_tree
@@ -450,13 +451,18 @@ def _authenticate(conn, key):
 
 
 def _unpacker(compression, staging):
-    """``decompressor | tar -x`` into ``staging`` (created empty, 0700); returns the pipeline."""
+    """``decompressor | safe unpacking`` into ``staging`` (created empty, 0700); returns the pipeline.
+
+    The unpacking is ``_archive.StreamExtractor`` (tarfile with our member rules), not ``tar -x``: the
+    stream comes from a host that may be attacked, and a bundle holds only regular files and directories;
+    nothing else, no owner, mode or setuid bit of the archive, reaches this host.
+    """
     make_private_dir(staging)
     decompress = COMPRESSORS[compression][1]
-    tar_cmd = ['tar', '--numeric-owner', '-p', '-C', staging, '-xf', '-']
-    if decompress:
-        return _pipeline(decompress, tar_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    return _pipeline(tar_cmd, None, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    if not decompress:
+        return [StreamExtractor(staging)]
+    first = _popen(decompress, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return [first, StreamExtractor(staging, source=first.stdout)]
 
 
 def _receive_frames(conn, sink, mac):

@@ -36,6 +36,7 @@ description:
 extends_documentation_fragment:
   - mtd.containers.docker
   - mtd.containers.transfer.send
+  - mtd.containers.policy
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
 attributes:
@@ -338,6 +339,13 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     named_volumes,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module
+from ansible_collections.mtd.containers.plugins.module_utils._policy import (
+    POLICY_SPEC,
+    cgroup_version,
+    engine_paths,
+    policy_message,
+    policy_violations,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     SENDER,
     TransferError,
@@ -362,6 +370,7 @@ ARGUMENT_SPEC = dict(
     timeout=dict(type='int', default=300),
     dump_timeout=dict(type='int', default=300),
     send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False))),
+    policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
     lazy_pages=dict(type='dict', options=dict(
         address=dict(type='str', required=True),
         port=dict(type='int', required=True),
@@ -536,6 +545,7 @@ class Checkpointer(Worker):
         if paused and self.already_done(bundle, cid):
             return None
         captured = self.capture(inspect)
+        self.check_policy(captured, info)
         plan = {'bundle': bundle, 'name': name, 'cid': cid, 'paused': paused, 'captured': captured,
                 'criu': self.usable_criu(), 'runc': find_runc(self.module, self.p['runc_path']),
                 'runc_root': self.p['runc_root'] or find_runc_root(cid)}
@@ -600,6 +610,14 @@ class Checkpointer(Worker):
         if create:
             ensure_state_dir(parent)
         return parent
+
+    def check_policy(self, captured, info):
+        """The migration policy, before anything is frozen (the target applies it again)."""
+        found = policy_violations(captured, self.p['policy'], cgroup_version=cgroup_version(info),
+                                  protected=engine_paths(self.client.docker_host, info.get('DockerRootDir')))
+        if found:
+            raise MtdError(policy_message(captured.get('name'), 'the source (nothing was frozen)', found),
+                           violations=found)
 
     def usable_criu(self):
         try:

@@ -21,6 +21,10 @@ description:
   - The sender proves it knows O(token) (HMAC-SHA256 challenge); every byte of the stream is covered
     by an HMAC-SHA256 keyed with O(token), checked by the receiver before it accepts the bundle. A
     corrupted or cut stream fails on both sides and the receiver removes what it unpacked.
+  - The receiver treats the stream as untrusted. It creates only regular files (mode 0600) and
+    directories (0700), owned by the user it runs as, inside O(path); a device node, FIFO, socket,
+    link, setuid or setgid file, an absolute name or a C(..) in the stream fails the transfer. The
+    archive's owners and modes, and its attributes for O(path) itself, are ignored.
   - The stream is B(not encrypted). Checkpoint data holds process memory, so use it on a trusted
     network between the hosts, or inside a tunnel.
 extends_documentation_fragment:

@@ -41,6 +41,7 @@ description:
 extends_documentation_fragment:
   - mtd.containers.docker
   - mtd.containers.transfer.receive
+  - mtd.containers.policy
   - mtd.containers.attributes
   - mtd.containers.attributes.actiongroup_mtd
 attributes:
@@ -84,8 +85,15 @@ options:
     type: path
   config:
     description:
-      - The captured configuration (RV(mtd.containers.checkpoint#module:config)). Required for
-        O(state=prepared); with O(state=started) the bundle's manifest is used.
+      - The captured configuration (RV(mtd.containers.checkpoint#module:config)) the controller approved
+        before the freeze. Required for O(state=prepared).
+      - With O(state=started) give the same value. The container is then built, named and given its volumes
+        from it alone; the manifest's copy of the configuration (written by the source, which may be attacked)
+        is ignored, not compared - nothing of it is used, so a difference could not change what runs, and a
+        configuration the source changed after the capture (C(docker update)) should not fail a migration.
+        Without it (standalone use) the manifest's copy is used, checked against O(policy) like any other,
+        with a warning.
+      - Either way it is checked against O(policy) on this host before anything is pulled, created or started.
     type: dict
   name:
     description: Name of the restored container. Defaults to the source container's name.
@@ -103,9 +111,19 @@ options:
     type: int
     default: 30
   registry_auth:
-    description: Credentials for pulling the image, C(username) and C(password).
+    description:
+      - Credentials for pulling the image, C(username) and C(password), and the O(registry_auth.registry) they
+        belong to.
+      - They are sent only when the image reference's registry is that registry. An image of any other
+        registry (the reference comes from the source host) is pulled without credentials, with a warning.
     type: dict
     suboptions:
+      registry:
+        description:
+          - The registry these credentials belong to, as image references name it (C(host[:port]), for
+            example V(registry.example.com:5000); V(docker.io) for Docker Hub).
+        type: str
+        required: true
       username:
         description: Registry user name.
         type: str
@@ -324,6 +342,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
     LAZY_CERT,
     check_name,
+    check_parts,
     checkpoint_dir,
     read_manifest,
     sha256_file,
@@ -365,6 +384,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._hoststate import (
     volume_conflict,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._migration import (
+    HOSTCONFIG_KEYS,
     LABEL_ID,
     MigrationError,
     bind_mounts,
@@ -373,6 +393,15 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     named_volumes,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module
+from ansible_collections.mtd.containers.plugins.module_utils._policy import (
+    POLICY_SPEC,
+    cgroup_version,
+    engine_paths,
+    policy_message,
+    policy_violations,
+    reference_registry,
+    same_registry,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     RECEIVER,
     TransferError,
@@ -393,6 +422,7 @@ ARGUMENT_SPEC = dict(
     health_cmd=dict(type='list', elements='str'),
     health_timeout=dict(type='int', default=30),
     registry_auth=dict(type='dict', options=dict(
+        registry=dict(type='str', required=True),
         username=dict(type='str', required=True),
         password=dict(type='str', required=True, no_log=True),
     )),
@@ -404,6 +434,7 @@ ARGUMENT_SPEC = dict(
     image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
     verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
     expected_bytes=dict(type='int', default=0),
+    policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
 )
 REQUIRED_IF = [('state', 'prepared', ('config',))]
 # receive and wait_for_bundle exclude each other only when wait_for_bundle is not 0 (its default): a hand check.
@@ -434,7 +465,7 @@ class Restorer(Worker):
         super().__init__(mod)
         self.client = mod.docker
         mod.add_failure_details(lambda: {'timings': self.timings} if self.timings else {})
-        info = self.client.info()
+        info = self.info = self.client.info()
         self.data_root = info.get('DockerRootDir') or '/var/lib/docker'
         self.experimental = bool(info.get('ExperimentalBuild'))
         self.migration_id = check_name(self.p['migration_id'], 'migration_id')
@@ -454,6 +485,7 @@ class Restorer(Worker):
         self.result['bundle'] = self.bundle
         self._lock = None
         self._criu: Optional[str] = None
+        self._warned_manifest_config = False
 
     def choose_bundle_dir(self):
         """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
@@ -527,6 +559,28 @@ class Restorer(Worker):
     def container_name(self, captured):
         return check_name(self.p['name'] or captured.get('name'), 'Container name')
 
+    def check_policy(self, captured):
+        """The migration policy on this host: the configuration may come from an attacked source."""
+        found = policy_violations(captured, self.p['policy'], cgroup_version=cgroup_version(self.info),
+                                  protected=engine_paths(self.client.docker_host, self.data_root),
+                                  known_host_config=HOSTCONFIG_KEYS)
+        if found:
+            self.fail(policy_message(captured.get('name') if isinstance(captured, dict) else None,
+                                     'the target (nothing was created or started)', found), violations=found)
+
+    def approved_config(self, manifest):
+        """The configuration to restore with: the controller's (option config), else the manifest's copy;
+        checked against the policy either way."""
+        captured = self.p['config']
+        if not captured:
+            captured = manifest['container']
+            if not self._warned_manifest_config:
+                self.mod.warn('restore builds the container from the configuration in the bundle\'s manifest, which '
+                              'the source host wrote; give config (the one the controller captured) instead.')
+                self._warned_manifest_config = True
+        self.check_policy(captured)
+        return captured
+
     def preflight(self, captured):
         if not self.experimental:
             self.fail('The Docker engine on this host does not run with experimental features on; '
@@ -555,9 +609,13 @@ class Restorer(Worker):
             return False
         header = None
         auth = self.p['registry_auth']
+        if auth and not same_registry(reference_registry(ref), auth['registry']):
+            self.mod.warn('The image %s is not in %s, the registry of registry_auth: it is pulled without credentials.'
+                          % (ref, auth['registry']))
+            auth = None
         if auth:
             blob = json.dumps({'username': auth['username'], 'password': auth['password'],
-                               'serveraddress': ref.split('/', 1)[0]})
+                               'serveraddress': reference_registry(ref)})
             header = base64.urlsafe_b64encode(blob.encode('utf-8')).decode('ascii')
         try:
             self.client.pull_image(ref, registry_auth=header)
@@ -604,6 +662,7 @@ class Restorer(Worker):
 
     def run_prepared(self):
         captured = self.p['config']   # required_if: given with state=prepared
+        self.check_policy(captured)
         self.secure_parent(create=not self.module.check_mode)
         inspect, changed = self.ensure_standby(captured)
         self.result['changed'] = changed
@@ -678,9 +737,11 @@ class Restorer(Worker):
         manifest = self.load_manifest()
         if manifest is None:
             return
-        captured = manifest['container']
+        captured = self.approved_config(manifest)
         name = self.container_name(captured)
         self.verify(manifest)
+        # every archive is listed and checked before anything is created for it
+        check_parts(self.bundle, [vol['name'] for vol in named_volumes(captured)])
         delivery = self.choose_delivery()
         lazy = manifest.get('lazy_pages')
         if lazy:
@@ -690,7 +751,7 @@ class Restorer(Worker):
         if self.module.check_mode:
             return
         cid = inspect['Id']
-        cp_name = manifest.get('checkpoint') or self.migration_id
+        cp_name = check_name(manifest.get('checkpoint') or self.migration_id, 'The checkpoint name of the bundle')
         try:
             self.lay_back(inspect, captured)
             placed = self.place(cid, cp_name, delivery, bool(lazy))
@@ -750,7 +811,7 @@ class Restorer(Worker):
                 self.result['container'] = self.describe(done)
                 return None
             self.fail(str(exc))
-        name = self.container_name(manifest['container'])
+        name = self.container_name(self.approved_config(manifest))
         existing = self.find(name)
         if existing and self.ours(existing) and (existing.get('State') or {}).get('Running'):
             self.result['container'] = self.describe(existing)
@@ -778,8 +839,19 @@ class Restorer(Worker):
         self.phase('layer', t)
         t = time.time()
         for vol in named_volumes(captured):
-            unpack_volume(self.bundle, vol['name'], (self.volume(vol['name']) or {}).get('Mountpoint'))
+            unpack_volume(self.bundle, vol['name'], self.own_volume(vol['name']).get('Mountpoint'))
         self.phase('volumes', t)
+
+    def own_volume(self, name):
+        """The volume ``name``, right before its contents are laid back: it must still be this migration's."""
+        vol = self.volume(name)
+        if not vol:
+            raise MigrationError('Volume %s of the standby does not exist on this host any more.' % name)
+        owner = (vol.get('Labels') or {}).get(LABEL_ID)
+        if owner != self.migration_id:
+            raise MigrationError('Volume %s on this host does not belong to migration %s (its %s label is %r); its '
+                                 'contents are not overwritten.' % (name, self.migration_id, LABEL_ID, owner))
+        return vol
 
     def place(self, cid, cp_name, delivery, lazy):
         """The CRIU images where the engine's start finds them (see image_delivery). Returns what the start

@@ -366,10 +366,10 @@ def test_read_manifest_errors(tmp_path):
     with pytest.raises(MigrationError, match='Cannot read the checkpoint manifest'):
         _bundle.read_manifest(str(tmp_path))
     (tmp_path / 'manifest.json').write_text('{"format": 2, "files": []}')
-    with pytest.raises(MigrationError, match='is not a checkpoint manifest of format 1'):
+    with pytest.raises(MigrationError, match='is not a valid checkpoint manifest of format 1: its format is 2, not 1'):
         _bundle.read_manifest(str(tmp_path))
     (tmp_path / 'manifest.json').write_text('{"format": 1, "files": {}}')
-    with pytest.raises(MigrationError, match='is not a checkpoint manifest of format 1'):
+    with pytest.raises(MigrationError, match='is not a valid checkpoint manifest of format 1'):
         _bundle.read_manifest(str(tmp_path))
 
 

@@ -36,7 +36,9 @@ def make_bundle(root, random_mb=3):
     (bundle / 'manifest.json').write_text('{"format": 1, "files": []}')
     for path in (bundle, bundle / 'criu', bundle / 'volumes'):
         path.chmod(0o700)
-    (bundle / 'criu' / 'pages-1.img').chmod(0o600)
+    for path in bundle.rglob('*'):
+        if path.is_file():
+            path.chmod(0o600)   # as checkpoint leaves them (restrict_tree): the receiver makes every file 0600
     return bundle
 
 
@@ -455,9 +457,7 @@ def test_start_background_keeps_result_and_error():
 
 def test_a_stamp_the_sender_put_into_the_stream_is_replaced(tmp_path):
     bundle = make_bundle(tmp_path, random_mb=0)
-    victim = tmp_path / 'victim'
-    victim.write_text('keep me')
-    os.symlink(str(victim), str(bundle / _transfer.STAMP))   # a sender trying to write through a link
+    (bundle / _transfer.STAMP).write_text('{"integrity": "hmac-sha256", "forged": true}')
     dest = tmp_path / 'dst' / 'm-1'
     dest.parent.mkdir()
     port = free_port()
@@ -465,9 +465,25 @@ def test_a_stamp_the_sender_put_into_the_stream_is_replaced(tmp_path):
     _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
     join(thread)
     assert 'result' in holder, holder
+    stamp = _transfer.read_stamp(str(dest))
+    assert stamp['integrity'] == 'hmac-sha256' and 'forged' not in stamp
+
+
+def test_a_link_in_the_stream_is_refused_and_nothing_is_written_through_it(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    victim = tmp_path / 'victim'
+    victim.write_text('keep me')
+    os.symlink(str(victim), str(bundle / _transfer.STAMP))   # a sender trying to write through a link
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port)
+    with pytest.raises(_transfer.TransferError, match='symbolic link'):
+        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
+    assert 'symbolic link; a bundle holds only regular files and directories' in str(holder['error'])
     assert victim.read_text() == 'keep me'
-    assert not os.path.islink(os.path.join(str(dest), _transfer.STAMP))
-    assert _transfer.read_stamp(str(dest))['integrity'] == 'hmac-sha256'
+    assert not os.path.lexists(str(dest)) and not os.path.lexists(str(dest) + '.part')
 
 
 def test_read_stamp_accepts_only_a_receivers_file(tmp_path):
@@ -522,6 +538,7 @@ def test_a_late_file_is_sent_last_once_written(tmp_path):
         order.append('wait')
         time.sleep(0.3)
         (bundle / 'manifest.json').write_text('{"format": 1, "late": true}')
+        (bundle / 'manifest.json').chmod(0o600)
 
     dest = tmp_path / 'dst' / 'm-1'
     dest.parent.mkdir()

@@ -186,6 +186,23 @@ def test_privileged_container(scene):
     assert scene['model'].state_changes() == []
 
 
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_policy_refuses_before_anything_is_frozen(scene, tmp_path, check_mode):
+    sock = str(tmp_path / 'engine' / 'docker.sock')
+    c = scene['model'].add_container('it-sock', binds=[(sock, '/var/run/docker.sock')])
+    c['HostConfig']['CapAdd'] = ['SYS_ADMIN']
+    result = run(scene, fail=True, container='it-sock', _ansible_check_mode=check_mode)
+    assert result['msg'].startswith('The configuration of it-sock is refused by the migration policy on the source '
+                                    '(nothing was frozen): ')
+    assert 'capabilities SYS_ADMIN' in result['msg'] and 'bind mount of %s' % sock in result['msg']
+    assert len(result['violations']) == 2
+    assert scene['model'].state_changes() == []
+    # widened for exactly these two, the same container passes the check
+    ok = run(scene, container='it-sock', _ansible_check_mode=True,
+             policy={'capabilities': ['ALL'], 'bind_prefixes': [str(tmp_path)]})
+    assert ok['changed'] and scene['model'].state_changes() == []
+
+
 def test_bridge_network(scene):
     scene['model'].add_container('it-bridge', network_mode='default')
     result = run(scene, fail=True, container='it-bridge')

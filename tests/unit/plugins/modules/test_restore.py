@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import fcntl
+import json
 import os
 import stat
 import socket
@@ -366,7 +368,7 @@ def test_bind_source_missing_on_this_host(model, tmp_path):
     captured = copy.deepcopy(CAPTURED)
     captured['mounts'].append({'type': 'bind', 'name': None, 'source': '/nonexistent/conf', 'destination': '/conf',
                                'driver': None, 'rw': False, 'mode': 'ro'})
-    result = run(model, fail=True, state='prepared', config=captured)
+    result = run(model, fail=True, state='prepared', config=captured, policy={'bind_prefixes': ['/nonexistent']})
     assert result['msg'] == 'Bind-mounted path /nonexistent/conf of the container does not exist on this host.'
     assert model.state_changes() == []
 
@@ -758,3 +760,123 @@ def test_absent_ends_a_lazy_daemon_instead_of_waiting_for_its_transfer(model, tm
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the target trusts only the controller (issue 11)
+
+FORGED = dict(copy.deepcopy(CAPTURED), host_config={'NetworkMode': 'none', 'Privileged': True, 'PidMode': 'host',
+                                                    'CapAdd': ['ALL'], 'Binds': ['/:/host']})
+
+
+def rewrite_manifest(bundle, **changes):
+    path = os.path.join(bundle, 'manifest.json')
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest.update(changes)
+    with open(path, 'w') as f:
+        json.dump(manifest, f)
+
+
+def test_the_controllers_config_is_used_and_the_manifests_copy_ignored(model, tmp_path):
+    bundle = make_bundle(tmp_path, captured=FORGED)
+    result = run(model, bundle=bundle, config=CAPTURED)
+    c = model.container('it-web')
+    assert result['container']['state'] == 'running'
+    assert not c['HostConfig'].get('Privileged') and not c['HostConfig'].get('PidMode')
+    assert '/:/host' not in (c['HostConfig'].get('Binds') or []) and not c['HostConfig'].get('CapAdd')
+    assert not [w for w in result['_warnings'] if 'manifest' in w]
+
+
+def test_without_config_the_manifests_copy_passes_the_policy_or_nothing_happens(model, tmp_path):
+    bundle = make_bundle(tmp_path, captured=FORGED)
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'].startswith('The configuration of it-web is refused by the migration policy on the target '
+                                    '(nothing was created or started): Privileged')
+    for needle in ('PidMode host', 'capabilities ALL', 'bind mount of /'):
+        assert needle in result['msg']
+    assert model.container('it-web') is None and model.state_changes() == []
+    # a clean manifest without config: restored, with a warning that the source's copy was used
+    clean = make_bundle(tmp_path / 'clean')
+    ok = run(model, bundle=clean)
+    assert ok['container']['state'] == 'running'
+    assert any('configuration in the bundle\'s manifest' in w for w in ok['_warnings'])
+
+
+def test_prepared_refuses_a_config_beyond_the_policy(model):
+    forged = copy.deepcopy(CAPTURED)
+    forged['host_config']['Devices'] = [{'PathOnHost': '/dev/mem', 'PathInContainer': '/dev/mem'}]
+    result = run(model, fail=True, state='prepared', config=forged)
+    assert 'device /dev/mem' in result['msg'] and result['violations'] == [
+        'device /dev/mem of the host (policy.devices lists the host devices allowed)']
+    assert model.state_changes() == []
+
+
+@pytest.mark.parametrize('changes, needle', [
+    ({'checkpoint': '../../../../etc'}, 'The checkpoint name'),
+    ({'files': [{'path': '../outside', 'size': 0, 'sha256': '0' * 64}]}, 'leaves or bends its directory'),
+    ({'files': [{'path': 'criu//core-1.img', 'size': 4, 'sha256': '0' * 64}]}, 'leaves or bends'),
+    ({'files': 'all of them'}, 'its "files" is not a list'),
+    ({'files': [{'path': 'criu/core-1.img', 'size': '4', 'sha256': '0' * 64}]}, 'is not a non-negative integer'),
+    ({'container': ['x']}, 'its "container" is not an object'),
+    ({'lazy_pages': {'address': '127.0.0.1; rm -rf /', 'port': 1}}, 'no valid address'),
+    ({'format': True}, 'its format is True'),
+])
+def test_a_malformed_manifest_is_refused_with_a_clear_message(model, bundle, changes, needle):
+    rewrite_manifest(bundle, **changes)
+    result = run(model, fail=True, bundle=bundle, config=CAPTURED)
+    assert 'is not a valid checkpoint manifest of format 1' in result['msg'] and needle in result['msg'], result['msg']
+    assert 'Traceback' not in json.dumps(result)
+    assert model.container('it-web') is None
+
+
+def test_a_manifest_that_is_a_json_list_is_refused(model, bundle):
+    with open(os.path.join(bundle, 'manifest.json'), 'w') as f:
+        f.write('[1, 2]')
+    result = run(model, fail=True, bundle=bundle, config=CAPTURED)
+    assert result['msg'].endswith('manifest.json is not a valid checkpoint manifest of format 1: it is not a JSON '
+                                  'object; the bundle is refused.')
+
+
+def test_volume_ownership_is_checked_again_right_before_its_contents_are_laid_back(model, bundle):
+    run(model, state='prepared', config=CAPTURED)
+    model.volumes['it-web-vol']['Labels'] = {'mtd.migration.id': 'someone-else'}
+    mountpoint = model.volumes['it-web-vol']['Mountpoint']
+    with open(os.path.join(mountpoint, 'theirs'), 'w') as f:
+        f.write('keep')
+    result = run(model, fail=True, bundle=bundle, config=CAPTURED)
+    assert 'Volume it-web-vol on this host does not belong to migration m-1' in result['msg']
+    assert os.listdir(mountpoint) == ['theirs']
+    assert model.started_from_checkpoint == []
+
+
+@pytest.mark.parametrize('registry, sent', [('127.0.0.1:5000', True), ('registry.example.com', False)])
+def test_registry_credentials_go_only_to_their_registry(model, registry, sent):
+    model.images.clear()
+    result = run(model, state='prepared', config=CAPTURED,
+                 registry_auth={'registry': registry, 'username': 'u', 'password': 'secret-pw'})
+    [pull] = [r for r in model.requests if r['path'] == '/images/create']
+    header = pull['headers'].get('X-Registry-Auth')
+    assert bool(header) == sent
+    if sent:
+        decoded = json.loads(base64.urlsafe_b64decode(header + '=' * (-len(header) % 4)))
+        assert decoded == {'username': 'u', 'password': 'secret-pw', 'serveraddress': '127.0.0.1:5000'}
+    else:
+        assert any('pulled without credentials' in w for w in result['_warnings'])
+
+
+@pytest.mark.parametrize('mode, needle', [(0o4755, 'setuid or setgid'), (0o644, None)])
+def test_a_volume_archive_is_checked_before_anything_is_created(model, tmp_path, mode, needle):
+    bundle = make_bundle(tmp_path)
+    vol = tmp_path / 'evil-vol'
+    vol.mkdir()
+    (vol / 'sh').write_bytes(b'ELF')
+    os.chmod(str(vol / 'sh'), mode)
+    _bundle.tar_create(str(vol), os.path.join(bundle, 'volumes', 'it-web-vol.tar'))
+    _bundle.write_manifest(bundle, CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc'})
+    result = run(model, fail=bool(needle), bundle=bundle, config=CAPTURED)
+    if needle:
+        assert result['msg'].startswith('The contents of volume it-web-vol holds sh: a regular file with the setuid')
+        assert model.container('it-web') is None and model.state_changes() == []
+    else:
+        assert result['container']['state'] == 'running'
