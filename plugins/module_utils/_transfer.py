@@ -8,18 +8,31 @@
 Private module_utils file: its API may change without notice. Python 3.8+, standard library plus the
 ``tar`` and ``gzip``/``zstd`` binaries of the hosts.
 
-Protocol (sender -> receiver unless noted), after the receiver accepted the connection::
+Protocol (version 3; the channel is ``_channel``). The sender connects to the receiver, then::
 
-    receiver -> sender   MAGIC + 32-byte random nonce
-    sender -> receiver   HMAC-SHA256(token, nonce)                        (authentication)
-    receiver -> sender   4-byte length + JSON {ok, error}                 (the token was right, or not)
-    sender -> receiver   4-byte length + JSON header {compression, bytes, files}
-    sender -> receiver   frames: 4-byte length + data ... then a 0-length frame
-    sender -> receiver   HMAC-SHA256(token, nonce + every data byte)      (integrity, end to end)
-    receiver -> sender   4-byte length + JSON verdict {ok, error, bytes, ...}
+    TLS 1.3 handshake, a certificate on both sides, each the one the other side pinned
+                         (not with encryption none, which both ends must have asked for explicitly)
+    receiver -> sender   MAGIC + mode (T = TLS, P = none) + 32-byte nonce Nr
+    sender -> receiver   nonce Ns + HMAC(token, label "sender" | mode | Nr | Ns)
+    receiver -> sender   "Y" + HMAC(token, label "receiver" | mode | Nr | Ns)     (or "N": wrong token)
+
+Both sides have proved themselves before the sender does anything it would have to undo (the freeze).
+Then records ``type | sequence number | length | payload [| tag]``, each checked before its payload is
+used (with TLS by TLS itself; without it by an HMAC-SHA256 tag under a key derived from the token and
+both nonces, label "session")::
+
+    sender -> receiver   header record: JSON {compression, bytes, files} (an object with exactly these)
+    sender -> receiver   data records (at most 1 MiB each), then an end record with the byte count
+    receiver -> sender   verdict record: JSON {ok, error, bytes_received, ...}
 
 The data is a tar stream of the bundle, compressed with ``zstd -1`` or ``gzip -1`` (or not at all).
-The stream is authenticated and integrity-checked, not encrypted.
+With TLS it is encrypted; with encryption none it is authenticated only, and the results say so.
+The receiver serves each handshake in a thread of its own, for at most ``auth_timeout`` seconds; the
+first sender that authenticates is served, peers that do not are counted and ignored.
+
+A bundle that arrived intact is stamped *beside* it (``<bundle>.received``, 0600, owned by the
+receiver, bound to the bundle directory and to its manifest's sha256): nothing inside the bundle can
+stand for the stamp.
 
 The modules that send or receive (``checkpoint`` with ``send``, ``restore`` with ``receive``,
 ``checkpoint_transfer``) describe an end of the stream with ``transfer_spec()`` (one option table,
@@ -31,11 +44,12 @@ documented once in the ``mtd.containers.transfer`` doc fragment) and check it wi
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import shutil
 import socket
+import ssl
+import stat
 import struct
 import subprocess
 import threading
@@ -43,23 +57,33 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._archive import StreamExtractor
+from ansible_collections.mtd.containers.plugins.module_utils._channel import (  # noqa: F401 (TransferError, MAGIC: re-exported)
+    DATA,
+    END,
+    HEADER,
+    MAGIC,
+    VERDICT,
+    Listener,
+    Pinned,
+    Session,
+    TransferError,
+    client_handshake,
+    drain,
+    ensure_identity,
+    load_identity,
+    tls_failure,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir, remove_tree
 
-MAGIC = b'MTDX2\n'
-NONCE_SIZE = 32
 FRAME = 1024 * 1024
-STAMP = 'received.json'   # written by the receiver into a bundle that arrived intact
+STAMP_SUFFIX = '.received'   # beside a bundle that arrived intact, written by the receiver
 COMPRESSORS = {
     'zstd': (['zstd', '-1', '-q', '-T0', '-c'], ['zstd', '-d', '-q', '-c']),
     'gzip': (['gzip', '-1', '-c'], ['gzip', '-d', '-c']),
     'none': (None, None),
 }
-
-
-class TransferError(MtdError):
-    """The host-to-host stream failed; the message says at which end and why."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -73,10 +97,19 @@ TRANSFER_OPTIONS: Dict[str, Dict[str, Any]] = {
     'compression': dict(type='str', default='auto', choices=COMPRESSION_CHOICES),
     'timeout': dict(type='int', default=600),
     'connect_timeout': dict(type='int', default=60),
+    'encryption': dict(type='str', default='tls', choices=['tls', 'none']),
+    'peer_cert': dict(type='str'),
+    'auth_timeout': dict(type='int', default=5),
 }
-SENDER = ('address', 'port', 'token', 'compression', 'connect_timeout')   # checkpoint's send
-RECEIVER = ('address', 'port', 'token', 'timeout')                           # restore's receive
+COMMON = ('encryption', 'peer_cert', 'auth_timeout')
+SENDER = ('address', 'port', 'token', 'compression', 'connect_timeout') + COMMON   # checkpoint's send
+RECEIVER = ('address', 'port', 'token', 'timeout') + COMMON                           # restore's receive
 MIN_TOKEN = 16
+MAX_BUNDLE_BYTES = 1 << 44       # 16 TiB: a header that announces more is not a bundle
+MAX_BUNDLE_FILES = 10 ** 7
+PLAINTEXT_WARNING = ('The bundle (process memory, secrets included) travels unencrypted (encryption none): it is '
+                     'authenticated with the token, but anyone on the network between the hosts can read it. '
+                     'Use encryption tls unless that network is trusted.')
 
 
 def transfer_spec(names: Sequence[str] = tuple(TRANSFER_OPTIONS), **extra: Dict[str, Any]) -> Dict[str, Any]:
@@ -95,9 +128,13 @@ def check_transfer_options(opts: Mapping[str, Any], prefix: str = '') -> None:
         raise TransferError('%stoken must be at least %d characters long.' % (prefix, MIN_TOKEN))
     if not 0 < opts['port'] < 65536:
         raise TransferError('%sport must be between 1 and 65535, got %s.' % (prefix, opts['port']))
-    limits = [name for name in ('timeout', 'connect_timeout') if name in opts]
+    limits = [name for name in ('timeout', 'connect_timeout', 'auth_timeout') if name in opts]
     if any(opts[name] <= 0 for name in limits):
         raise TransferError('%s must be positive.' % ' and '.join(prefix + name for name in limits))
+    if opts.get('encryption', 'tls') == 'tls':
+        if not opts.get('peer_cert') or '-----BEGIN CERTIFICATE-----' not in opts['peer_cert']:
+            raise TransferError('%speer_cert (the other end\'s certificate, PEM) is required with encryption tls; '
+                                'set encryption none only on a trusted network.' % prefix)
 
 
 def _no_delay(sock):
@@ -109,26 +146,20 @@ def _no_delay(sock):
         pass   # not TCP (a test's socket pair)
 
 
-def _recv_exact(sock, size):
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise TransferError('the connection was closed after %d of %d expected bytes' % (len(buf), size))
-        buf.extend(chunk)
-    return bytes(buf)
+def _send_json(session, kind, obj):
+    session.send(kind, json.dumps(obj, sort_keys=True).encode('utf-8'))
 
 
-def _send_json(sock, obj):
-    data = json.dumps(obj, sort_keys=True).encode('utf-8')
-    sock.sendall(struct.pack('>I', len(data)) + data)
-
-
-def _recv_json(sock, limit=1024 * 1024):
-    (size,) = struct.unpack('>I', _recv_exact(sock, 4))
-    if size > limit:
-        raise TransferError('a control message of %d bytes is too large' % size)
-    return json.loads(_recv_exact(sock, size).decode('utf-8'))
+def _recv_json(session, kind, what, limit=1024 * 1024):
+    """A JSON object in a record of ``kind``; TransferError for anything else."""
+    dummy, payload = session.recv((kind,), limit)
+    try:
+        obj = json.loads(payload.decode('utf-8'))
+    except ValueError:
+        raise TransferError('the %s is not valid JSON' % what)
+    if not isinstance(obj, dict):
+        raise TransferError('the %s is not a JSON object' % what)
+    return obj
 
 
 def available_compression(preferred: Optional[str]) -> str:
@@ -262,55 +293,58 @@ def _feed_names(path, sink, late):
 class Channel:
     """An authenticated connection to a receiver, opened before there is anything to send."""
 
-    def __init__(self, sock: socket.socket, key: bytes, nonce: bytes, connect_seconds: float) -> None:
-        self.sock = sock
-        self.key = key
-        self.nonce = nonce
+    def __init__(self, session: Session, connect_seconds: float) -> None:
+        self.session = session
         self.connect_seconds = connect_seconds
 
+    @property
+    def encryption(self) -> str:
+        return self.session.encryption
+
     def close(self) -> None:
-        self.sock.close()
+        self.session.close()
 
 
-def connect(address: str, port: int, token: str, connect_timeout: float = 60.0,
-            io_timeout: float = 300.0) -> Channel:
-    """Connect to a receiver and prove the token; returns a Channel. Raises TransferError.
-
-    Opening the channel first tells whether the receiver is there (and takes this sender) before the
-    caller does anything it would have to undo, such as freezing a container.
-    """
-    key = token.encode('utf-8')
+def _tcp_connect(address, port, connect_timeout):
+    """A TCP connection to address:port, retried until ``connect_timeout`` while nothing listens."""
     deadline = time.time() + connect_timeout
-    sock = None
     last_error = None
-    t0 = time.time()
     while time.time() < deadline:
         try:
-            sock = socket.create_connection((address, port), timeout=min(5.0, connect_timeout))
-            break
+            return socket.create_connection((address, port), timeout=min(5.0, connect_timeout))
         except OSError as exc:
             last_error = exc
             time.sleep(0.05)
-    if sock is None:
-        raise TransferError('no receiver answered on %s:%s within %s s (%s)' % (address, port, connect_timeout, last_error))
-    sock.settimeout(io_timeout)
+    raise TransferError('no receiver answered on %s:%s within %s s (%s)' % (address, port, connect_timeout, last_error))
+
+
+def connect(address: str, port: int, token: str, connect_timeout: float = 60.0, io_timeout: float = 300.0, *,
+            tls: Optional[Pinned], auth_timeout: float = 5.0) -> Channel:
+    """Connect to a receiver; both prove themselves (see the protocol). Returns a Channel; raises TransferError.
+
+    ``tls`` is this end's Pinned identity, or None for plaintext (encryption none). Opening the channel
+    first tells whether the real receiver is there (and takes this sender) before the caller does
+    anything it would have to undo, such as freezing a container. A peer that answers but does not
+    authenticate within ``auth_timeout`` fails the connect at once.
+    """
+    t0 = time.time()
+    sock = _tcp_connect(address, port, connect_timeout)
+    where = '%s:%s' % (address, port)
     _no_delay(sock)
+    sock.settimeout(auth_timeout)
     try:
-        hello = _recv_exact(sock, len(MAGIC) + NONCE_SIZE)
-        if not hello.startswith(MAGIC):
-            raise TransferError('the peer on %s:%s is not a checkpoint_transfer receiver' % (address, port))
-        nonce = hello[len(MAGIC):]
-        sock.sendall(hmac.new(key, nonce, hashlib.sha256).digest())
-        auth = _recv_json(sock)
-        if not auth.get('ok'):
-            raise TransferError('the receiver rejected the transfer: %s' % auth.get('error'))
-    except (OSError, socket.timeout) as exc:
+        session = client_handshake(sock, token, tls, where)
+    except socket.timeout:
         sock.close()
-        raise TransferError('the receiver on %s:%s broke off the handshake: %s' % (address, port, exc))
-    except TransferError:
+        raise TransferError('the peer on %s did not complete the handshake within %s s: it is not this migration\'s '
+                            'receiver' % (where, auth_timeout))
+    except (OSError, TransferError) as exc:
         sock.close()
-        raise
-    return Channel(sock, key, nonce, round(time.time() - t0, 4))
+        if isinstance(exc, TransferError) and not str(exc).startswith('the connection was closed'):
+            raise
+        raise TransferError('the peer on %s broke off the handshake: %s' % (where, exc))
+    session.sock.settimeout(io_timeout)
+    return Channel(session, round(time.time() - t0, 4))
 
 
 def _bundle_size(path, late):
@@ -357,56 +391,81 @@ class _Packer:
         _finish(self.procs, 'packing the bundle')
 
 
-def _stream_frames(sock, source, mac):
-    """Send ``source`` as length-prefixed frames, each also fed to ``mac``; returns the bytes sent."""
+def _stream_frames(session, source):
+    """Send ``source`` as data records; returns the bytes sent."""
     sent = 0
     while True:
         chunk = source.read(FRAME)
         if not chunk:
             return sent
-        mac.update(chunk)
-        sock.sendall(struct.pack('>I', len(chunk)) + chunk)
+        session.send(DATA, chunk)
         sent += len(chunk)
+
+
+def _late_verdict(session):
+    """The receiver's verdict after a write failed: it may have said why before it stopped reading."""
+    try:
+        session.sock.settimeout(5)
+        return _recv_json(session, VERDICT, 'verdict')
+    except ssl.SSLError as exc:
+        return {'ok': False, 'error': tls_failure(exc)}
+    except (OSError, TransferError, ValueError, struct.error):
+        return None
+
+
+def _send_stream(session, path, compression, late):
+    """Header, data, end, verdict over ``session``; returns (verdict, bytes_raw, files, sent, seconds)."""
+    packer = None
+    try:
+        raw_bytes, files = _bundle_size(path, late)
+        _send_json(session, HEADER, {'compression': compression, 'bytes': raw_bytes, 'files': files})
+        packer = _Packer(path, compression, late)
+        started = time.time()
+        sent = _stream_frames(session, packer.output)
+        packer.finish()
+        if late:
+            raw_bytes += os.path.getsize(os.path.join(path, late[0]))
+        session.send(END, struct.pack('>Q', sent))
+        verdict = _recv_json(session, VERDICT, 'verdict')
+        return verdict, raw_bytes, files, sent, time.time() - started
+    except ssl.SSLError as exc:
+        if packer is not None:
+            packer.kill()
+        raise TransferError('the transfer broke off: %s' % tls_failure(exc))
+    except OSError as exc:
+        if packer is not None:
+            packer.kill()
+        verdict = _late_verdict(session)
+        if verdict and verdict.get('error'):
+            raise TransferError('the receiver rejected the transfer: %s' % verdict['error'])
+        raise TransferError('the transfer broke off: %s' % exc)
 
 
 def send(path: str, address: str, port: int, token: str, compression: str = 'zstd', connect_timeout: float = 60.0,
          io_timeout: float = 300.0, late: Optional[Tuple[str, Callable[[], Any]]] = None,
-         channel: Optional['Channel'] = None) -> Dict[str, Any]:
+         channel: Optional['Channel'] = None, tls: Any = False, auth_timeout: float = 5.0) -> Dict[str, Any]:
     """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
 
     ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
     written (the manifest, hashed while the rest streams). It is sent last, after ``wait()`` returned;
     an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
-    ``channel`` is a Channel from connect() (it is closed here); without one, send() connects itself.
+    ``channel`` is a Channel from connect() (it is closed here); without one, send() connects itself
+    with ``tls`` (a Pinned identity, or None for plaintext: it must be given).
     """
     if not os.path.isdir(path):
         if channel is not None:
             channel.close()
         raise TransferError('the bundle %s does not exist' % path)
     if channel is None:
-        channel = connect(address, port, token, connect_timeout, io_timeout)
-    sock = channel.sock
-    sock.settimeout(io_timeout)
-    packer = None
+        if tls is False:
+            raise TransferError('send() needs tls: a Pinned identity, or None for plaintext')
+        channel = connect(address, port, token, connect_timeout, io_timeout, tls=tls, auth_timeout=auth_timeout)
+    session = channel.session
+    session.sock.settimeout(io_timeout)
     try:
-        raw_bytes, files = _bundle_size(path, late)
-        _send_json(sock, {'compression': compression, 'bytes': raw_bytes, 'files': files})
-        mac = hmac.new(channel.key, channel.nonce, hashlib.sha256)
-        packer = _Packer(path, compression, late)
-        started = time.time()
-        sent = _stream_frames(sock, packer.output, mac)
-        packer.finish()
-        if late:
-            raw_bytes += os.path.getsize(os.path.join(path, late[0]))
-        sock.sendall(struct.pack('>I', 0) + mac.digest())
-        verdict = _recv_json(sock)
-        elapsed = time.time() - started
-    except (OSError, socket.timeout) as exc:
-        if packer is not None:
-            packer.kill()
-        raise TransferError('the transfer to %s:%s broke off: %s' % (address, port, exc))
+        verdict, raw_bytes, files, sent, elapsed = _send_stream(session, path, compression, late)
     finally:
-        sock.close()
+        session.close()
     if not verdict.get('ok'):
         raise TransferError('the receiver rejected the transfer: %s' % verdict.get('error'))
     return {
@@ -414,6 +473,8 @@ def send(path: str, address: str, port: int, token: str, compression: str = 'zst
         'bytes_sent': sent,
         'files': files,
         'compression': compression,
+        'encryption': session.encryption,
+        'tls': session.info.get('tls'),
         'ratio': round(raw_bytes / float(sent), 3) if sent else None,
         'seconds': round(elapsed, 4),
         'connect_seconds': round(channel.connect_seconds, 4),
@@ -428,26 +489,6 @@ def _stop(procs):
         p.kill()
     for p in procs:
         p.wait()
-
-
-def _authenticate(conn, key):
-    """Challenge the peer on ``conn``; returns the nonce. PermissionError when it does not prove the token."""
-    nonce = os.urandom(NONCE_SIZE)
-    try:
-        conn.sendall(MAGIC + nonce)
-        answer = _recv_exact(conn, 32)
-    except (TransferError, OSError) as exc:
-        # a port probe or a stray client: not the sender this receiver waits for
-        raise PermissionError('the peer left before it authenticated: %s' % exc)
-    if not hmac.compare_digest(answer, hmac.new(key, nonce, hashlib.sha256).digest()):
-        try:
-            _send_json(conn, {'ok': False, 'error': 'the sender did not prove the transfer token '
-                                                    '(is the token the same on both hosts?)'})
-        except OSError:
-            pass
-        raise PermissionError('the sender did not prove the transfer token')
-    _send_json(conn, {'ok': True})
-    return nonce
 
 
 def _unpacker(compression, staging):
@@ -465,52 +506,61 @@ def _unpacker(compression, staging):
     return [first, StreamExtractor(staging, source=first.stdout)]
 
 
-def _receive_frames(conn, sink, mac):
-    """Read the data frames into ``sink`` (and ``mac``) up to the 0-length one; returns (bytes, trailer,
-    the BrokenPipeError that stopped the writes or None)."""
+def check_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The sender's header: exactly compression (a known one), bytes and files (whole numbers in range)."""
+    fields = ('bytes', 'compression', 'files')
+    unknown = sorted(set(header) - set(fields))
+    missing = sorted(set(fields) - set(header))
+    if unknown or missing:
+        raise TransferError('the header is not a bundle header (%s)' % '; '.join(
+            x for x in ('unknown fields: ' + ', '.join(unknown) if unknown else '',
+                        'missing fields: ' + ', '.join(missing) if missing else '') if x))
+    if header['compression'] not in COMPRESSORS:
+        raise TransferError('unknown compression %r' % (header['compression'],))
+    for name, top in (('bytes', MAX_BUNDLE_BYTES), ('files', MAX_BUNDLE_FILES)):
+        value = header[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise TransferError('the header announces %r %s; a whole number from 0 to %d was expected' % (value, name, top))
+    return header
+
+
+def _receive_frames(session, sink):
+    """The data records into ``sink`` up to the end record, each checked before it is written; returns
+    (bytes, the BrokenPipeError that stopped the writes or None)."""
     received = 0
     broken = None
     while True:
-        (size,) = struct.unpack('>I', _recv_exact(conn, 4))
-        if size == 0:
-            break
-        if size > 16 * FRAME:
-            raise TransferError('a data frame of %d bytes is too large' % size)
-        chunk = _recv_exact(conn, size)
-        mac.update(chunk)
-        received += size
+        kind, payload = session.recv((DATA, END), 4 * FRAME)
+        if kind == END:
+            if len(payload) != 8 or struct.unpack('>Q', payload)[0] != received:
+                raise TransferError('the stream ended after %d bytes, not where the sender said it would end: it was '
+                                    'corrupted or altered in transit (integrity check failed)' % received)
+            return received, broken
+        received += len(payload)
         if broken is None:
             try:
-                sink.write(chunk)
+                sink.write(payload)
             except BrokenPipeError as exc:
-                # keep reading: the integrity check tells corruption from a local failure
+                # keep reading: the records' checks tell corruption from a local failure
                 broken = exc
-    return received, _recv_exact(conn, 32), broken
 
 
-def _receive_one(conn, key, dest):
-    """Serve one authenticated sender on ``conn``; returns stats or raises TransferError.
-
-    PermissionError: the peer did not authenticate (wrong token, or it left before proving it).
-    """
-    nonce = _authenticate(conn, key)
-    header = _recv_json(conn)
-    compression = header.get('compression')
-    if compression not in COMPRESSORS:
-        raise TransferError('unknown compression %r' % compression)
+def _receive_one(session, dest):
+    """Receive one bundle from an authenticated sender into ``dest``; returns stats or raises TransferError."""
+    header = check_header(_recv_json(session, HEADER, 'header', limit=64 * 1024))
+    compression = header['compression']
     staging = dest + '.part'
-    for old in (dest, staging):
+    for old in (dest, staging, dest + STAMP_SUFFIX):
         remove_tree(old)
         if os.path.lexists(old):
             raise TransferError('%s could not be removed to make room for the bundle' % old)
     procs = _unpacker(compression, staging)
     sink = procs[0].stdin
-    mac = hmac.new(key, nonce, hashlib.sha256)
     t0 = time.time()
     try:
-        received, trailer, broken = _receive_frames(conn, sink, mac)
+        received, broken = _receive_frames(session, sink)
     except BaseException:
-        # a cut or stalled stream: tar must be gone before the caller removes the staging directory
+        # a cut, altered or stalled stream: tar must be gone before the caller removes the staging directory
         _stop(procs)
         raise
     finally:
@@ -518,43 +568,71 @@ def _receive_one(conn, key, dest):
             sink.close()
         except OSError:
             pass
-    if not hmac.compare_digest(trailer, mac.digest()):
-        _stop(procs)
-        raise TransferError('the data failed its integrity check (HMAC-SHA256 over the stream): it was '
-                            'corrupted or altered in transit')
     _finish(procs, 'unpacking the bundle')
     if broken is not None:
         raise TransferError('unpacking stopped early: %s' % broken)
     stats = {'bytes_received': received, 'seconds': round(time.time() - t0, 4), 'compression': compression,
-             'bytes_raw': header.get('bytes'), 'files': header.get('files')}
-    write_stamp(staging, dict(stats, integrity='hmac-sha256', received_at=round(time.time(), 4)))
+             'bytes_raw': header['bytes'], 'files': header['files'], 'encryption': session.encryption,
+             'tls': session.info.get('tls')}
+    integrity = 'tls' if session.encryption == 'tls' else 'hmac-sha256'
+    write_stamp(dest, staging, dict(stats, integrity=integrity, received_at=round(time.time(), 4)))
     # the bundle appears at ``dest`` complete or not at all
     os.rename(staging, dest)
     return stats
 
 
-def write_stamp(bundle: str, stamp: Mapping[str, Any]) -> None:
-    """Record in ``bundle`` that it arrived through a stream that passed its integrity check.
+def _manifest_sha256(bundle):
+    path = os.path.join(bundle, 'manifest.json')
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
-    Whatever the stream itself put at that name (a file, a directory, a symbolic link) is removed first,
-    and the stamp is created with O_EXCL|O_NOFOLLOW: only the receiver writes it.
+
+def write_stamp(bundle: str, staging: str, stamp: Mapping[str, Any]) -> None:
+    """Record beside ``bundle`` (``<bundle>.received``) that the directory ``staging``, renamed to
+    ``bundle`` next, arrived through a stream that passed its checks.
+
+    The stamp is bound to that directory (device and inode: the rename keeps them) and to the sha256 of
+    its manifest.json; it is created 0600 with O_EXCL|O_NOFOLLOW by the receiver. Nothing the stream
+    carries can stand for it: it is outside the bundle.
     """
-    path = os.path.join(bundle, STAMP)
+    info = os.lstat(staging)
+    record = dict(stamp, bundle_dev=info.st_dev, bundle_ino=info.st_ino, manifest_sha256=_manifest_sha256(staging))
+    path = bundle + STAMP_SUFFIX
     remove_tree(path)
-    atomic_write(path, json.dumps(stamp, sort_keys=True), mode=0o600, fsync=False)
+    atomic_write(path, json.dumps(record, sort_keys=True), mode=0o600, fsync=False)
 
 
 def read_stamp(bundle: str) -> Optional[Dict[str, Any]]:
-    """The receiver's stamp of ``bundle`` (see write_stamp), or None."""
-    path = os.path.join(bundle, STAMP)
-    if os.path.islink(path) or not os.path.isfile(path):
+    """The receiver's stamp of ``bundle`` (see write_stamp), or None.
+
+    Only a regular file of this user, not readable by others, that names this very directory and the
+    manifest it now holds.
+    """
+    path = bundle + STAMP_SUFFIX
+    try:
+        info = os.lstat(path)
+        where = os.lstat(bundle)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
         return None
     try:
-        with open(path) as handle:
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))) as handle:
             stamp = json.load(handle)
     except (IOError, OSError, ValueError):
         return None
-    return stamp if isinstance(stamp, dict) and stamp.get('integrity') == 'hmac-sha256' else None
+    if not isinstance(stamp, dict) or stamp.get('integrity') not in ('tls', 'hmac-sha256'):
+        return None
+    if not stat.S_ISDIR(where.st_mode) or (stamp.get('bundle_dev'), stamp.get('bundle_ino')) != (where.st_dev, where.st_ino):
+        return None
+    sha = _manifest_sha256(bundle)
+    if sha is None or stamp.get('manifest_sha256') != sha:
+        return None
+    return stamp
 
 
 def probe_listen(address: str, port: int) -> None:
@@ -570,70 +648,54 @@ def probe_listen(address: str, port: int) -> None:
         probe.close()
 
 
-def receive(dest: str, address: str, port: int, token: str, timeout: float = 300.0, auth_failures: int = 5,
-            cancelled: Optional[Callable[[], Optional[str]]] = None) -> Dict[str, Any]:
+def _refuse(session, exc, deadline):
+    """Tell the sender why (unless TLS itself failed: its alert says it), let it finish writing, close."""
+    error = tls_failure(exc) if isinstance(exc, ssl.SSLError) else (str(exc) or exc.__class__.__name__)
+    if not isinstance(exc, ssl.SSLError):
+        try:
+            _send_json(session, VERDICT, {'ok': False, 'error': error})
+        except OSError:
+            pass
+    drain(session.sock, min(30.0, max(0.0, deadline - time.time())))
+    session.close()
+    return error
+
+
+def receive(dest: str, address: str, port: int, token: str, timeout: float = 300.0,
+            cancelled: Optional[Callable[[], Optional[str]]] = None, *, tls: Optional[Pinned],
+            auth_timeout: float = 5.0) -> Dict[str, Any]:
     """Listen on address:port until one sender delivered a bundle into ``dest`` (or the deadline).
 
-    Returns stats; raises TransferError. ``dest`` is removed when the transfer fails. ``cancelled`` is an
-    optional callable, asked about 5 times a second while no sender is connected: a true answer (the
-    reason) ends the wait with a TransferError.
+    ``tls`` is this end's Pinned identity, or None for plaintext (encryption none). Each connection
+    gets ``auth_timeout`` seconds to authenticate, in a thread of its own: the first sender that does
+    is served; the others, and peers that never authenticate, only appear in ``connections``.
+    Returns stats; raises TransferError. ``dest`` is removed when the transfer fails. ``cancelled`` is
+    an optional callable, asked about 10 times a second while no sender is authenticated: a true
+    answer (the reason) ends the wait with a TransferError.
     """
-    key = token.encode('utf-8')
     deadline = time.time() + timeout
-    family = socket.AF_INET6 if ':' in address else socket.AF_INET
-    server = socket.socket(family, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        server.bind((address, port))
-    except OSError as exc:
-        server.close()
-        raise TransferError('cannot listen on %s:%s: %s' % (address, port, exc))
-    server.listen(4)
+    listener = Listener(address, port, token, tls, auth_timeout)
     t_listen = time.time()
-    failures = 0
     try:
-        while True:
-            reason = cancelled() if cancelled else None
-            if reason:
-                raise TransferError('the wait for the checkpoint was called off: %s' % reason)
-            left = deadline - time.time()
-            if left <= 0:
-                raise TransferError('no sender delivered a bundle within %s s' % timeout)
-            server.settimeout(min(left, 0.2) if cancelled else left)
-            try:
-                conn, peer = server.accept()
-            except socket.timeout:
-                continue
-            conn.settimeout(max(1.0, deadline - time.time()))
-            _no_delay(conn)
-            try:
-                stats = _receive_one(conn, key, dest)
-            except PermissionError:
-                failures += 1
-                conn.close()
-                if failures >= auth_failures:
-                    raise TransferError('%d connections failed authentication; giving up' % failures)
-                continue
-            except (TransferError, OSError, ValueError, struct.error) as exc:
-                error = str(exc) or exc.__class__.__name__
-                for partial in (dest, dest + '.part'):
-                    remove_tree(partial)
-                try:
-                    _send_json(conn, {'ok': False, 'error': error})
-                except OSError:
-                    pass
-                conn.close()
-                raise TransferError('receiving from %s failed: %s' % (peer[0], error))
-            stats['peer'] = peer[0]
-            stats['waited_seconds'] = round(time.time() - t_listen - stats['seconds'], 4)
-            try:
-                _send_json(conn, dict(stats, ok=True))
-            except OSError:
-                pass
-            conn.close()
-            return stats
+        session, peer = listener.wait(deadline, timeout, cancelled)
     finally:
-        server.close()
+        listener.close()
+    session.sock.settimeout(max(1.0, deadline - time.time()))
+    try:
+        stats = _receive_one(session, dest)
+    except (TransferError, OSError, ValueError, struct.error) as exc:
+        for partial in (dest, dest + '.part', dest + STAMP_SUFFIX):
+            remove_tree(partial)
+        raise TransferError('receiving from %s failed: %s' % (peer, _refuse(session, exc, deadline)))
+    stats['peer'] = peer
+    stats['waited_seconds'] = round(time.time() - t_listen - stats['seconds'], 4)
+    stats['connections'] = dict(listener.counts)
+    try:
+        _send_json(session, VERDICT, dict(stats, ok=True))
+    except OSError:
+        pass
+    session.close()
+    return stats
 
 
 def start_background(target: Callable[..., Any], *args: Any) -> Tuple[threading.Thread, Dict[str, Any]]:

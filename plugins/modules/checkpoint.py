@@ -76,9 +76,16 @@ options:
     type: path
   state:
     description:
-      - V(present) makes the checkpoint. V(absent) deletes the bundle (the container is not touched).
+      - V(present) makes the checkpoint. V(absent) deletes the bundle and this host's TLS identity of it
+        (the container is not touched).
+      - V(prepared) (before the migration, nothing is frozen) makes this host's TLS identity for sending
+        this checkpoint with O(send) - a fresh key that never leaves this host, in C(<bundle>.tls) (0700)
+        beside the bundle - and returns its certificate as RV(transfer_cert), for the receiver to pin
+        (O(mtd.containers.restore#module:receive.peer_cert)). Made once: a second run returns the same
+        certificate, unchanged. Check mode writes nothing. The identity is removed after the send and by
+        O(state=absent).
     type: str
-    choices: [present, absent]
+    choices: [prepared, present, absent]
     default: present
   leave_running:
     description:
@@ -260,6 +267,10 @@ transfer:
   type: dict
   sample: {"bytes_raw": 268530720, "bytes_sent": 1203456, "compression": "zstd", "seconds": 0.5, "throughput_mb_s": 512.3,
            "compression_choice": {"requested": "auto", "used": "zstd", "probe_ratio": 0.004, "probe_file": "criu/pages-1.img"}}
+transfer_cert:
+  description: With O(state=prepared), this host's certificate (PEM) for the stream of this checkpoint; V(null) in check mode when it does not exist yet.
+  returned: when O(state=prepared)
+  type: str
 method:
   description: How the dump was made (V(runc)).
   returned: when O(state=present)
@@ -347,11 +358,14 @@ from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     policy_violations,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    PLAINTEXT_WARNING,
     SENDER,
     TransferError,
     check_transfer_options,
     choose_compression,
     connect,
+    ensure_identity,
+    load_identity,
     transfer_spec,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
@@ -362,7 +376,7 @@ ARGUMENT_SPEC = dict(
     container=dict(type='str', required=True),
     name=dict(type='str'),
     dest=dict(type='path'),
-    state=dict(type='str', default='present', choices=['present', 'absent']),
+    state=dict(type='str', default='present', choices=['prepared', 'present', 'absent']),
     leave_running=dict(type='bool', default=False),
     runc_path=dict(type='path'),
     runc_root=dict(type='path'),
@@ -380,6 +394,7 @@ ARGUMENT_SPEC = dict(
 )
 # lazy_pages and leave_running exclude each other only when leave_running is true: checked in validate()
 REQUIRED_BY = {'lazy_pages': 'send'}
+TLS_DIR_SUFFIX = '.tls'   # beside the bundle: this host's identity for the bundle stream (state=prepared)
 
 
 SOURCE_TMPFS = '/dev/shm/mtd-migrations'   # the default place of bundles when /dev/shm is a tmpfs
@@ -497,7 +512,7 @@ class Checkpointer(Worker):
         if plan is None or self.mod.check_mode:
             return
         started = time.time()
-        channel = self.open_channel() if self.p['send'] else None
+        channel = self.open_channel(plan['bundle']) if self.p['send'] else None
         with Rollback(self, plan['bundle'], channel) as undo:
             self.prepare(plan, undo)
             self.freeze(plan, undo)
@@ -649,13 +664,18 @@ class Checkpointer(Worker):
                           'Dirty tracking is OFF), so iterative pre-copy is impossible; %s'
                           % ('post-copy (lazy pages) was used instead' if lazy else 'stop-and-copy was used')}
 
-    def open_channel(self):
-        """The receiver must be there, and take us, before anything is frozen."""
+    def open_channel(self, bundle):
+        """The receiver must be there, and prove itself (and take us), before anything is frozen."""
         opts = self.p['send']
         with self.phase('connect'):
             try:
-                return connect(opts['address'], opts['port'], opts['token'],
-                               connect_timeout=opts['connect_timeout'], io_timeout=self.p['timeout'])
+                tls = None
+                if opts['encryption'] == 'tls':
+                    tls = load_identity(bundle + TLS_DIR_SUFFIX, opts['peer_cert'], 'checkpoint with state=prepared')
+                else:
+                    self.module.warn(PLAINTEXT_WARNING)
+                return connect(opts['address'], opts['port'], opts['token'], connect_timeout=opts['connect_timeout'],
+                               io_timeout=self.p['timeout'], tls=tls, auth_timeout=opts['auth_timeout'])
             except TransferError as exc:
                 raise MtdError('No checkpoint was made, the container was not frozen: %s.' % exc)
 
@@ -743,6 +763,7 @@ class Checkpointer(Worker):
         self.result['transfer']['compression_choice'] = choice
         self.manifest = manifest_job.manifest
         self.timings['manifest'] = manifest_job.seconds
+        remove_tree(bundle + TLS_DIR_SUFFIX)   # the identity served this one stream
         if not opts['keep']:
             remove_tree(bundle)
             self.result['bundle_removed'] = True
@@ -840,7 +861,7 @@ class Checkpointer(Worker):
             'method': method,
         }
 
-    # -- state=absent ------------------------------------------------------------------------------
+    # -- state=prepared and state=absent -----------------------------------------------------------
 
     def run_absent(self):
         info = self.client.info()
@@ -854,7 +875,7 @@ class Checkpointer(Worker):
                                % self.p['container'])
         check_name(name, 'Checkpoint name')
         bundles = [os.path.join(parent, name) for parent in self.absent_parents(data_root)]
-        present = [b for b in bundles if any(os.path.lexists(p) for p in (b, b + LAZY_DIR_SUFFIX))]
+        present = [b for b in bundles if any(os.path.lexists(p) for p in (b, b + LAZY_DIR_SUFFIX, b + TLS_DIR_SUFFIX))]
         self.result['bundle'] = (present or bundles or [os.path.join(default_dest(data_root), name)])[0]
         self.result['changed'] = bool(present)
         if self.mod.check_mode:
@@ -869,6 +890,7 @@ class Checkpointer(Worker):
                 self.result['page_server'] = self.end_page_server(lazy_dir, inspect)
             remove_tree(lazy_dir)
             remove_tree(bundle)
+            remove_tree(bundle + TLS_DIR_SUFFIX)
 
     def absent_parents(self, data_root):
         """Where the bundle to delete can be: ``dest`` (refused when unsafe), else every default place that is
@@ -886,11 +908,28 @@ class Checkpointer(Worker):
                 parents.append(parent)
         return parents
 
+    def run_prepared(self):
+        """This host's TLS identity for the stream of this checkpoint (made once; its key stays here), in
+        ``<bundle>.tls`` where state=present will look for it."""
+        inspect = self.inspect()   # the container must exist here
+        name = check_name(self.p['name'] or 'mtd-' + inspect['Id'][:12], 'Checkpoint name')
+        bundle = os.path.join(self.bundle_parent(self.client.info(), create=not self.mod.check_mode), name)
+        self.result['bundle'] = bundle
+        tls = bundle + TLS_DIR_SUFFIX
+        try:
+            pem, made = ensure_identity(tls, 'mtd-source-' + name, check_mode=self.mod.check_mode)
+        except (MtdError, OSError) as exc:
+            raise MtdError('Cannot make the TLS identity of this checkpoint in %s: %s' % (tls, exc))
+        self.result['changed'] = made
+        self.result['transfer_cert'] = pem
+
 
 def run(mod) -> Optional[Dict[str, Any]]:
     worker = Checkpointer(mod)
     if mod.params['state'] == 'absent':
         worker.run_absent()
+    elif mod.params['state'] == 'prepared':
+        worker.run_prepared()
     else:
         worker.run_present()
     return None

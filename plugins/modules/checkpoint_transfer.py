@@ -18,15 +18,19 @@ description:
     listens on O(address):O(port) until one sender has delivered the bundle into O(path), then exits."
   - On the source, run it with O(mode=send). It connects (retrying until O(connect_timeout)), streams
     the bundle as a compressed tar and waits for the receiver's verdict.
-  - The sender proves it knows O(token) (HMAC-SHA256 challenge); every byte of the stream is covered
-    by an HMAC-SHA256 keyed with O(token), checked by the receiver before it accepts the bundle. A
-    corrupted or cut stream fails on both sides and the receiver removes what it unpacked.
+  - "The stream is TLS 1.3 with mutual authentication by default: each end has a per-migration identity
+    made on its own host (O(mode=identity), in C(<path>.tls)) and trusts only the other end's
+    certificate, given in O(peer_cert) (pinned: compared byte for byte). Inside it both ends also prove
+    O(token) to each other. A peer that is not the other end (for example a local user who bound the
+    port first) gets nothing: the handshake fails and so does the sender, before anything is sent."
+  - With O(encryption=none) the stream is not encrypted, only authenticated (both ends prove O(token),
+    every record carries an HMAC-SHA256 checked before its bytes are used); the result then carries a
+    warning. Use it only on a trusted network.
+  - A corrupted or cut stream fails on both sides and the receiver removes what it unpacked.
   - The receiver treats the stream as untrusted. It creates only regular files (mode 0600) and
     directories (0700), owned by the user it runs as, inside O(path); a device node, FIFO, socket,
     link, setuid or setgid file, an absolute name or a C(..) in the stream fails the transfer. The
     archive's owners and modes, and its attributes for O(path) itself, are ignored.
-  - The stream is B(not encrypted). Checkpoint data holds process memory, so use it on a trusted
-    network between the hosts, or inside a tunnel.
 extends_documentation_fragment:
   - mtd.containers.transfer
   - mtd.containers.attributes
@@ -42,9 +46,13 @@ attributes:
     details: Every run transfers the bundle again.
 options:
   mode:
-    description: V(receive) on the target host, V(send) on the source host.
+    description:
+      - V(receive) on the target host, V(send) on the source host.
+      - V(identity) (on either host, before the transfer) makes this end's TLS identity in C(<path>.tls)
+        once and returns its certificate as RV(cert), for the other end's O(peer_cert). The other
+        transfer options are then not used. Check mode writes nothing.
     type: str
-    choices: [receive, send]
+    choices: [identity, receive, send]
     required: true
   path:
     description:
@@ -52,6 +60,7 @@ options:
       - V(receive) - the directory to create with the received bundle (replaced if it exists). Its parent
         must be a real directory (not a symbolic link) of root that other users cannot write (a sticky one
         such as C(/tmp) is accepted); missing parents are created 0700, an existing one is never chmod'ed.
+      - V(identity) - the same path as in the V(send) or V(receive) run that follows.
     type: path
     required: true
 notes:
@@ -66,6 +75,19 @@ author:
 """
 
 EXAMPLES = r"""
+- name: The target's identity for this transfer
+  mtd.containers.checkpoint_transfer:
+    mode: identity
+    path: /var/lib/docker/mtd-migrations/m-42
+  delegate_to: "{{ target }}"
+  register: target_id
+
+- name: The source's identity
+  mtd.containers.checkpoint_transfer:
+    mode: identity
+    path: /dev/shm/mtd-migrations/m-42
+  register: source_id
+
 - name: Listen on the target
   mtd.containers.checkpoint_transfer:
     mode: receive
@@ -73,6 +95,7 @@ EXAMPLES = r"""
     address: "{{ hostvars[target].ansible_host }}"
     port: 47042
     token: "{{ transfer_token }}"
+    peer_cert: "{{ source_id.cert }}"
   delegate_to: "{{ target }}"
   async: 600
   poll: 0
@@ -85,6 +108,7 @@ EXAMPLES = r"""
     address: "{{ hostvars[target].ansible_host }}"
     port: 47042
     token: "{{ transfer_token }}"
+    peer_cert: "{{ target_id.cert }}"
   register: sent
 
 - name: Wait for the receiver's result
@@ -98,6 +122,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+cert:
+  description: This end's certificate (PEM), for the other end's O(peer_cert); V(null) in check mode when it does not exist yet.
+  returned: when O(mode=identity)
+  type: str
+encryption:
+  description: V(tls) or V(none).
+  returned: success and O(mode) is not V(identity)
+  type: str
+  sample: tls
+connections:
+  description: The receiver's count of connections, of those that did not authenticate, and of those turned away while busy.
+  returned: success and O(mode=receive)
+  type: dict
+  sample: {"connections": 2, "unauthenticated": 1, "turned_away": 0}
 bundle:
   description: The bundle directory sent or received.
   returned: always
@@ -156,9 +194,12 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import MtdE
 from ansible_collections.mtd.containers.plugins.module_utils._hoststate import check_given_dir
 from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    PLAINTEXT_WARNING,
     TransferError,
     check_transfer_options,
     choose_compression,
+    ensure_identity,
+    load_identity,
     probe_listen,
     receive,
     send,
@@ -166,9 +207,37 @@ from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
 )
 
 ARGUMENT_SPEC = transfer_spec(
-    mode=dict(type='str', required=True, choices=['receive', 'send']),
+    mode=dict(type='str', required=True, choices=['identity', 'receive', 'send']),
     path=dict(type='path', required=True),
 )
+for _name in ('address', 'port', 'token'):
+    ARGUMENT_SPEC[_name] = dict(ARGUMENT_SPEC[_name], required=False)
+REQUIRED_IF = [('mode', 'send', ('address', 'port', 'token')), ('mode', 'receive', ('address', 'port', 'token'))]
+TLS_DIR_SUFFIX = '.tls'
+
+
+def security(mod):
+    """This end's Pinned identity, or None (encryption none, with a warning)."""
+    p = mod.params
+    if p['encryption'] == 'none':
+        mod.warn(PLAINTEXT_WARNING)
+        return None
+    try:
+        return load_identity(p['path'] + TLS_DIR_SUFFIX, p['peer_cert'], 'checkpoint_transfer with mode=identity')
+    except TransferError as exc:
+        raise MtdError('%s%s.' % (str(exc)[:1].upper(), str(exc)[1:]))
+
+
+def run_identity(mod) -> Dict[str, Any]:
+    # beside the bundle, so the same rules as for the bundle's parent
+    check_given_dir(os.path.dirname(os.path.abspath(mod.params['path'])), create=not mod.check_mode,
+                    what='The directory of path')
+    try:
+        pem, made = ensure_identity(mod.params['path'] + TLS_DIR_SUFFIX, 'mtd-transfer-' + os.path.basename(
+            mod.params['path'].rstrip('/')), check_mode=mod.check_mode)
+    except (MtdError, OSError) as exc:
+        raise MtdError('Cannot make the TLS identity in %s%s: %s' % (mod.params['path'], TLS_DIR_SUFFIX, exc))
+    return {'changed': made, 'cert': pem}
 
 
 def run_send(mod) -> Dict[str, Any]:
@@ -179,11 +248,13 @@ def run_send(mod) -> Dict[str, Any]:
     if p['compression'] not in ('auto', compression):
         raise MtdError('Compression %s was asked for but its binary is not installed on this host.' % p['compression'])
     mod.result.update(compression=compression, compression_choice=choice)
+    tls = security(mod)
     if mod.check_mode:
         return {'changed': True}
     try:
         stats = send(p['path'], p['address'], p['port'], p['token'], compression=compression,
-                     connect_timeout=p['connect_timeout'], io_timeout=p['timeout'])
+                     connect_timeout=p['connect_timeout'], io_timeout=p['timeout'], tls=tls,
+                     auth_timeout=p['auth_timeout'])
     except TransferError as exc:
         raise MtdError('Sending the checkpoint failed: %s.' % exc)
     return dict(stats, changed=True)
@@ -194,6 +265,7 @@ def run_receive(mod) -> Dict[str, Any]:
     # the bundle's parent holds process memory for a while: not a link, not another user's, nobody else writes
     check_given_dir(os.path.dirname(os.path.abspath(p['path'])), create=not mod.check_mode,
                     what='The directory of path')
+    tls = security(mod)
     if mod.check_mode:
         try:
             probe_listen(p['address'], p['port'])
@@ -201,20 +273,23 @@ def run_receive(mod) -> Dict[str, Any]:
             raise MtdError('%s.' % str(exc).capitalize())
         return {'changed': True}
     try:
-        stats = receive(p['path'], p['address'], p['port'], p['token'], timeout=p['timeout'])
+        stats = receive(p['path'], p['address'], p['port'], p['token'], timeout=p['timeout'], tls=tls,
+                        auth_timeout=p['auth_timeout'])
     except TransferError as exc:
         raise MtdError('Receiving the checkpoint failed: %s.' % exc)
     return dict(stats, changed=True)
 
 
 def run(mod) -> Dict[str, Any]:
-    check_transfer_options(mod.params)
     mod.result.update(bundle=mod.params['path'], mode=mod.params['mode'])
+    if mod.params['mode'] == 'identity':
+        return run_identity(mod)
+    check_transfer_options(mod.params)
     return run_send(mod) if mod.params['mode'] == 'send' else run_receive(mod)
 
 
 def main():
-    run_module(run, ARGUMENT_SPEC)
+    run_module(run, ARGUMENT_SPEC, required_if=REQUIRED_IF)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Runs on the migration's target host, in two steps.
   - O(state=prepared) (while the source still runs) pulls the image by its digest and creates the
-    standby container with the captured configuration and empty named volumes. Nothing runs yet.
+    standby container with the captured configuration and empty named volumes. Nothing runs yet. It also
+    makes this host's TLS identity for the migration (RV(transfer_cert)), which the source pins.
   - A volume of a needed name that already exists on this host is used only when this migration made it
     (its C(mtd.migration.id) label) and no other container mounts it. Any other is refused before anything
     is frozen, never overwritten; the message names the earlier migration that left it (a migration back to
@@ -148,9 +149,11 @@ options:
       - How the bundle is checked against its manifest before anything starts.
       - V(sha256) hashes every file and compares it with the manifest.
       - V(auto) does that too, unless the M(mtd.containers.checkpoint_transfer) receiver stamped the bundle
-        (C(received.json)) after the stream passed its end-to-end HMAC-SHA256 check. The content was then
-        checked on arrival, so only the presence and size of every file are checked again, which keeps a
-        second full hash pass out of the time the container is frozen.
+        after every record of the stream passed its check (TLS, or HMAC-SHA256 with O(receive.encryption=none)).
+        The content was then checked on arrival, so only the presence and size of every file are checked
+        again, which keeps a second full hash pass out of the time the container is frozen.
+      - The stamp is the file C(<bundle>.received) beside the bundle, owned by root and 0600, bound to the
+        bundle directory and to the sha256 of its manifest; a file inside the bundle never counts as one.
     type: str
     choices: [auto, sha256]
     default: auto
@@ -271,8 +274,15 @@ engine_copies_removed:
   type: list
   elements: str
 lazy_cert:
-  description: This host's certificate for the post-copy page channel (PEM), for the source to pin.
+  description: This host's certificate for the post-copy page channel (PEM), for the source to pin (the same as RV(transfer_cert)).
   returned: when O(state=prepared) and O(lazy_pages=true), not in check mode
+  type: str
+transfer_cert:
+  description:
+    - This host's certificate for this migration (PEM), for the source to pin in
+      O(mtd.containers.checkpoint#module:send.peer_cert). Its key was made on this host and never leaves it.
+    - Made once per migration by O(state=prepared) (beside the bundle, C(<bundle>.tls)) and removed with the bundle.
+  returned: when O(state=prepared), not in check mode
   type: str
 lazy_daemon_ended:
   description: With O(state=absent), whether a post-copy restore's lazy-pages daemon of this migration was still running and was ended.
@@ -364,7 +374,6 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     find_criu,
     lazy_tls_options,
     log_seconds,
-    make_tls_identity,
     restore_options,
     start_from_checkpoint,
     start_lazy_pages_daemon,
@@ -403,9 +412,13 @@ from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     same_registry,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
+    PLAINTEXT_WARNING,
     RECEIVER,
+    STAMP_SUFFIX,
     TransferError,
     check_transfer_options,
+    ensure_identity,
+    load_identity,
     probe_listen,
     read_stamp,
     receive,
@@ -668,23 +681,22 @@ class Restorer(Worker):
         self.result['changed'] = changed
         if inspect:
             self.result['container'] = self.describe(inspect)
-        if self.p['lazy_pages'] and not self.module.check_mode:
-            self.result['lazy_cert'] = self.lazy_identity()
-            self.result['changed'] = True
+        pem, made = self.tls_identity()
+        if pem:
+            self.result['transfer_cert'] = pem
+            if self.p['lazy_pages']:
+                self.result['lazy_cert'] = pem
+        self.result['changed'] = self.result['changed'] or made
         self.result['timings'] = self.timings
 
-    def lazy_identity(self):
-        """This host's key and certificate for the page channel, made once per migration."""
+    def tls_identity(self):
+        """This host's key and certificate for this migration (the bundle stream and the post-copy page
+        channel), made once: (certificate PEM or None in check mode, made)."""
         tls = self.bundle + TLS_DIR_SUFFIX
-        cert = os.path.join(tls, 'cert.pem')
         try:
-            if not (os.path.isfile(cert) and os.path.isfile(os.path.join(tls, 'key.pem'))):
-                remove_tree(tls)
-                make_tls_identity(tls, 'mtd-target-' + self.migration_id)
-            with open(cert) as handle:
-                return handle.read()
-        except (CriuError, OSError) as exc:
-            self.fail('Cannot make the TLS identity for the page channel in %s: %s' % (tls, exc))
+            return ensure_identity(tls, 'mtd-target-' + self.migration_id, check_mode=self.module.check_mode)
+        except (MtdError, OSError) as exc:
+            self.fail('Cannot make the TLS identity of this migration in %s: %s' % (tls, exc))
 
     # -- one restore per migration at a time, and a way to call a waiting one off ----------------
 
@@ -717,8 +729,13 @@ class Restorer(Worker):
             return True
         t = time.time()
         try:
+            tls = None
+            if opts['encryption'] == 'tls':
+                tls = load_identity(self.bundle + TLS_DIR_SUFFIX, opts['peer_cert'], 'restore with state=prepared')
+            else:
+                self.module.warn(PLAINTEXT_WARNING)
             stats = receive(self.bundle, opts['address'], opts['port'], opts['token'], timeout=opts['timeout'],
-                            cancelled=self.cancel_reason)
+                            cancelled=self.cancel_reason, tls=tls, auth_timeout=opts['auth_timeout'])
         except TransferError as exc:
             self.phase('wait', t)
             self.check_cancelled()
@@ -825,8 +842,8 @@ class Restorer(Worker):
         t = time.time()
         stamp = read_stamp(self.bundle) if self.p['verify'] == 'auto' else None
         self.result['bytes_verified'] = verify_manifest(self.bundle, manifest, hashes=not stamp)
-        self.result['verified'] = ('sizes (the content passed the HMAC-SHA256 check of the stream on arrival)'
-                                   if stamp else 'sha256')
+        self.result['verified'] = ('sizes (the content passed the %s check of the stream on arrival)'
+                                   % ('TLS' if stamp['integrity'] == 'tls' else 'HMAC-SHA256') if stamp else 'sha256')
         self.phase('verify', t)
 
     def lay_back(self, inspect, captured):
@@ -894,6 +911,7 @@ class Restorer(Worker):
         if not self.p['keep_bundle']:
             remove_tree(checkpoint_dir(self.data_root, cid, cp_name))
             remove_tree(self.bundle)
+            remove_tree(self.bundle + STAMP_SUFFIX)
         remove_tree(self.bundle + TLS_DIR_SUFFIX)
         unlink_quietly(self.lock_path)
         self.result['container'] = self.describe(self.client.inspect_container(cid))
@@ -1077,7 +1095,7 @@ class Restorer(Worker):
             if not self.module.check_mode:
                 self.client.delete('/volumes/%s' % quote(vol['Name'], safe=''))
         for bundle in bundles:
-            for path in (bundle, bundle + '.part', bundle + TLS_DIR_SUFFIX):
+            for path in (bundle, bundle + '.part', bundle + TLS_DIR_SUFFIX, bundle + STAMP_SUFFIX):
                 if os.path.lexists(path):
                     removed.append('bundle:' + path)
                     if not self.module.check_mode:

@@ -2,7 +2,11 @@
 # Copyright (c) mtd.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""_transfer: real senders and receivers over 127.0.0.1 in threads, with a fault-injecting proxy."""
+"""_transfer: real senders and receivers over 127.0.0.1 in threads, with a fault-injecting proxy.
+
+Mutual TLS by default, with identities made by the collection's own code (openssl); the plaintext
+mode (encryption none) where a test says so.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,48 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import stat
+import tempfile
 import threading
 import time
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _channel, _transfer
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import TransferError
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 TOKEN = 'unit-test-token-0123456789'
 HAVE_ZSTD = shutil.which('zstd') is not None
+IDENTITIES: dict = {}
+
+
+def identity(name):
+    """(directory, certificate PEM) of a TLS identity made once per test run: sender, receiver, stranger."""
+    if name not in IDENTITIES:
+        root = IDENTITIES.setdefault('root', tempfile.mkdtemp(prefix='mtd-tls-'))
+        directory = os.path.join(root, name)
+        IDENTITIES[name] = (directory, _channel.ensure_identity(directory, 'unit-' + name)[0])
+    return IDENTITIES[name]
+
+
+def pinned(me, peer):
+    """``me``'s identity, trusting only ``peer``'s certificate."""
+    directory = identity(me)[0]
+    return _channel.load_identity(directory, identity(peer)[1], 'the test')
+
+
+def send(*args, **kwargs):
+    """_transfer.send as the sender (TLS, pinning the receiver) unless the test says otherwise."""
+    if 'channel' not in kwargs:
+        kwargs.setdefault('tls', pinned('sender', 'receiver'))
+    return _transfer.send(*args, **kwargs)
+
+
+def connect(*args, **kwargs):
+    kwargs.setdefault('tls', pinned('sender', 'receiver'))
+    return _transfer.connect(*args, **kwargs)
 
 
 def make_bundle(root, random_mb=3):
@@ -43,14 +77,11 @@ def make_bundle(root, random_mb=3):
 
 
 def snapshot(path):
-    """{relative path: (mode, content)} of every entry below ``path`` (and its own mode), without the
-    receiver's stamp (tested on its own)."""
+    """{relative path: (mode, content)} of every entry below ``path`` (and its own mode)."""
     out = {'.': stat.S_IMODE(os.stat(str(path)).st_mode)}
     for root, dirs, files in os.walk(str(path)):
         for name in dirs + files:
             full = os.path.join(root, name)
-            if os.path.relpath(full, str(path)) == _transfer.STAMP:
-                continue
             st = os.lstat(full)
             content = open(full, 'rb').read() if stat.S_ISREG(st.st_mode) else None
             out[os.path.relpath(full, str(path))] = (stat.S_IMODE(st.st_mode), content)
@@ -58,7 +89,7 @@ def snapshot(path):
 
 
 def header_size(bundle, compression):
-    """Bytes the sender writes before the first data byte: HMAC, header length and header, frame length."""
+    """About the bytes the sender writes before the first data byte (the handshake adds a few kB with TLS)."""
     files = raw = 0
     for root, _dummy, names in os.walk(str(bundle)):
         for name in names:
@@ -68,9 +99,14 @@ def header_size(bundle, compression):
     return 32 + 4 + len(header.encode('utf-8')) + 4
 
 
-def start_receiver(dest, port, token=TOKEN, timeout=20.0, auth_failures=5):
-    return _transfer.start_background(_transfer.receive, str(dest), '127.0.0.1', port, token, timeout,
-                                      auth_failures)
+RECEIVER_TLS = object()   # the default: the receiver's identity, trusting the sender's certificate
+
+
+def start_receiver(dest, port, token=TOKEN, timeout=20.0, tls=RECEIVER_TLS, auth_timeout=5.0):
+    if tls is RECEIVER_TLS:
+        tls = pinned('receiver', 'sender')
+    return _transfer.start_background(lambda: _transfer.receive(str(dest), '127.0.0.1', port, token, timeout,
+                                                                tls=tls, auth_timeout=auth_timeout))
 
 
 def join(thread, seconds=30):
@@ -176,7 +212,7 @@ def test_bundle_arrives_byte_identical(tmp_path, compression):
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port)
-    stats = _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression=compression, connect_timeout=10)
+    stats = send(str(bundle), '127.0.0.1', port, TOKEN, compression=compression, connect_timeout=10)
     join(thread)
     assert 'error' not in holder, holder.get('error')
     assert snapshot(dest) == snapshot(bundle)
@@ -190,8 +226,11 @@ def test_bundle_arrives_byte_identical(tmp_path, compression):
     assert stats['receiver']['ok'] is True and stats['receiver']['bytes_received'] == stats['bytes_sent']
     assert received['peer'] == '127.0.0.1'
     stamp = _transfer.read_stamp(str(dest))
-    assert stamp['integrity'] == 'hmac-sha256' and stamp['bytes_received'] == stats['bytes_sent']
-    assert stat.S_IMODE(os.stat(os.path.join(str(dest), _transfer.STAMP)).st_mode) == 0o600
+    assert stamp['integrity'] == 'tls' and stamp['bytes_received'] == stats['bytes_sent']
+    assert stat.S_IMODE(os.stat(str(dest) + _transfer.STAMP_SUFFIX).st_mode) == 0o600
+    assert stats['encryption'] == received['encryption'] == 'tls'
+    assert stats['tls']['version'] == received['tls']['version'] == 'TLSv1.3'
+    assert received['connections'] == {'connections': 1, 'unauthenticated': 0, 'turned_away': 0}
     if compression == 'none':
         # a tar of the files: more bytes than the files themselves
         assert stats['bytes_sent'] > raw
@@ -208,7 +247,7 @@ def test_receiver_replaces_an_old_destination(tmp_path):
     os.makedirs(str(dest) + '.part/leftover')
     port = free_port()
     thread, holder = start_receiver(dest, port)
-    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10)
+    send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10)
     join(thread)
     assert 'result' in holder
     assert snapshot(dest) == snapshot(bundle)
@@ -221,7 +260,7 @@ def test_the_bundle_appears_only_complete(tmp_path):
     port = free_port()
     thread, holder = start_receiver(dest, port)
     proxy = Proxy(port, hold_at=header_size(bundle, 'none') + 2 * 1024 * 1024)
-    sender, sent = _transfer.start_background(_transfer.send, str(bundle), '127.0.0.1', proxy.port, TOKEN, 'none', 10)
+    sender, sent = _transfer.start_background(send, str(bundle), '127.0.0.1', proxy.port, TOKEN, 'none', 10)
     assert proxy.holding.wait(20), 'the stream never reached the hold point'
     # half of the data is in: the receiver unpacks into dest.part, dest does not exist yet
     deadline = time.time() + 10
@@ -241,69 +280,95 @@ def test_the_bundle_appears_only_complete(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # Authentication
 
-def test_wrong_token_the_receiver_keeps_waiting_for_the_right_sender(tmp_path):
+@pytest.mark.parametrize('encryption', ['tls', 'none'])
+def test_wrong_token_the_receiver_keeps_waiting_for_the_right_sender(tmp_path, encryption):
     bundle = make_bundle(tmp_path, random_mb=0)
     dest = tmp_path / 'm-1'
     port = free_port()
-    thread, holder = start_receiver(dest, port, auth_failures=3)
-    for _dummy in range(2):
+    ends = (pinned('sender', 'receiver'), pinned('receiver', 'sender')) if encryption == 'tls' else (None, None)
+    thread, holder = start_receiver(dest, port, tls=ends[1])
+    for _dummy in range(7):   # more than the 5 failures that used to end the receiver
         with pytest.raises(TransferError) as info:
-            _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='none',
-                           connect_timeout=10, io_timeout=10)
+            send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='none',
+                 connect_timeout=10, io_timeout=10, tls=ends[0])
         assert str(info.value) == ('the receiver rejected the transfer: the sender did not prove the transfer '
                                    'token (is the token the same on both hosts?)')
         assert thread.is_alive(), 'the receiver gave up after a wrong token'
         assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
-    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    stats = send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10, tls=ends[0])
     join(thread)
     assert 'result' in holder, holder.get('error')
     assert snapshot(dest) == snapshot(bundle)
+    assert stats['encryption'] == encryption
+    assert holder['result']['connections'] == {'connections': 8, 'unauthenticated': 7, 'turned_away': 0}
 
 
-def test_wrong_token_the_receiver_gives_up_after_auth_failures(tmp_path):
-    bundle = make_bundle(tmp_path, random_mb=0)
-    dest = tmp_path / 'm-1'
-    port = free_port()
-    thread, holder = start_receiver(dest, port, auth_failures=2)
-    messages = []
-    for _dummy in range(2):
-        with pytest.raises(TransferError) as info:
-            _transfer.send(str(bundle), '127.0.0.1', port, 'not-the-token-xxxxxxx', compression='gzip',
-                           connect_timeout=10, io_timeout=10)
-        messages.append(str(info.value))
-    join(thread)
-    assert str(holder['error']) == '2 connections failed authentication; giving up'
-    assert isinstance(holder['error'], TransferError)
-    for msg in messages:
-        assert 'the receiver rejected the transfer' in msg and 'token' in msg, msg
-    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+def raw_connect(port, deadline=10):
+    end = time.time() + deadline
+    while True:
+        try:
+            return socket.create_connection(('127.0.0.1', port), timeout=5)
+        except OSError:
+            assert time.time() < end, 'the receiver never listened'
+            time.sleep(0.05)
 
 
 def test_a_peer_that_leaves_before_authenticating_does_not_stop_the_receiver(tmp_path):
     bundle = make_bundle(tmp_path, random_mb=0)
     dest = tmp_path / 'm-1'
     port = free_port()
-    thread, holder = start_receiver(dest, port, auth_failures=2)
-    deadline = time.time() + 10
-    while True:
-        try:
-            probe = socket.create_connection(('127.0.0.1', port), timeout=5)
-            break
-        except OSError:
-            assert time.time() < deadline, 'the receiver never listened'
-            time.sleep(0.05)
-    # a port probe: connect, read the greeting, leave
+    thread, holder = start_receiver(dest, port, tls=None)
+    # a port probe: connect, read the greeting (plaintext), leave
+    probe = raw_connect(port)
     assert probe.recv(6) == _transfer.MAGIC
     probe.close()
     time.sleep(0.2)
     assert thread.is_alive()
-    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10, tls=None)
     join(thread)
     assert 'result' in holder, holder.get('error')
     assert snapshot(dest) == snapshot(bundle)
 
 
-def test_a_peer_that_is_not_a_receiver(tmp_path):
+def test_idle_peers_do_not_block_the_real_sender(tmp_path):
+    """Ten connections that say nothing (no TLS hello) hold their handshake threads; the real sender,
+    coming after them, is served at once, long before their pre-authentication time is up."""
+    bundle = make_bundle(tmp_path, random_mb=1)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port, auth_timeout=8.0)
+    idle = [raw_connect(port) for _dummy in range(10)]
+    try:
+        t0 = time.time()
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+        assert time.time() - t0 < 4, 'the real sender waited for the idle peers'
+        join(thread)
+        assert snapshot(dest) == snapshot(bundle)
+        assert holder['result']['connections']['connections'] == 11
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_an_idle_peer_is_dropped_after_the_pre_authentication_timeout(tmp_path):
+    port = free_port()
+    thread, holder = start_receiver(tmp_path / 'm-1', port, timeout=6.0, auth_timeout=1.0)
+    idle = raw_connect(port)
+    idle.settimeout(5)
+    t0 = time.time()
+    assert idle.recv(100) == b''   # closed by the receiver, which waits on
+    assert 0.8 < time.time() - t0 < 3
+    assert thread.is_alive()
+    idle.close()
+    join(thread)
+    assert str(holder['error']) == 'no sender delivered a bundle within 6.0 s (1 connection(s) did not authenticate)'
+
+
+@pytest.mark.parametrize('encryption, message', [
+    ('tls', 'the TLS handshake with 127.0.0.1:'),
+    ('none', 'is not a checkpoint_transfer receiver'),
+])
+def test_a_peer_that_is_not_a_receiver(tmp_path, encryption, message):
     bundle = make_bundle(tmp_path, random_mb=0)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(('127.0.0.1', 0))
@@ -319,33 +384,268 @@ def test_a_peer_that_is_not_a_receiver(tmp_path):
     thread.start()
     try:
         with pytest.raises(TransferError) as info:
-            _transfer.send(str(bundle), '127.0.0.1', server.getsockname()[1], TOKEN, compression='none',
-                           connect_timeout=5, io_timeout=5)
-        assert 'is not a checkpoint_transfer receiver' in str(info.value)
+            send(str(bundle), '127.0.0.1', server.getsockname()[1], TOKEN, compression='none',
+                 connect_timeout=5, io_timeout=5, tls=pinned('sender', 'receiver') if encryption == 'tls' else None)
+        assert message in str(info.value)
     finally:
         thread.join(5)
         server.close()
+
+
+class Squatter:
+    """Whoever bound the port first: records every byte it gets. ``tls``: it answers TLS with an identity
+    of its own (a stranger's), otherwise it only listens."""
+
+    def __init__(self, tls=False):
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(('127.0.0.1', 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        self.received = bytearray()
+        self.tls = tls
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, dummy = self.server.accept()
+        conn.settimeout(8)
+        try:
+            if self.tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                directory = identity('stranger')[0]
+                ctx.load_cert_chain(os.path.join(directory, 'cert.pem'), os.path.join(directory, 'key.pem'))
+                conn = ctx.wrap_socket(conn, server_side=True)   # no client certificate asked for
+                conn.sendall(_transfer.MAGIC + b'T' + os.urandom(32))
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                self.received.extend(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.server.close()
+
+
+@pytest.mark.parametrize('answers_tls', [False, True])
+def test_a_squatter_on_the_port_gets_nothing(tmp_path, answers_tls):
+    """A local user bound the receiver's port first: the sender's handshake fails (the pinned certificate
+    is not there) before the token proof or any byte of the bundle is sent."""
+    bundle = make_bundle(tmp_path, random_mb=1)
+    squatter = Squatter(tls=answers_tls)
+    t0 = time.time()
+    with pytest.raises(TransferError) as info:
+        connect('127.0.0.1', squatter.port, TOKEN, connect_timeout=5, auth_timeout=2)
+    assert time.time() - t0 < 4
+    if answers_tls:
+        assert 'the TLS handshake with 127.0.0.1:%d failed' % squatter.port in str(info.value)
+        assert 'CERTIFICATE_VERIFY_FAILED' in str(info.value)
+    else:
+        assert str(info.value) == ('the peer on 127.0.0.1:%d did not complete the handshake within 2 s: it is not '
+                                   'this migration\'s receiver' % squatter.port)
+    squatter.thread.join(10)
+    got = bytes(squatter.received)
+    # at most the TLS ClientHello (public); never the token, a proof, or a byte of the bundle
+    assert len(got) < 2048 and TOKEN.encode() not in got
+    assert open(str(bundle / 'criu' / 'pages-1.img'), 'rb').read(64) not in got
+
+
+def test_a_receiver_with_another_certificate_is_refused(tmp_path):
+    """The real protocol, but the receiver's identity is not the one the sender pinned (and the other way
+    round): the handshake fails on both sides, the receiver waits on for the right sender."""
+    bundle = make_bundle(tmp_path, random_mb=0)
+    port = free_port()
+    thread, holder = start_receiver(tmp_path / 'm-1', port, timeout=4.0, tls=pinned('stranger', 'sender'))
+    with pytest.raises(TransferError) as info:
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    assert 'CERTIFICATE_VERIFY_FAILED' in str(info.value)
+    # a sender with the stranger's key, pinning the right receiver: the receiver refuses its certificate
+    with pytest.raises(TransferError) as info:
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10,
+             tls=pinned('stranger', 'stranger'))
+    assert thread.is_alive()
+    join(thread, 25)
+    assert holder['error'].msg == 'no sender delivered a bundle within 4.0 s (2 connection(s) did not authenticate)'
+
+
+
+def test_the_pin_is_checked_again_after_the_handshake(tmp_path):
+    tls = pinned('sender', 'receiver')
+    tls.peer_fingerprint = '0' * 64     # as if the chain check had let another certificate through
+
+    class Peer:
+        @staticmethod
+        def getpeercert(binary_form=False):
+            return ssl.PEM_cert_to_DER_cert(identity('receiver')[1])
+
+    with pytest.raises(TransferError, match='not the pinned one'):
+        tls.check_peer(Peer())
+    with pytest.raises(TransferError, match='not a PEM certificate'):
+        _channel.Pinned('c', 'k', 'junk')
+
+
+def test_a_receiver_that_does_not_know_the_token_is_refused_in_plaintext(tmp_path):
+    """Without TLS the receiver must prove the token too: a peer that speaks the protocol but cannot gets
+    the sender's proof (useless to it: bound to its own nonce) and nothing else."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    got = bytearray()
+
+    def fake():
+        conn, dummy = server.accept()
+        conn.sendall(_transfer.MAGIC + b'P' + os.urandom(32))
+        got.extend(_channel.recv_exact(conn, 64))
+        conn.sendall(b'Y' + os.urandom(32))
+        conn.settimeout(2)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                got.extend(data)
+        except OSError:
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=fake, daemon=True)
+    thread.start()
+    with pytest.raises(TransferError) as info:
+        connect('127.0.0.1', server.getsockname()[1], TOKEN, connect_timeout=5, tls=None)
+    thread.join(5)
+    server.close()
+    assert 'did not prove the transfer token: it is not this migration\'s receiver' in str(info.value)
+    assert len(got) == 64, 'the sender sent more than its proof'
+
+
+def test_the_proofs_and_the_record_key_are_domain_separated():
+    key, nr, ns = b'k' * 20, b'r' * 32, b's' * 32
+    values = {role: _channel.proof(key, role, b'P', nr, ns) for role in (b'sender', b'receiver', b'session')}
+    assert len(set(values.values())) == 3
+    # the mode is bound: a TLS run's proofs are not a plaintext run's
+    assert _channel.proof(key, b'sender', b'T', nr, ns) != values[b'sender']
+    # a record's tag is keyed with the session key, never with the token, and covers type, number, length
+    head = _channel.RECORD.pack(_channel.END, 0, 0)
+    assert _channel._mac(values[b'session'], head, b'') not in values.values()
 
 
 # ---------------------------------------------------------------------------------------------------
 # Integrity and broken connections
 
 @pytest.mark.parametrize('compression', ['none', 'gzip'])
-def test_a_flipped_byte_fails_the_integrity_check_on_both_sides(tmp_path, compression):
+@pytest.mark.parametrize('encryption', ['tls', 'none'])
+def test_a_flipped_byte_fails_the_integrity_check_on_both_sides(tmp_path, compression, encryption):
     bundle = make_bundle(tmp_path)
     dest = tmp_path / 'm-1'
     port = free_port()
-    thread, holder = start_receiver(dest, port)
+    ends = (pinned('sender', 'receiver'), pinned('receiver', 'sender')) if encryption == 'tls' else (None, None)
+    thread, holder = start_receiver(dest, port, tls=ends[1])
     proxy = Proxy(port, flip_at=header_size(bundle, compression) + 70000)
     with pytest.raises(TransferError) as info:
-        _transfer.send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10)
+        send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10, tls=ends[0])
     join(thread)
     assert proxy.flipped
-    assert 'integrity' in str(info.value), str(info.value)
-    assert str(info.value).startswith('the receiver rejected the transfer: ')
+    assert 'integrity' in str(info.value) and 'corrupted or altered in transit' in str(info.value), str(info.value)
+    if encryption == 'none':
+        assert str(info.value).startswith('the receiver rejected the transfer: record ')
+    else:
+        assert 'TLS refused a record' in str(info.value)
     assert isinstance(holder.get('error'), TransferError)
     assert 'integrity' in str(holder['error']) and 'corrupted or altered in transit' in str(holder['error'])
     assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+
+
+class SpySink:
+    """Stands between the receiver and tar's stdin: what tar was given."""
+
+    def __init__(self, real):
+        self.real = real
+        self.written = bytearray()
+
+    def write(self, data):
+        self.written.extend(data)
+        return self.real.write(data)
+
+    def close(self):
+        self.real.close()
+
+
+def plaintext_sender(port, token=TOKEN):
+    sock = raw_connect(port)
+    sock.settimeout(10)
+    return _channel.client_handshake(sock, token, None, '127.0.0.1:%d' % port)
+
+
+def test_a_tampered_record_never_reaches_tar(tmp_path, monkeypatch):
+    """Plaintext: the first data record is genuine, the second carries a wrong tag. tar gets the first
+    record's bytes and not one byte of the second; the receiver fails and says why."""
+    real = _transfer._unpacker
+    spies = []
+
+    def spy(compression, staging):
+        procs = real(compression, staging)
+        procs[0].stdin = SpySink(procs[0].stdin)
+        spies.append(procs[0].stdin)
+        return procs
+
+    monkeypatch.setattr(_transfer, '_unpacker', spy)
+    port = free_port()
+    dest = tmp_path / 'm-1'
+    thread, holder = start_receiver(dest, port, tls=None)
+    session = plaintext_sender(port)
+    session.send(_channel.HEADER, json.dumps({'compression': 'none', 'bytes': 20480, 'files': 1}).encode())
+    first, second = b'A' * 10240, b'B' * 10240
+    session.send(_channel.DATA, first)
+    head = _channel.RECORD.pack(_channel.DATA, session.sent, len(second))
+    session.sock.sendall(head + second + b'\0' * 32)   # a forged tag
+    verdict = _transfer._recv_json(session, _channel.VERDICT, 'verdict')
+    session.close()
+    join(thread)
+    assert verdict['ok'] is False and 'record 2 failed its integrity check' in verdict['error']
+    assert 'record 2 failed its integrity check (HMAC-SHA256)' in str(holder['error'])
+    assert bytes(spies[0].written) == first
+    assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
+    session.close()
+
+
+@pytest.mark.parametrize('header, message', [
+    ([1, 2, 3], 'the header is not a JSON object'),
+    ('"text"', 'the header is not a JSON object'),
+    (b'{not json', 'the header is not valid JSON'),
+    ({'compression': 'none', 'bytes': 1, 'files': 1, 'path': '/etc'}, 'unknown fields: path'),
+    ({'compression': 'none', 'bytes': 1}, 'missing fields: files'),
+    ({'compression': 'lz4', 'bytes': 1, 'files': 1}, "unknown compression 'lz4'"),
+    ({'compression': 'none', 'bytes': 1 << 60, 'files': 1}, 'the header announces 1152921504606846976 bytes'),
+    ({'compression': 'none', 'bytes': -1, 'files': 1}, 'the header announces -1 bytes'),
+    ({'compression': 'none', 'bytes': 1, 'files': True}, 'the header announces True files'),
+])
+def test_a_bad_header_is_refused_clearly(tmp_path, header, message):
+    port = free_port()
+    dest = tmp_path / 'm-1'
+    thread, holder = start_receiver(dest, port, tls=None)
+    session = plaintext_sender(port)
+    payload = header if isinstance(header, bytes) else (header.encode() if isinstance(header, str) else json.dumps(header).encode())
+    session.send(_channel.HEADER, payload)
+    verdict = _transfer._recv_json(session, _channel.VERDICT, 'verdict')
+    session.close()
+    join(thread)
+    assert verdict['ok'] is False and message in verdict['error'], verdict
+    assert isinstance(holder['error'], TransferError) and message in str(holder['error'])
+    assert not os.path.exists(str(dest) + '.part')
+
+
+def test_a_record_out_of_order_is_refused(tmp_path):
+    port = free_port()
+    thread, holder = start_receiver(tmp_path / 'm-1', port, tls=None)
+    session = plaintext_sender(port)
+    session.sent = 5      # a replayed or reordered record
+    session.send(_channel.HEADER, b'{}')
+    verdict = _transfer._recv_json(session, _channel.VERDICT, 'verdict')
+    session.close()
+    join(thread)
+    assert verdict['ok'] is False and 'number 5' in verdict['error']
+    assert 'record 0 is not the header record expected (type 1, number 5' in str(holder['error'])
 
 
 def make_many_files(root, dirs=40, files=60):
@@ -369,7 +669,7 @@ def test_a_connection_cut_mid_stream_fails_both_sides(tmp_path, compression, kin
     proxy = Proxy(port, cut_at=header_size(bundle, compression) + 1200 * 1024)
     t0 = time.time()
     with pytest.raises(TransferError) as info:
-        _transfer.send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10,
+        send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10,
                        io_timeout=20)
     join(thread)
     assert time.time() - t0 < 15
@@ -389,7 +689,7 @@ def test_sender_without_receiver_gives_up_after_connect_timeout(tmp_path):
     port = free_port()
     t0 = time.time()
     with pytest.raises(TransferError) as info:
-        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=1.5)
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=1.5)
     elapsed = time.time() - t0
     assert 1.4 <= elapsed < 4, elapsed
     assert str(info.value).startswith('no receiver answered on 127.0.0.1:%d within 1.5 s (' % port)
@@ -398,7 +698,7 @@ def test_sender_without_receiver_gives_up_after_connect_timeout(tmp_path):
 
 def test_sender_of_a_missing_bundle(tmp_path):
     with pytest.raises(TransferError) as info:
-        _transfer.send(str(tmp_path / 'nope'), '127.0.0.1', free_port(), TOKEN, connect_timeout=1)
+        send(str(tmp_path / 'nope'), '127.0.0.1', free_port(), TOKEN, connect_timeout=1)
     assert str(info.value) == 'the bundle %s does not exist' % (tmp_path / 'nope')
 
 
@@ -406,7 +706,7 @@ def test_receiver_without_sender_gives_up_after_timeout(tmp_path):
     dest = tmp_path / 'm-1'
     t0 = time.time()
     with pytest.raises(TransferError) as info:
-        _transfer.receive(str(dest), '127.0.0.1', free_port(), TOKEN, timeout=1.0)
+        _transfer.receive(str(dest), '127.0.0.1', free_port(), TOKEN, timeout=1.0, tls=None)
     assert 0.9 <= time.time() - t0 < 4
     assert str(info.value) == 'no sender delivered a bundle within 1.0 s'
     assert not os.path.exists(str(dest))
@@ -419,7 +719,7 @@ def test_receiver_on_a_busy_port(tmp_path):
     try:
         port = busy.getsockname()[1]
         with pytest.raises(TransferError) as info:
-            _transfer.receive(str(tmp_path / 'm-1'), '127.0.0.1', port, TOKEN, timeout=1.0)
+            _transfer.receive(str(tmp_path / 'm-1'), '127.0.0.1', port, TOKEN, timeout=1.0, tls=None)
         assert str(info.value).startswith('cannot listen on 127.0.0.1:%d: ' % port)
     finally:
         busy.close()
@@ -455,49 +755,82 @@ def test_start_background_keeps_result_and_error():
 # ---------------------------------------------------------------------------------------------------
 # The receiver's stamp and the compression probe
 
-def test_a_stamp_the_sender_put_into_the_stream_is_replaced(tmp_path):
+def test_a_stamp_inside_the_bundle_counts_for_nothing(tmp_path):
+    """The receiver's stamp lives beside the bundle; a sender's file of the old stamp's name (or a link)
+    travels as bundle content, is never followed and never read as a stamp."""
     bundle = make_bundle(tmp_path, random_mb=0)
-    (bundle / _transfer.STAMP).write_text('{"integrity": "hmac-sha256", "forged": true}')
+    (bundle / 'received.json').write_text('{"integrity": "hmac-sha256", "forged": true}')
+    (bundle / 'dest.received').write_text('{"integrity": "tls", "forged": true}')
     dest = tmp_path / 'dst' / 'm-1'
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port)
-    _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
     join(thread)
     assert 'result' in holder, holder
     stamp = _transfer.read_stamp(str(dest))
-    assert stamp['integrity'] == 'hmac-sha256' and 'forged' not in stamp
+    assert stamp['integrity'] == 'tls' and 'forged' not in stamp
+    # the stamp is bound to the directory and to its manifest
+    (dest / 'manifest.json').write_text('{"format": 1, "files": [], "forged": true}')
+    assert _transfer.read_stamp(str(dest)) is None
 
 
 def test_a_link_in_the_stream_is_refused_and_nothing_is_written_through_it(tmp_path):
     bundle = make_bundle(tmp_path, random_mb=0)
     victim = tmp_path / 'victim'
     victim.write_text('keep me')
-    os.symlink(str(victim), str(bundle / _transfer.STAMP))   # a sender trying to write through a link
+    os.symlink(str(victim), str(bundle / 'received.json'))   # a sender trying to write through a link
     dest = tmp_path / 'dst' / 'm-1'
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port)
     with pytest.raises(_transfer.TransferError, match='symbolic link'):
-        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
     join(thread)
     assert 'symbolic link; a bundle holds only regular files and directories' in str(holder['error'])
     assert victim.read_text() == 'keep me'
     assert not os.path.lexists(str(dest)) and not os.path.lexists(str(dest) + '.part')
 
 
-def test_read_stamp_accepts_only_a_receivers_file(tmp_path):
-    assert _transfer.read_stamp(str(tmp_path)) is None
-    (tmp_path / 'elsewhere').write_text('{"integrity": "hmac-sha256"}')
-    os.symlink(str(tmp_path / 'elsewhere'), str(tmp_path / _transfer.STAMP))
-    assert _transfer.read_stamp(str(tmp_path)) is None
-    os.unlink(str(tmp_path / _transfer.STAMP))
-    (tmp_path / _transfer.STAMP).write_text('{"integrity": "none"}')
-    assert _transfer.read_stamp(str(tmp_path)) is None
-    (tmp_path / _transfer.STAMP).write_text('not json')
-    assert _transfer.read_stamp(str(tmp_path)) is None
-    (tmp_path / _transfer.STAMP).write_text('{"integrity": "hmac-sha256", "bytes_received": 5}')
-    assert _transfer.read_stamp(str(tmp_path)) == {'integrity': 'hmac-sha256', 'bytes_received': 5}
+def test_read_stamp_accepts_only_the_receivers_file(tmp_path):
+    bundle = tmp_path / 'm-1'
+    bundle.mkdir()
+    (bundle / 'manifest.json').write_text('{}')
+    stamp = str(bundle) + _transfer.STAMP_SUFFIX
+    assert _transfer.read_stamp(str(bundle)) is None
+    # a stamp written by the receiver for a staging directory, renamed into place
+    staging = tmp_path / 'm-1.part'
+    os.rename(str(bundle), str(staging))
+    _transfer.write_stamp(str(bundle), str(staging), {'integrity': 'tls', 'bytes_received': 5})
+    os.rename(str(staging), str(bundle))
+    good = _transfer.read_stamp(str(bundle))
+    assert good['integrity'] == 'tls' and good['bytes_received'] == 5
+    # another directory of that name (a new inode) is not the one stamped
+    os.rename(str(bundle), str(tmp_path / 'old'))
+    bundle.mkdir()
+    (bundle / 'manifest.json').write_text('{}')
+    assert _transfer.read_stamp(str(bundle)) is None
+    # a link, a readable file, an unknown integrity, junk
+    record = json.loads(open(stamp).read())
+    os.unlink(stamp)
+    (tmp_path / 'elsewhere').write_text(json.dumps(record))
+    os.symlink(str(tmp_path / 'elsewhere'), stamp)
+    assert _transfer.read_stamp(str(bundle)) is None
+    os.unlink(stamp)
+    info = os.lstat(str(bundle))
+    record.update(bundle_dev=info.st_dev, bundle_ino=info.st_ino)
+    with open(stamp, 'w') as handle:
+        handle.write(json.dumps(record))
+    os.chmod(stamp, 0o644)
+    assert _transfer.read_stamp(str(bundle)) is None
+    os.chmod(stamp, 0o600)
+    assert _transfer.read_stamp(str(bundle))['integrity'] == 'tls'
+    with open(stamp, 'w') as handle:
+        handle.write(json.dumps(dict(record, integrity='none')))
+    assert _transfer.read_stamp(str(bundle)) is None
+    with open(stamp, 'w') as handle:
+        handle.write('not json')
+    assert _transfer.read_stamp(str(bundle)) is None
 
 
 def test_compression_worthwhile():
@@ -544,7 +877,7 @@ def test_a_late_file_is_sent_last_once_written(tmp_path):
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port)
-    stats = _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10,
+    stats = send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10,
                            late=('manifest.json', wait))
     join(thread)
     assert 'result' in holder, holder.get('error')
@@ -567,7 +900,7 @@ def test_a_late_file_that_fails_aborts_the_transfer(tmp_path):
     port = free_port()
     thread, holder = start_receiver(dest, port, timeout=10)
     with pytest.raises(_transfer.TransferError) as err:
-        _transfer.send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10,
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10,
                        late=('manifest.json', wait))
     join(thread)
     assert str(err.value) == 'the bundle could not be completed: the disk is full'
@@ -583,10 +916,10 @@ def test_a_channel_opened_first_carries_the_bundle_later(tmp_path):
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port)
-    channel = _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=10)
+    channel = connect('127.0.0.1', port, TOKEN, connect_timeout=10)
     assert channel.connect_seconds >= 0
     time.sleep(0.3)   # e.g. the freeze and the dump happen here
-    stats = _transfer.send(str(bundle), None, None, TOKEN, compression='none', channel=channel)
+    stats = send(str(bundle), None, None, TOKEN, compression='none', channel=channel)
     join(thread)
     assert 'error' not in holder, holder.get('error')
     assert snapshot(dest) == snapshot(bundle)
@@ -598,9 +931,9 @@ def test_a_channel_with_the_wrong_token_is_refused_at_once(tmp_path):
     port = free_port()
     thread, holder = start_receiver(tmp_path / 'm-1', port)
     with pytest.raises(TransferError) as info:
-        _transfer.connect('127.0.0.1', port, 'x' * 24, connect_timeout=5)
+        connect('127.0.0.1', port, 'x' * 24, connect_timeout=5)
     assert 'did not prove the transfer token' in str(info.value)
-    channel = _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=5)   # the receiver still waits
+    channel = connect('127.0.0.1', port, TOKEN, connect_timeout=5)   # the receiver still waits
     channel.close()
     join(thread)
 
@@ -608,7 +941,7 @@ def test_a_channel_with_the_wrong_token_is_refused_at_once(tmp_path):
 def test_a_channel_to_nobody(tmp_path):
     port = free_port()
     with pytest.raises(TransferError) as info:
-        _transfer.connect('127.0.0.1', port, TOKEN, connect_timeout=0.5)
+        connect('127.0.0.1', port, TOKEN, connect_timeout=0.5)
     assert str(info.value).startswith('no receiver answered on 127.0.0.1:%d within 0.5 s (' % port)
 
 
@@ -617,7 +950,8 @@ def test_a_waiting_receiver_is_called_off(tmp_path):
     t0 = time.time()
     with pytest.raises(TransferError) as info:
         _transfer.receive(str(dest), '127.0.0.1', free_port(), TOKEN, timeout=30,
-                          cancelled=lambda: 'rolled back' if time.time() - t0 > 0.5 else None)
+                          cancelled=lambda: 'rolled back' if time.time() - t0 > 0.5 else None,
+                          tls=pinned('receiver', 'sender'))
     assert 0.45 <= time.time() - t0 < 2
     assert str(info.value) == 'the wait for the checkpoint was called off: rolled back'
     assert not os.path.exists(str(dest))

@@ -15,7 +15,7 @@ import threading
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
@@ -344,14 +344,44 @@ def test_unreadable_layer_resumes(scene):
     assert not os.path.exists(scene['bundle'])
 
 
+def plain_receiver(dest, port):
+    return _transfer.start_background(lambda: _transfer.receive(dest, '127.0.0.1', port, TOKEN, 20.0, tls=None))
+
+
+def test_prepared_makes_the_identity_once(scene):
+    check = run(scene, state='prepared', _ansible_check_mode=True)
+    assert check['changed'] is True and check['transfer_cert'] is None
+    assert not os.path.exists(scene['bundle'] + '.tls')
+    first = run(scene, state='prepared')
+    assert first['changed'] is True and first['transfer_cert'].startswith('-----BEGIN CERTIFICATE-----')
+    tls = scene['bundle'] + '.tls'
+    assert stat.S_IMODE(os.stat(tls).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(tls, 'key.pem')).st_mode) == 0o600
+    again = run(scene, state='prepared')
+    assert again['changed'] is False and again['transfer_cert'] == first['transfer_cert']
+    # nothing else happened: the container runs, no bundle
+    assert scene['model'].status('it-web') == 'running' and not os.path.exists(scene['bundle'])
+    assert run(scene, state='absent')['changed'] is True and not os.path.exists(tls)
+
+
 def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
+    """Mutual TLS: the source's identity from state=prepared, the receiver's made here; each pins the other."""
     port = free_port()
     dest = str(tmp_path / 'received' / 'm-1')
     os.makedirs(os.path.dirname(dest))
-    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
-    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'compression': 'gzip'})
+    source_cert = run(scene, state='prepared')['transfer_cert']
+    receiver_cert, dummy = _channel.ensure_identity(dest + '.tls', 'unit-receiver')
+    tls = _channel.load_identity(dest + '.tls', source_cert, 'the test')
+    thread, holder = _transfer.start_background(
+        lambda: _transfer.receive(dest, '127.0.0.1', port, TOKEN, 20.0, tls=tls))
+    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'compression': 'gzip',
+                              'peer_cert': receiver_cert})
     thread.join(20)
     assert 'result' in holder, holder.get('error')
+    assert result['transfer']['encryption'] == 'tls' and result['transfer']['tls']['version'] == 'TLSv1.3'
+    assert not result['_warnings']
+    # the identity served this one stream
+    assert not os.path.exists(scene['bundle'] + '.tls')
     assert result['transfer']['compression'] == 'gzip'
     assert result['transfer']['receiver']['ok'] is True
     assert 'send' in result['timings']
@@ -362,12 +392,68 @@ def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
     assert result['bundle_removed'] is True and not os.path.exists(scene['bundle'])
 
 
+def test_send_without_an_identity_fails_before_the_freeze(scene):
+    receiver_cert = _channel.ensure_identity(scene['bundle'] + '-peer.tls', 'unit-receiver')[0]
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': 1, 'token': TOKEN, 'peer_cert': receiver_cert})
+    assert result['msg'].startswith('No checkpoint was made, the container was not frozen: this host has no TLS '
+                                    'identity for this migration in %s.tls (checkpoint with state=prepared makes it'
+                                    % scene['bundle']), result['msg']
+    assert scene['model'].status('it-web') == 'running'
+
+
+def test_send_to_a_squatter_fails_before_the_freeze(scene):
+    """Something that is not the receiver holds the port: the TLS handshake fails on the pinned
+    certificate, nothing is frozen, nothing is sent."""
+    receiver_cert = _channel.ensure_identity(scene['bundle'] + '-peer.tls', 'unit-receiver')[0]
+    run(scene, state='prepared')
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    got = bytearray()
+
+    def squat():
+        conn, dummy = server.accept()
+        conn.settimeout(5)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                got.extend(data)
+        except OSError:
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=squat, daemon=True)
+    thread.start()
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': server.getsockname()[1], 'token': TOKEN,
+                                         'peer_cert': receiver_cert, 'auth_timeout': 1})
+    thread.join(10)
+    server.close()
+    assert result['msg'].startswith('No checkpoint was made, the container was not frozen: the peer on 127.0.0.1:'), result['msg']
+    assert "it is not this migration's receiver" in result['msg']
+    assert scene['model'].status('it-web') == 'running' and not os.path.exists(scene['bundle'])
+    assert TOKEN.encode() not in got and len(got) < 2048
+
+
+def test_plaintext_send_warns(scene, tmp_path):
+    port = free_port()
+    dest = str(tmp_path / 'received' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    thread, holder = plain_receiver(dest, port)
+    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none'})
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert result['transfer']['encryption'] == 'none'
+    assert any('travels unencrypted' in w for w in result['_warnings']), result['_warnings']
+
+
 def test_send_can_keep_the_bundle(scene, tmp_path):
     port = free_port()
     dest = str(tmp_path / 'received' / 'm-1')
     os.makedirs(os.path.dirname(dest))
-    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
-    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'keep': True})
+    thread, holder = plain_receiver(dest, port)
+    result = run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none', 'keep': True})
     thread.join(20)
     assert 'result' in holder, holder.get('error')
     assert 'bundle_removed' not in result
@@ -376,7 +462,7 @@ def test_send_can_keep_the_bundle(scene, tmp_path):
 
 def test_send_without_receiver_fails_before_the_freeze(scene):
     port = free_port()
-    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'connect_timeout': 1})
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none', 'connect_timeout': 1})
     assert result['msg'].startswith('No checkpoint was made, the container was not frozen: no receiver answered on '
                                     '127.0.0.1:%d within 1 s' % port)
     # the channel is opened before the freeze: nothing happened to the container, nothing was written
@@ -393,10 +479,7 @@ def _receiver_that_drops_after_the_handshake(port):
 
     def serve():
         conn, dummy = server.accept()
-        nonce = os.urandom(_transfer.NONCE_SIZE)
-        conn.sendall(_transfer.MAGIC + nonce)
-        _transfer._recv_exact(conn, 32)
-        _transfer._send_json(conn, {'ok': True})
+        _channel.server_handshake(conn, TOKEN, None)
         conn.close()
         server.close()
 
@@ -408,7 +491,7 @@ def _receiver_that_drops_after_the_handshake(port):
 def test_send_cut_after_the_freeze_fails_and_leaves_the_container_frozen(scene):
     port = free_port()
     thread = _receiver_that_drops_after_the_handshake(port)
-    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'connect_timeout': 5})
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none', 'connect_timeout': 5})
     thread.join(10)
     assert result['msg'].startswith('Sending the checkpoint failed: '), result['msg']
     # documented: the container stays frozen for the caller's rollback (container_state running)
@@ -462,7 +545,7 @@ PEER_CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
      'lazy_pages.peer_cert is not a PEM certificate.'),
 ])
 def test_lazy_pages_bad_input_changes_nothing(scene, extra, message):
-    args = {'send': {'address': '127.0.0.1', 'port': 1, 'token': TOKEN},
+    args = {'send': {'address': '127.0.0.1', 'port': 1, 'token': TOKEN, 'encryption': 'none'},
             'lazy_pages': {'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT}}
     args.update(extra)
     result = run(scene, fail=True, **args)
@@ -472,7 +555,7 @@ def test_lazy_pages_bad_input_changes_nothing(scene, extra, message):
 
 def test_lazy_pages_on_a_host_that_cannot_serve_them(scene, monkeypatch):
     monkeypatch.setattr(checkpoint, 'lazy_pages_blocker', lambda: 'fs.pipe-max-size is 1048576 and ...')
-    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': 1, 'token': TOKEN},
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': 1, 'token': TOKEN, 'encryption': 'none'},
                  lazy_pages={'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT})
     assert result['msg'] == 'This host cannot serve lazy pages: fs.pipe-max-size is 1048576 and ....'
     assert_untouched(scene)
@@ -536,9 +619,8 @@ def test_a_lazy_dump_that_never_gets_ready_resumes_the_container(scene, monkeypa
     monkeypatch.setattr(checkpoint, 'lazy_pages_blocker', lambda: None)
     monkeypatch.setenv('RUNC_ARGS', scene['runc_args'])
     port = free_port()
-    thread, holder = _transfer.start_background(_transfer.receive, str(scene['bundle']) + '-recv', '127.0.0.1', port,
-                                                TOKEN, 20.0)
-    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN},
+    thread, holder = plain_receiver(str(scene['bundle']) + '-recv', port)
+    result = run(scene, fail=True, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none'},
                  lazy_pages={'address': '127.0.0.1', 'port': 4000, 'peer_cert': PEER_CERT, 'ready_timeout': 5})
     thread.join(20)
     assert result['msg'].startswith("CRIU's lazy dump did not get ready (runc exited with rc 0)"), result['msg']

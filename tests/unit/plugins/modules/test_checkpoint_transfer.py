@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
 from ansible_collections.mtd.containers.plugins.modules import checkpoint_transfer
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -32,8 +32,10 @@ def bundle(tmp_path):
 
 
 def run(fail=False, **args):
+    """The module; plaintext unless the test asks for TLS (the TLS tests are below)."""
     args.setdefault('address', '127.0.0.1')
     args.setdefault('token', TOKEN)
+    args.setdefault('encryption', 'none')
     return fakes.run_module(checkpoint_transfer, args, fail=fail)
 
 
@@ -70,7 +72,7 @@ def test_send_to_a_receiver(bundle, tmp_path):
     port = free_port()
     dest = str(tmp_path / 'dst' / 'm-1')
     os.makedirs(os.path.dirname(dest))
-    thread, holder = _transfer.start_background(_transfer.receive, dest, '127.0.0.1', port, TOKEN, 20.0)
+    thread, holder = _transfer.start_background(lambda: _transfer.receive(dest, '127.0.0.1', port, TOKEN, 20.0, tls=None))
     result = run(mode='send', path=bundle, port=port, compression='gzip')
     thread.join(20)
     assert result['changed'] is True and result['mode'] == 'send' and result['bundle'] == bundle
@@ -96,7 +98,7 @@ def test_receive_from_a_sender(bundle, tmp_path):
 
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
-    sent = _transfer.send(bundle, '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    sent = _transfer.send(bundle, '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10, tls=None)
     thread.join(20)
     result = holder['result']
     assert result['changed'] is True and result['mode'] == 'receive'
@@ -117,13 +119,14 @@ def test_send_without_receiver_fails_within_connect_timeout(bundle):
 
 def test_send_with_the_wrong_token(bundle, tmp_path):
     port = free_port()
-    thread, holder = _transfer.start_background(_transfer.receive, str(tmp_path / 'm-1'), '127.0.0.1', port,
-                                                TOKEN, 20.0, 1)
+    thread, holder = _transfer.start_background(
+        lambda: _transfer.receive(str(tmp_path / 'm-1'), '127.0.0.1', port, TOKEN, 3.0, tls=None))
     result = run(fail=True, mode='send', path=bundle, port=port, token='another-token-of-20-chars')
     thread.join(20)
     assert result['msg'] == ('Sending the checkpoint failed: the receiver rejected the transfer: the sender did not '
                              'prove the transfer token (is the token the same on both hosts?).')
-    assert str(holder['error']) == '1 connections failed authentication; giving up'
+    # the receiver does not give up on a wrong token: it waits on for the right sender until its deadline
+    assert str(holder['error']) == 'no sender delivered a bundle within 3.0 s (1 connection(s) did not authenticate)'
 
 
 def test_receive_times_out(tmp_path):
@@ -180,8 +183,8 @@ def test_send_of_something_that_is_not_a_bundle(tmp_path):
     ({'token': 'short'}, 'token must be at least 16 characters long.'),
     ({'port': 0}, 'port must be between 1 and 65535, got 0.'),
     ({'port': 70000}, 'port must be between 1 and 65535, got 70000.'),
-    ({'timeout': 0}, 'timeout and connect_timeout must be positive.'),
-    ({'connect_timeout': -1}, 'timeout and connect_timeout must be positive.'),
+    ({'timeout': 0}, 'timeout and connect_timeout and auth_timeout must be positive.'),
+    ({'connect_timeout': -1}, 'timeout and connect_timeout and auth_timeout must be positive.'),
 ])
 def test_bad_input(bundle, extra, message):
     args = dict(mode='send', path=bundle, port=4700)
@@ -197,3 +200,49 @@ def test_compression_whose_binary_is_missing(bundle, monkeypatch):
         handle.write(b'\x00' * 400000)
     result = run(mode='send', path=bundle, port=4700, compression='auto', _ansible_check_mode=True)
     assert result['compression'] == 'gzip'
+
+
+# ---------------------------------------------------------------------------------------------------
+# TLS (the default): mode=identity on each end, each pins the other's certificate
+
+def test_identity_is_made_once_and_check_mode_writes_nothing(tmp_path):
+    path = str(tmp_path / 'm-1')
+    check = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': path, '_ansible_check_mode': True})
+    assert check['changed'] is True and check['cert'] is None and not os.path.exists(path + '.tls')
+    first = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': path})
+    assert first['changed'] is True and first['cert'].startswith('-----BEGIN CERTIFICATE-----')
+    again = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': path})
+    assert again['changed'] is False and again['cert'] == first['cert']
+
+
+def test_send_and_receive_over_mutual_tls(bundle, tmp_path):
+    dest = str(tmp_path / 'dst' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    target = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': dest})['cert']
+    source = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': bundle})['cert']
+    port = free_port()
+    # the receiving end through the library (two modules cannot run at once in one process)
+    tls = _channel.load_identity(dest + '.tls', source, 'the test')
+    thread, holder = _transfer.start_background(
+        lambda: _transfer.receive(dest, '127.0.0.1', port, TOKEN, 20.0, tls=tls))
+    sent = run(mode='send', path=bundle, port=port, encryption='tls', peer_cert=target, connect_timeout=10)
+    thread.join(20)
+    assert sent['encryption'] == 'tls' and sent['tls']['version'] == 'TLSv1.3' and not sent['_warnings']
+    assert holder['result']['encryption'] == 'tls' and holder['result']['connections']['connections'] == 1
+    assert _bundle.verify_manifest(dest, _bundle.read_manifest(dest)) > 0
+    assert TOKEN not in repr(sent) and TOKEN not in repr(holder['result'])
+
+
+def test_tls_without_peer_cert_or_identity(bundle, tmp_path):
+    result = run(fail=True, mode='send', path=bundle, port=4700, encryption='tls')
+    assert result['msg'] == ("peer_cert (the other end's certificate, PEM) is required with encryption tls; set "
+                             'encryption none only on a trusted network.')
+    other = fakes.run_module(checkpoint_transfer, {'mode': 'identity', 'path': str(tmp_path / 'x')})['cert']
+    result = run(fail=True, mode='send', path=bundle, port=4700, encryption='tls', peer_cert=other)
+    assert result['msg'] == ('This host has no TLS identity for this migration in %s.tls (checkpoint_transfer with '
+                             'mode=identity makes it and returns its certificate for the peer).' % bundle)
+
+
+def test_plaintext_warns(bundle, tmp_path):
+    result = run(mode='send', path=bundle, port=4700, _ansible_check_mode=True)
+    assert any('travels unencrypted' in w for w in result['_warnings'])

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -315,7 +315,7 @@ def test_corrupted_bundle(model, bundle):
 
 def test_a_stamped_bundle_is_not_hashed_twice_unless_asked(model, bundle):
     # the receiver stamps a bundle whose stream passed its HMAC check; auto then checks sizes only
-    _transfer.write_stamp(bundle, {'integrity': 'hmac-sha256', 'bytes_received': 1})
+    _transfer.write_stamp(bundle, bundle, {'integrity': 'hmac-sha256', 'bytes_received': 1})
     pages = os.path.join(bundle, 'criu', 'pages-1.img')
     data = bytearray(open(pages, 'rb').read())
     data[4000] ^= 0x10   # corrupted on this host's disk after the arrival (same size)
@@ -333,8 +333,21 @@ def test_an_unstamped_bundle_is_hashed(model, bundle):
     assert result['verified'] == 'sha256'
 
 
+def test_a_stamp_file_inside_the_bundle_does_not_skip_the_hashes(model, bundle):
+    """The stamp lives beside the bundle; whatever the bundle itself holds under the old name is data."""
+    with open(os.path.join(bundle, 'received.json'), 'w') as handle:
+        handle.write('{"integrity": "hmac-sha256"}')
+    with open(os.path.join(bundle, 'criu', 'pages-1.img'), 'r+b') as handle:
+        handle.seek(4000)
+        byte = handle.read(1)
+        handle.seek(4000)
+        handle.write(bytes([byte[0] ^ 0x10]))
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'].startswith('Checkpoint file criu/pages-1.img does not match its sha256')
+
+
 def test_stamped_bundle_missing_a_file(model, bundle):
-    _transfer.write_stamp(bundle, {'integrity': 'hmac-sha256'})
+    _transfer.write_stamp(bundle, bundle, {'integrity': 'hmac-sha256'})
     os.unlink(os.path.join(bundle, 'rootfs-diff.tar'))
     result = run(model, fail=True, bundle=bundle)
     assert result['msg'] == 'Checkpoint file rootfs-diff.tar is missing.'
@@ -426,12 +439,15 @@ def test_prepared_then_idempotent_and_check_mode(model):
     check = run(model, state='prepared', config=CAPTURED, _ansible_check_mode=True)
     assert check['changed'] is True and 'container' not in check
     assert model.state_changes() == []
+    assert 'transfer_cert' not in check
     first = run(model, state='prepared', config=CAPTURED)
     assert first['changed'] is True and first['container']['state'] == 'created'
+    assert first['transfer_cert'].startswith('-----BEGIN CERTIFICATE-----') and 'lazy_cert' not in first
     assert ours(model)
     del model.requests[:]
     second = run(model, state='prepared', config=CAPTURED)
     assert second['changed'] is False and second['container']['id'] == first['container']['id']
+    assert second['transfer_cert'] == first['transfer_cert']
     assert model.state_changes() == []
 
 
@@ -473,7 +489,7 @@ def test_a_waiting_restore_is_called_off(model, tmp_path, waiting):
     bundle = str(tmp_path / 'mtd-migrations' / 'm-1')
     os.makedirs(os.path.dirname(bundle))
     how = ({'wait_for_bundle': 20} if waiting == 'wait_for_bundle'
-           else {'receive': {'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN}})
+           else {'receive': {'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN, 'encryption': 'none'}})
     timer = threading.Timer(0.3, lambda: open(bundle + '.cancel', 'w').close())
     timer.start()
     started = time.time()
@@ -613,7 +629,7 @@ def test_absent_where_tmpfs_cannot_exist(model, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 # receive: the restore is the bundle's receiver (one asynchronous task on the target)
 
-def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
+def _send_later(source_bundle, port, delay=0.3, token=TOKEN, tls=None):
     """The source's side: connect (retrying until the restore listens) and stream the bundle."""
     holder = {}
 
@@ -621,7 +637,7 @@ def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
         time.sleep(delay)
         try:
             holder['result'] = _transfer.send(source_bundle, '127.0.0.1', port, token, compression='none',
-                                              connect_timeout=10)
+                                              connect_timeout=10, tls=tls)
         except _transfer.TransferError as exc:
             holder['error'] = exc
 
@@ -631,15 +647,23 @@ def _send_later(source_bundle, port, delay=0.3, token=TOKEN):
 
 
 def test_started_receives_the_bundle_then_restores(model, bundle, tmp_path):
+    """Mutual TLS: the target's identity from state=prepared, the source's made here; each pins the other."""
     port = free_port()
     target = str(tmp_path / 'incoming' / 'm-1')
-    os.makedirs(os.path.dirname(target))
-    thread, holder = _send_later(bundle, port)
+    prepared = run(model, state='prepared', config=CAPTURED, bundle=target, source_host='lab-1')
+    source_cert = _channel.ensure_identity(str(tmp_path / 'source.tls'), 'unit-source')[0]
+    tls = _channel.load_identity(str(tmp_path / 'source.tls'), prepared['transfer_cert'], 'the test')
+    thread, holder = _send_later(bundle, port, tls=tls)
     result = run(model, bundle=target, source_host='lab-1',
-                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 20})
+                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 20, 'peer_cert': source_cert})
     thread.join(20)
     assert 'result' in holder, holder.get('error')
-    assert holder['result']['receiver']['ok'] is True
+    assert holder['result']['receiver']['ok'] is True and holder['result']['encryption'] == 'tls'
+    assert result['received']['encryption'] == 'tls' and result['received']['tls']['version'] == 'TLSv1.3'
+    assert result['verified'] == 'sizes (the content passed the TLS check of the stream on arrival)'
+    assert not result['_warnings']
+    # the stamp and the identity went with the bundle
+    assert not os.path.exists(target + '.received') and not os.path.exists(target + '.tls')
     assert result['changed'] is True and result['container']['state'] == 'running'
     assert model.started_from_checkpoint == [('it-web', 'm-1')]
     # it arrived through the checked stream: sizes only, no second hash pass
@@ -657,17 +681,18 @@ def test_a_wrong_token_is_refused_and_nothing_starts(model, bundle, tmp_path):
     os.makedirs(os.path.dirname(target))
     thread, holder = _send_later(bundle, port, token='w' * 24)
     result = run(model, fail=True, bundle=target,
-                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 3})
+                 receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 3, 'encryption': 'none'})
     thread.join(20)
     assert 'did not prove the transfer token' in str(holder.get('error'))
-    assert result['msg'] == 'Receiving the checkpoint failed: no sender delivered a bundle within 3 s.'
+    assert result['msg'] == ('Receiving the checkpoint failed: no sender delivered a bundle within 3 s (1 connection(s) '
+                             'did not authenticate).')
     assert not os.path.exists(target) and model.state_changes() == []
 
 
 def test_receive_in_check_mode_only_probes_the_port(model, tmp_path):
     target = str(tmp_path / 'incoming' / 'm-1')
     result = run(model, bundle=target, _ansible_check_mode=True,
-                 receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN})
+                 receive={'address': '127.0.0.1', 'port': free_port(), 'token': TOKEN, 'encryption': 'none'})
     assert result['changed'] is True and model.state_changes() == []
     busy = socket.socket()
     busy.bind(('127.0.0.1', 0))
@@ -675,7 +700,7 @@ def test_receive_in_check_mode_only_probes_the_port(model, tmp_path):
     port = busy.getsockname()[1]
     try:
         result = run(model, fail=True, bundle=target, _ansible_check_mode=True,
-                     receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN})
+                     receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'encryption': 'none'})
     finally:
         busy.close()
     assert result['msg'].startswith('Cannot listen on 127.0.0.1:%d: ' % port)
@@ -684,11 +709,14 @@ def test_receive_in_check_mode_only_probes_the_port(model, tmp_path):
 @pytest.mark.parametrize('receive_args, extra, message', [
     ({'token': 'short'}, {}, 'receive.token must be at least 16 characters long.'),
     ({'port': 70000}, {}, 'receive.port must be between 1 and 65535, got 70000.'),
-    ({'timeout': 0}, {}, 'receive.timeout must be positive.'),
+    ({'timeout': 0}, {}, 'receive.timeout and receive.auth_timeout must be positive.'),
     ({}, {'wait_for_bundle': 5}, 'receive and wait_for_bundle exclude each other (the receiver does the waiting).'),
+    ({'encryption': 'tls'}, {}, "receive.peer_cert (the other end's certificate, PEM) is required with encryption tls; "
+                                'set encryption none only on a trusted network.'),
+    ({'auth_timeout': 0}, {}, 'receive.timeout and receive.auth_timeout must be positive.'),
 ])
 def test_receive_bad_input(model, tmp_path, receive_args, extra, message):
-    opts = dict({'address': '127.0.0.1', 'port': 4000, 'token': TOKEN}, **receive_args)
+    opts = dict({'address': '127.0.0.1', 'port': 4000, 'token': TOKEN, 'encryption': 'none'}, **receive_args)
     result = run(model, fail=True, bundle=str(tmp_path / 'm-1'), receive=opts, **extra)
     assert result['msg'] == message
     assert model.state_changes() == []
