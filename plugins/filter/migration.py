@@ -66,7 +66,7 @@ def migration_completed(record: Any, checkpoint: Any, restored: Any, memory: str
     phases = _dict(record.get('phases'))
     phases.update({
         'transfer': {key: sent.get(key) for key in
-                     ('seconds', 'bytes_raw', 'bytes_sent', 'compression', 'throughput_mb_s')},
+                     ('seconds', 'bytes_raw', 'bytes_sent', 'compression', 'encryption', 'throughput_mb_s')},
         'checkpoint': cp.get('timings'),
         'bytes': cp.get('bytes'),
         'receive': {'seconds': received.get('seconds'), 'bytes_received': received.get('bytes_received')},

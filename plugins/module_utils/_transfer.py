@@ -57,11 +57,10 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._archive import StreamExtractor
-from ansible_collections.mtd.containers.plugins.module_utils._channel import (  # noqa: F401 (TransferError, MAGIC: re-exported)
+from ansible_collections.mtd.containers.plugins.module_utils._channel import (
     DATA,
     END,
     HEADER,
-    MAGIC,
     VERDICT,
     Listener,
     Pinned,
@@ -69,9 +68,13 @@ from ansible_collections.mtd.containers.plugins.module_utils._channel import (  
     TransferError,
     client_handshake,
     drain,
+    tls_failure,
+)
+# re-exported: the modules and tests use the channel's names through this module
+from ansible_collections.mtd.containers.plugins.module_utils._channel import (  # noqa: F401 pylint: disable=unused-import
+    MAGIC,
     ensure_identity,
     load_identity,
-    tls_failure,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError

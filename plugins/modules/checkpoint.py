@@ -81,7 +81,7 @@ options:
       - V(prepared) (before the migration, nothing is frozen) makes this host's TLS identity for sending
         this checkpoint with O(send) - a fresh key that never leaves this host, in C(<bundle>.tls) (0700)
         beside the bundle - and returns its certificate as RV(transfer_cert), for the receiver to pin
-        (O(mtd.containers.restore#module:receive.peer_cert)). Made once: a second run returns the same
+        (O(mtd.containers.restore#module:receive.peer_cert)). Made once; a second run returns the same
         certificate, unchanged. Check mode writes nothing. The identity is removed after the send and by
         O(state=absent).
     type: str
@@ -169,6 +169,24 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Before the migration, this host's TLS identity for sending m-42 (nothing is frozen)
+  mtd.containers.checkpoint:
+    container: web-1
+    name: m-42
+    state: prepared
+  register: source_identity
+
+- name: Freeze web-1, checkpoint it and send it to the target's receiver over mutual TLS
+  mtd.containers.checkpoint:
+    container: web-1
+    name: m-42
+    send:
+      address: 192.0.2.20
+      port: 47042
+      token: "{{ transfer_token }}"
+      peer_cert: "{{ standby.transfer_cert }}"   # restore state=prepared on the target
+  register: cp
+
 - name: Freeze web-1 and checkpoint it into /dev/shm/mtd-migrations/m-42
   mtd.containers.checkpoint:
     container: web-1

@@ -188,7 +188,7 @@ def assert_rolled_back(name, report, cause):
 ])
 def test_transfer_faults_roll_back(workload, mode, cause):
     name, report = workload
-    proxy, extra = wait_for_port_and_start_proxy(mode, 3000)
+    proxy, extra = wait_for_port_and_start_proxy(mode, 16384)
     try:
         proc = migrate(name, 'lab-1', target='lab-3', report=report, extra=extra, check=False)
     finally:
@@ -202,7 +202,7 @@ def test_transfer_faults_roll_back(workload, mode, cause):
 def test_target_engine_killed_before_restore(workload, tmp_path):
     name, report = workload
     ready = str(tmp_path / 'held')
-    proxy, extra = wait_for_port_and_start_proxy('hold', 1000, ready)
+    proxy, extra = wait_for_port_and_start_proxy('hold', 16384, ready)
     run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
                             '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-3',
                             '-e', 'mtd_report=%s' % report] + extra,
@@ -303,7 +303,7 @@ def test_failed_cleanup_on_converge_still_resumes_the_source(workload, tmp_path)
     rollback goes on: the source must run again, the only running copy, its files intact."""
     name, report = workload
     ready = str(tmp_path / 'held')
-    proxy, extra = wait_for_port_and_start_proxy('hold', 1000, ready)
+    proxy, extra = wait_for_port_and_start_proxy('hold', 16384, ready)
     proxy_port = int(extra[-1].rsplit(':', 1)[1])
     run = subprocess.Popen([str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY), 'playbooks/migrate.yml',
                             '-e', 'mtd_container=%s' % name, '-e', 'mtd_source=lab-1', '-e', 'mtd_target=lab-3',
@@ -495,7 +495,7 @@ def test_lazy_page_server_is_ended_when_the_target_never_fetches(memory_workload
     page server waits for ever. The rollback ends it without letting the container run behind the
     engine's back, then resumes it."""
     name, report = memory_workload
-    proxy, extra = wait_for_port_and_start_proxy('corrupt', 3000)
+    proxy, extra = wait_for_port_and_start_proxy('corrupt', 16384)
     try:
         proc = migrate(name, 'lab-1', target='lab-3', report=report, extra=extra + LAZY, check=False)
     finally:

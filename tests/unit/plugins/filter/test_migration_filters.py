@@ -76,7 +76,7 @@ def test_lazy_pages_matter_only_for_post_copy():
 CP = {
     'frozen_at': 1000.25, 'precopy': {'used': False, 'reason': 'no dirty tracking'},
     'timings': {'dump': 0.4, 'send': 0.3}, 'bytes': {'criu': 10, 'total': 30},
-    'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd',
+    'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd', 'encryption': 'tls',
                  'throughput_mb_s': 0.1, 'other': 'not kept'},
 }
 RESTORED = {
@@ -95,7 +95,7 @@ def test_completed_record():
         'phases': {
             'prepare': {'pull': 1},
             'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd',
-                         'throughput_mb_s': 0.1},
+                         'encryption': 'tls', 'throughput_mb_s': 0.1},
             'checkpoint': {'dump': 0.4, 'send': 0.3}, 'bytes': {'criu': 10, 'total': 30},
             'receive': {'seconds': 0.31, 'bytes_received': 20},
             'restore': {'restore': 0.5}, 'memory': 'copy', 'image_delivery': 'direct',

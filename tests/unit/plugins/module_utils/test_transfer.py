@@ -469,7 +469,6 @@ def test_a_receiver_with_another_certificate_is_refused(tmp_path):
     assert holder['error'].msg == 'no sender delivered a bundle within 4.0 s (2 connection(s) did not authenticate)'
 
 
-
 def test_the_pin_is_checked_again_after_the_handshake(tmp_path):
     tls = pinned('sender', 'receiver')
     tls.peer_fingerprint = '0' * 64     # as if the chain check had let another certificate through
@@ -670,7 +669,7 @@ def test_a_connection_cut_mid_stream_fails_both_sides(tmp_path, compression, kin
     t0 = time.time()
     with pytest.raises(TransferError) as info:
         send(str(bundle), '127.0.0.1', proxy.port, TOKEN, compression=compression, connect_timeout=10,
-                       io_timeout=20)
+             io_timeout=20)
     join(thread)
     assert time.time() - t0 < 15
     assert 'broke off' in str(info.value) or 'closed' in str(info.value), str(info.value)
@@ -878,7 +877,7 @@ def test_a_late_file_is_sent_last_once_written(tmp_path):
     port = free_port()
     thread, holder = start_receiver(dest, port)
     stats = send(str(bundle), '127.0.0.1', port, TOKEN, compression='gzip', connect_timeout=10,
-                           late=('manifest.json', wait))
+                 late=('manifest.json', wait))
     join(thread)
     assert 'result' in holder, holder.get('error')
     assert order == ['wait']
@@ -901,7 +900,7 @@ def test_a_late_file_that_fails_aborts_the_transfer(tmp_path):
     thread, holder = start_receiver(dest, port, timeout=10)
     with pytest.raises(_transfer.TransferError) as err:
         send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10,
-                       late=('manifest.json', wait))
+             late=('manifest.json', wait))
     join(thread)
     assert str(err.value) == 'the bundle could not be completed: the disk is full'
     assert not os.path.exists(str(dest)) and not os.path.exists(str(dest) + '.part')
