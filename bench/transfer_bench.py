@@ -70,7 +70,7 @@ def one_run(root, bundle, mode, ids):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--mb', type=int, nargs='+', default=[256, 1024])
     parser.add_argument('--repeat', type=int, default=5)
     args = parser.parse_args()
