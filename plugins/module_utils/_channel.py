@@ -41,6 +41,8 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._criu import make_tls_identity
+from ansible_collections.mtd.containers.plugins.module_utils._files import make_private_dir, remove_tree
 
 MAGIC = b'MTDX3\n'
 NONCE_SIZE = 32
@@ -127,8 +129,6 @@ def ensure_identity(directory: str, name: str, check_mode: bool = False) -> Tupl
     removed and made again. The parent directory must be one the caller checked (or made) already. In
     check mode nothing is written: (the certificate or None, would make).
     """
-    from ansible_collections.mtd.containers.plugins.module_utils._criu import make_tls_identity
-    from ansible_collections.mtd.containers.plugins.module_utils._files import make_private_dir, remove_tree
     cert, key = identity_files(directory)
     if os.path.isdir(directory) and not os.path.islink(directory) and _own_file(cert) and _own_file(key):
         make_private_dir(directory)

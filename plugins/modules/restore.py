@@ -181,8 +181,9 @@ options:
   lazy_pages:
     description:
       - Post-copy (see M(mtd.containers.checkpoint) O(mtd.containers.checkpoint#module:lazy_pages)).
-      - With O(state=prepared), V(true) makes this host's TLS identity for the page channel (a fresh key
-        that never leaves this host) and returns its certificate as RV(lazy_cert), which the source pins.
+      - With O(state=prepared), V(true) also returns this host's certificate as RV(lazy_cert) for the page
+        channel, which the source pins; it is the identity of RV(transfer_cert) (a fresh key made for the
+        migration that never leaves this host).
       - With O(state=started) it is not needed; a bundle made with lazy pages is recognised by its
         manifest. Before the start, a C(criu lazy-pages) daemon connects to the source's page server (mutual TLS,
         pinned certificates); the container resumes at once and gets the rest of its memory on demand
