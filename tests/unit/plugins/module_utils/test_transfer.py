@@ -350,6 +350,28 @@ def test_idle_peers_do_not_block_the_real_sender(tmp_path):
             sock.close()
 
 
+def test_a_flood_beyond_the_pending_limit_is_turned_away_and_the_receiver_goes_on(tmp_path, monkeypatch):
+    """At most MAX_PENDING handshakes at a time: more connections are closed at once (counted); once the
+    idle ones' pre-authentication time is up, the real sender gets through."""
+    monkeypatch.setattr(_channel, 'MAX_PENDING', 2)
+    bundle = make_bundle(tmp_path, random_mb=0)
+    dest = tmp_path / 'm-1'
+    port = free_port()
+    thread, holder = start_receiver(dest, port, auth_timeout=1.0)
+    idle = [raw_connect(port) for _dummy in range(2)]
+    time.sleep(0.3)
+    extra = raw_connect(port)
+    extra.settimeout(0.5)
+    assert extra.recv(10) == b''    # turned away at once (well before the 1 s limit)
+    time.sleep(1.2)                 # the two idle ones are dropped
+    send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
+    for sock in idle + [extra]:
+        sock.close()
+    assert holder['result']['connections'] == {'connections': 4, 'unauthenticated': 2, 'turned_away': 1}
+    assert snapshot(dest) == snapshot(bundle)
+
+
 def test_an_idle_peer_is_dropped_after_the_pre_authentication_timeout(tmp_path):
     port = free_port()
     thread, holder = start_receiver(tmp_path / 'm-1', port, timeout=6.0, auth_timeout=1.0)
