@@ -84,7 +84,7 @@ def main():
             bundle = os.path.join(root, 'src-%d' % mb)
             os.makedirs(os.path.join(bundle, 'criu'))
             with open(os.path.join(bundle, 'criu', 'pages-1.img'), 'wb') as handle:
-                for dummy in range(mb):
+                for _dummy in range(mb):
                     handle.write(os.urandom(1 << 20))
             with open(os.path.join(bundle, 'manifest.json'), 'w') as handle:
                 handle.write('{}')
