@@ -241,8 +241,8 @@ def _question_errors(q, decl, playbook):
         if not choices:
             errors.append('%s: a %s question needs choices' % (var, qtype))
         if decl['choices'] is not None and not set(choices) <= decl['choices']:
-            errors.append('%s: choices %s are not all accepted (%s)' % (var, sorted(set(choices) - decl['choices']),
-                                                                       sorted(decl['choices'])))
+            refused = sorted(set(choices) - decl['choices'])
+            errors.append('%s: choices %s are not all accepted (%s)' % (var, refused, sorted(decl['choices'])))
     elif choices:
         errors.append('%s: only multiplechoice and multiselect questions have choices' % var)
     errors.extend(_default_errors(q, choices))
