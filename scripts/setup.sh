@@ -106,6 +106,25 @@ if [ ! -x "$DOCS_VENV/bin/python" ] || [ "$(cat "$docs_stamp" 2>/dev/null)" != "
   echo "$docs_want" >"$docs_stamp"
 fi
 
+# --- ansible-rulebook (the event-driven trigger, extensions/eda): Java 17 and its own virtualenv ------
+# Its dependencies (ansible-runner, aiohttp, drools_jpy, psycopg ...) stay out of .venv; it runs the
+# playbooks with .venv's ansible-playbook (the caller puts .venv/bin on PATH).
+if ! dpkg-query -W -f='${Status}' openjdk-17-jre-headless 2>/dev/null | grep -q 'install ok installed'; then
+  say "installing Java 17 (openjdk-17-jre-headless) for ansible-rulebook"
+  run_logged apt-update-eda apt-get update -q
+  DEBIAN_FRONTEND=noninteractive run_logged apt-install-eda \
+    apt-get install -y -q --no-install-recommends openjdk-17-jre-headless
+fi
+EDA_VENV="$ROOT/.venv-eda"
+eda_stamp="$EDA_VENV/.requirements.sha256"
+eda_want="$(sha256sum "$ROOT/requirements-eda.txt" | cut -d' ' -f1)"
+if [ ! -x "$EDA_VENV/bin/ansible-rulebook" ] || [ "$(cat "$eda_stamp" 2>/dev/null)" != "$eda_want" ]; then
+  say "creating virtualenv .venv-eda from requirements-eda.txt (ansible-rulebook)"
+  run_logged venv-eda "${PYTHON:-/usr/bin/python3}" -m venv --clear "$EDA_VENV"
+  run_logged pip-install-eda "$EDA_VENV/bin/pip" install -q -r "$ROOT/requirements-eda.txt"
+  echo "$eda_want" >"$eda_stamp"
+fi
+
 # --- the collection, visible to ansible under its FQCN ----------------------------------------------
 mkdir -p "$BUILD/collections/ansible_collections/mtd"
 ln -sfn ../../../.. "$BUILD/collections/ansible_collections/mtd/containers"
