@@ -57,7 +57,8 @@ def migration_completed(record: Any, checkpoint: Any, restored: Any, memory: str
     restore job (async_status of mtd.containers.restore). Returns ``target_container_id``, ``precopy``,
     ``frozen_seconds`` (the target's resume minus the source's freeze, both hosts' clocks; None when
     either is unknown) and ``phases`` (the record's phases plus transfer, checkpoint, bytes, receive,
-    restore, memory and image_delivery).
+    restore, memory and image_delivery), and ``frozen_at`` / ``resumed_at`` (the instants themselves, for
+    the run report's timeline).
     """
     record, cp, restored = _dict(record), _dict(checkpoint), _dict(restored)
     sent, received = _dict(cp.get('transfer')), _dict(restored.get('received'))
@@ -78,6 +79,8 @@ def migration_completed(record: Any, checkpoint: Any, restored: Any, memory: str
         'target_container_id': _dict(restored.get('container')).get('id'),
         'precopy': cp['precopy'] if 'precopy' in cp else record.get('precopy'),
         'frozen_seconds': frozen,
+        'frozen_at': frozen_at,
+        'resumed_at': resumed_at,
         'phases': phases,
     }
 

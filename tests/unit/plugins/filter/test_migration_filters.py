@@ -92,6 +92,8 @@ def test_completed_record():
         'target_container_id': 'abc',
         'precopy': CP['precopy'],
         'frozen_seconds': 0.873,
+        'frozen_at': 1000.25,
+        'resumed_at': 1001.1234,
         'phases': {
             'prepare': {'pull': 1},
             'transfer': {'seconds': 0.3, 'bytes_raw': 30, 'bytes_sent': 20, 'compression': 'zstd',
@@ -111,6 +113,7 @@ def test_completed_without_clocks_or_optional_results():
     restored = {'resumed_at': 5, 'container': {'id': 'abc'}, 'timings': {}}
     extra = migration_completed(record, cp, restored)
     assert extra['frozen_seconds'] is None
+    assert extra['frozen_at'] is None and extra['resumed_at'] == 5
     assert extra['precopy'] == {'used': False, 'reason': 'earlier'}
     assert extra['phases']['receive'] == {'seconds': None, 'bytes_received': None}
     assert extra['phases']['image_delivery'] is None
