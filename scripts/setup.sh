@@ -26,6 +26,8 @@ APT_PKGS=(docker.io docker-registry openssh-server openssh-client iproute2 busyb
   build-essential libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libnl-3-dev
   libnet1-dev libcap-dev pkg-config python3-protobuf libbsd-dev libgnutls28-dev libnftables-dev
   uuid-dev libaio-dev libdrm-dev iptables)
+# headless rendering of the run report in tests/integration/test_report.py (chromium --headless)
+APT_PKGS+=(chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
