@@ -64,7 +64,7 @@ def num(value: Any) -> Optional[float]:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if out == out and out not in (float('inf'), float('-inf')) else None
+    return out if math.isfinite(out) else None
 
 
 def seconds_text(value: Optional[float]) -> str:
@@ -443,7 +443,7 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> str:
     return ('%d migration(s): %d succeeded, %d failed. At the same time: at most %d running, %d frozen. The longest '
             'freeze: %s. Time 0 is %s UTC (the controller\'s clock; the freeze and the resume are the hosts\' '
             'clocks).' % (len(rows), len(done), len(failed), running, frozen, seconds_text(longest),
-                                        origin.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]))
+                          origin.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]))
 
 
 def legend() -> str:

@@ -27,7 +27,6 @@ from test_migrate import migrate, remove_everywhere, start_workload, wait_for_po
 from ansible_collections.mtd.containers.plugins.plugin_utils import _timeline as tl
 
 
-
 def chromium(*args, timeout=120):
     binary = shutil.which('chromium')
     if not binary:
@@ -224,8 +223,8 @@ def test_defend_draws_every_migration_of_the_run(tmp_path, monkeypatch):
     # Under the default (linear) strategy the included migrations of different hosts run one after another
     # whatever mtd_defend_concurrency says (the picture showed it); with the free strategy each host moves
     # its containers at its own pace, so those of lab-1 and lab-2 overlap.
-    monkeypatch.setenv('ANSIBLE_STRATEGY', 'free')
     run_playbook('lab/demo/workloads.yml')
+    monkeypatch.setenv('ANSIBLE_STRATEGY', 'free')
     try:
         proc = run_playbook('playbooks/defend.yml', '-e', '@lab/demo/plan-vars.yml',
                             '-e', '{"mtd_defend_reference": [6, 8, 10], "mtd_defend_delta_t": 3}',

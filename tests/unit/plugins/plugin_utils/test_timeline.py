@@ -220,3 +220,9 @@ def test_nice_steps(span, step):
                                          (12.503, '12.5 s'), (612.0, '612 s')])
 def test_seconds_text(value, text):
     assert tl.seconds_text(value) == text
+
+
+@pytest.mark.parametrize('value, number', [(1, 1.0), ('2.5', 2.5), (True, None), ('nan', None), (float('inf'), None),
+                                           (None, None), ('x', None)])
+def test_numbers_of_a_record(value, number):
+    assert tl.num(value) == number
