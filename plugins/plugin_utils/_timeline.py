@@ -353,8 +353,9 @@ def svg_closeup(row: Mapping[str, Any]) -> str:
                                 'data-lane="%s" data-phase="%s"' % (lane, esc(span[0]))))
             if scale.w(span[1], span[2]) > 6.5 * len(span[0]) + 4:
                 out.append('<text class="pname" x="%.1f" y="%.1f">%s</text>' % (scale.x(span[1]) + 2, y + 12, esc(span[0])))
+    frozen = row['frozen_seconds'] if row['frozen_seconds'] is not None else window[1] - window[0]
     out.append('<text class="lane" x="%.1f" y="%.1f">frozen %s (axis: seconds after the freeze)</text>'
-               % (LEFT, top + 2 * lane_h + 20, esc(seconds_text(window[1] - window[0]))))
+               % (LEFT, top + 2 * lane_h + 20, esc(seconds_text(frozen))))
     out.append('</svg>')
     return '\n'.join(out)
 

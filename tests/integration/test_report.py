@@ -222,13 +222,14 @@ def test_defend_draws_every_migration_of_the_run(tmp_path, monkeypatch):
     report = tmp_path / 'defend.json'
     # Under the default (linear) strategy the included migrations of different hosts run one after another
     # whatever mtd_defend_concurrency says (the picture showed it); with the free strategy each host moves
-    # its containers at its own pace, so those of lab-1 and lab-2 overlap.
+    # its containers at its own pace, so those of lab-1 and lab-2 overlap (one attacked container on each, so
+    # that both have one due whatever the uptimes).
     run_playbook('lab/demo/workloads.yml')
     monkeypatch.setenv('ANSIBLE_STRATEGY', 'free')
     try:
         proc = run_playbook('playbooks/defend.yml', '-e', '@lab/demo/plan-vars.yml',
                             '-e', '{"mtd_defend_reference": [6, 8, 10], "mtd_defend_delta_t": 3}',
-                            '-e', '{"mtd_defend_attacked": ["lab-1/web-1"], "mtd_defend_concurrency": 4}',
+                            '-e', '{"mtd_defend_attacked": ["lab-1/web-1", "lab-2/web-2"], "mtd_defend_concurrency": 4}',
                             '-e', '{"mtd_defend_health_cmd": ["true"]}', '-e', 'mtd_defend_report=%s' % report)
     finally:
         run_playbook('lab/demo/cleanup.yml')
@@ -261,7 +262,7 @@ def readme_height(dom):
     """The height of the page down to the end of the first close-up (the README shows that much)."""
     fleet = dom.find('svg', 'fleet')[0]['attrs']
     closeup = dom.find('svg', 'closeup')[0]['attrs']
-    return int(float(fleet['height']) + float(closeup['height']) + 330)
+    return int(float(fleet['height']) + float(closeup['height']) + 445)
 
 
 def test_a_rolled_back_migration_is_drawn_as_failed(tmp_path):
