@@ -15,6 +15,17 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / 'lab' / 'inventory.yml'
 VENV_BIN = ROOT / '.venv' / 'bin'
+DOCKER = '/usr/bin/docker'
+STATE = '/var/lib/mtd-lab'            # lab/lab.sh: each host's engine socket, ssh key, known_hosts
+
+
+def docker(host, *args, check=True, stdin=None, timeout=120):
+    """The docker CLI against a lab host's own engine; AssertionError (with its stderr) when it fails."""
+    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, input=stdin)
+    if check and proc.returncode != 0:
+        raise AssertionError('docker %s failed: %s' % (' '.join(args), proc.stderr))
+    return proc
 
 
 def require_lab():

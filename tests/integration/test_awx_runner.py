@@ -18,31 +18,20 @@ import json
 import os
 import pathlib
 import random
-import subprocess
 import sys
 import time
 
 import pytest
 import yaml
-from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab
+from lab_helpers import INVENTORY, ROOT, VENV_BIN, docker, require_lab
 
 sys.path.insert(0, str(ROOT / 'tests' / 'unit'))
 from test_awx_templates import SECRETS, load_awx  # noqa: E402  pylint: disable=wrong-import-position
 
-DOCKER = '/usr/bin/docker'
-STATE = '/var/lib/mtd-lab'
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
 COUNTER = 'i=0; while true; do i=$((i+1)); echo "$i" >> /state.log; sleep 0.1; done'
 OTHER_OS = {'lab-1': 'debian', 'lab-2': 'ubuntu', 'lab-3': 'rocky', 'lab-4': 'debian'}
 RESULTS: dict = {}
-
-
-def docker(host, *args, check=True, stdin=None):
-    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, input=stdin)
-    if check and proc.returncode != 0:
-        raise AssertionError('docker %s failed: %s' % (' '.join(args), proc.stderr))
-    return proc
 
 
 def running_on(name):
@@ -195,7 +184,7 @@ def test_rebase_rollout(templates, tmp_path):
     suffix = '%06d' % random.randrange(10 ** 6)
     name, image = 'it-awx-rb-' + suffix, '127.0.0.1:5000/it-awx/rb:' + suffix
     docker('lab-3', 'build', '-q', '--network', 'none', '-t', image, '-',
-           stdin='FROM %s\nLABEL mtd.it.awx=%s\n' % (IMAGE, suffix))
+           stdin='FROM %s\nLABEL mtd.it.awx=%s\n' % (IMAGE, suffix), timeout=300)
     docker('lab-3', 'run', '-d', '--name', name, '--network', 'none', IMAGE, 'sleep', '3600')
     try:
         runner, extravars = run_template(t, tmp_path, {'mtd_rollout_hosts': 'lab-3', 'mtd_rollout_image': image,

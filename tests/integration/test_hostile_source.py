@@ -24,25 +24,15 @@ import tarfile
 import time
 
 import pytest
-from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab, run_playbook
+from lab_helpers import INVENTORY, ROOT, STATE, VENV_BIN, docker, require_lab, run_playbook
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _transfer
 
-DOCKER = '/usr/bin/docker'
-STATE = '/var/lib/mtd-lab'
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
 SOURCE, TARGET = 'lab-1', 'lab-2'
 ADDRESS = {'lab-1': '127.0.1.1', 'lab-2': '127.0.1.2', 'lab-3': '127.0.1.3', 'lab-4': '127.0.1.4'}
 # where a bundle of a migration can land on the target (restore's two candidates)
 INCOMING = ('/dev/shm/mtd-incoming', '/var/lib/docker/mtd-migrations')
-
-
-def docker(host, *args, check=True):
-    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('%s failed: %s' % (' '.join(args), proc.stderr))
-    return proc
 
 
 def on_host(host, script):

@@ -19,22 +19,12 @@ import threading
 import time
 
 import pytest
-from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab
+from lab_helpers import INVENTORY, ROOT, VENV_BIN, docker, require_lab
 
-DOCKER = '/usr/bin/docker'
-STATE = '/var/lib/mtd-lab'
 HOSTS = ('lab-1', 'lab-2', 'lab-3', 'lab-4')
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
 COUNTER = 'mkdir -p /state; i=0; while true; do i=$((i+1)); echo "$i" >> /state/counter.log; sleep 0.1; done'
 HEALTH = '{"mtd_health_cmd": ["cat", "/state/counter.log"]}'
-
-
-def docker(host, *args, check=True):
-    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('%s failed: %s' % (' '.join(args), proc.stderr))
-    return proc
 
 
 def snapshot(tree):

@@ -16,22 +16,12 @@ import sys
 import time
 
 import pytest
-from lab_helpers import INVENTORY, ROOT, VENV_BIN, require_lab, run_playbook
+from lab_helpers import INVENTORY, ROOT, STATE, VENV_BIN, docker, require_lab, run_playbook
 
-DOCKER = '/usr/bin/docker'
-STATE = '/var/lib/mtd-lab'
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
 PROXY = str(ROOT / 'tests' / 'integration' / 'files' / 'fault_proxy.py')
 COUNTER = ('mkdir -p /state; i=0; while true; do i=$((i+1)); echo "$i"; echo "$i" >> /state/counter.log; '
            'echo "$i" >> /vol/counter.log; echo "$i" >> /scratch/counter.log; sleep 0.1; done')
-
-
-def docker(host, *args, check=True):
-    cmd = [DOCKER, '-H', 'unix://%s/%s/docker.sock' % (STATE, host)] + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('%s failed: %s' % (' '.join(args), proc.stderr))
-    return proc
 
 
 def status(host, name):
