@@ -82,31 +82,31 @@ SRC
   say "CRIU: $(/usr/local/sbin/criu --version | head -1) — criu check: Looks good"
 fi
 
-# --- Python virtualenv (controller + tests) ---------------------------------------------------------
-VENV="$ROOT/.venv"
-stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "creating virtualenv .venv from requirements.txt"
-  # Debian's interpreter by default, whatever else is first on PATH (a pyenv shim would give the venv a
-  # foreign home); --clear so that a venv made by another interpreter is rebuilt, not patched
-  PY="${PYTHON:-/usr/bin/python3}"
-  run_logged venv "$PY" -m venv --clear "$VENV"
-  run_logged pip-upgrade "$VENV/bin/pip" install -q -U pip
-  run_logged pip-install "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+# --- Python virtualenvs: one per requirements file, rebuilt only when that file changed ----------------
+# ensure_venv DIR REQUIREMENTS BINARY LOG [pip-upgrade]: DIR is (re)made when DIR/bin/BINARY is missing or
+# the sha256 of REQUIREMENTS differs from the stamp of the last install. Debian's interpreter by default,
+# whatever else is first on PATH (a pyenv shim would give the venv a foreign home); --clear so that a venv
+# made by another interpreter is rebuilt, not patched.
+ensure_venv() {
+  local dir="$ROOT/$1" req="$ROOT/$2" binary="$3" log="$4" upgrade="${5:-}"
+  local stamp="$dir/.requirements.sha256" want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ -x "$dir/bin/$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "creating virtualenv $1 from $2"
+  run_logged "$log" "${PYTHON:-/usr/bin/python3}" -m venv --clear "$dir"
+  if [ -n "$upgrade" ]; then
+    run_logged "$log-pip-upgrade" "$dir/bin/pip" install -q -U pip
+  fi
+  run_logged "$log-pip-install" "$dir/bin/pip" install -q -r "$req"
   echo "$want" >"$stamp"
-fi
+}
 
-# --- documentation tools in their own virtualenv (antsibull-docs wants another docutils than .venv) ---
-DOCS_VENV="$ROOT/.venv-docs"
-docs_stamp="$DOCS_VENV/.requirements.sha256"
-docs_want="$(sha256sum "$ROOT/requirements-docs.txt" | cut -d' ' -f1)"
-if [ ! -x "$DOCS_VENV/bin/python" ] || [ "$(cat "$docs_stamp" 2>/dev/null)" != "$docs_want" ]; then
-  say "creating virtualenv .venv-docs from requirements-docs.txt"
-  run_logged venv-docs "${PYTHON:-/usr/bin/python3}" -m venv --clear "$DOCS_VENV"
-  run_logged pip-install-docs "$DOCS_VENV/bin/pip" install -q -r "$ROOT/requirements-docs.txt"
-  echo "$docs_want" >"$docs_stamp"
-fi
+# controller + tests
+ensure_venv .venv requirements.txt python venv pip-upgrade
+# documentation tools (antsibull-docs wants another docutils than .venv)
+ensure_venv .venv-docs requirements-docs.txt python venv-docs
 
 # --- ansible-rulebook (the event-driven trigger, extensions/eda): Java 17 and its own virtualenv ------
 # Its dependencies (ansible-runner, aiohttp, drools_jpy, psycopg ...) stay out of .venv; it runs the
@@ -117,15 +117,7 @@ if ! dpkg-query -W -f='${Status}' openjdk-17-jre-headless 2>/dev/null | grep -q 
   DEBIAN_FRONTEND=noninteractive run_logged apt-install-eda \
     apt-get install -y -q --no-install-recommends openjdk-17-jre-headless
 fi
-EDA_VENV="$ROOT/.venv-eda"
-eda_stamp="$EDA_VENV/.requirements.sha256"
-eda_want="$(sha256sum "$ROOT/requirements-eda.txt" | cut -d' ' -f1)"
-if [ ! -x "$EDA_VENV/bin/ansible-rulebook" ] || [ "$(cat "$eda_stamp" 2>/dev/null)" != "$eda_want" ]; then
-  say "creating virtualenv .venv-eda from requirements-eda.txt (ansible-rulebook)"
-  run_logged venv-eda "${PYTHON:-/usr/bin/python3}" -m venv --clear "$EDA_VENV"
-  run_logged pip-install-eda "$EDA_VENV/bin/pip" install -q -r "$ROOT/requirements-eda.txt"
-  echo "$eda_want" >"$eda_stamp"
-fi
+ensure_venv .venv-eda requirements-eda.txt ansible-rulebook venv-eda
 
 # --- the collection, visible to ansible under its FQCN ----------------------------------------------
 mkdir -p "$BUILD/collections/ansible_collections/mtd"
