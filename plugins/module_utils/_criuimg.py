@@ -87,8 +87,8 @@ TASK_STOPPED = 3
 # core_entry.mtype per machine (images/core.proto: X86_64 = 1, AARCH64 = 3).
 MACHINE_MTYPE = {'x86_64': 1, 'aarch64': 3}
 
-# Kernel limits (include/linux/filter.h, kernel/seccomp.c): instructions per filter, and per chain the
-# sum of (length + 4) over its filters.
+# Kernel limits (include/linux/filter.h, kernel/seccomp.c): instructions per filter, and per chain: a
+# new filter's length plus (length + 4) for every filter already installed.
 BPF_MAXINSNS = 4096
 MAX_INSNS_PER_PATH = 32768
 SOCK_FILTER_SIZE = 8
@@ -575,7 +575,7 @@ def plan_injection(tasks: Sequence[Task], filters: Sequence[FilterEntry], progra
     starts: Dict[int, int] = {}
     fresh: Dict[int, int] = {}  # flags -> the new filter that threads without a filter share
     summary = []
-    added_insns = program_length // SOCK_FILTER_SIZE + 4
+    added_insns = program_length // SOCK_FILTER_SIZE  # the kernel: new length + sum(length + 4) below it
     for task in tasks:
         if not task.alive:
             summary.append({'pid': task.pid, 'alive': False, 'threads': []})

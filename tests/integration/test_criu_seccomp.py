@@ -147,6 +147,14 @@ def _wait_gone(pids, timeout=15.0):
         time.sleep(0.05)
 
 
+def _files(directory):
+    result = {}
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), 'rb') as handle:
+            result[name] = handle.read()
+    return result
+
+
 def _read(path):
     with open(path) as handle:
         return handle.read()
@@ -187,7 +195,16 @@ def test_restored_tree_runs_under_the_added_filter(tmp_path, variant):
         assert dump.returncode == 0, _read(os.path.join(images, 'dump.log'))[-3000:]
         proc.wait(timeout=10)  # CRIU killed the tree; its pids must be free for the restore
         _wait_gone(pids)
+        dumped = _files(images)
+        for name, data in dumped.items():  # the codec reads and writes CRIU's own files byte for byte
+            if name.startswith('core-') or name in ('seccomp.img', 'pstree.img'):
+                magic = {'c': _criuimg.CORE_MAGIC, 's': _criuimg.SECCOMP_MAGIC, 'p': _criuimg.PSTREE_MAGIC}[name[0]]
+                payloads = _criuimg.split_image(data, magic, name)
+                assert _criuimg.join_image(magic, [_criuimg.Message(p, name).encode() for p in payloads]) == data
         summary = _criuimg.add_filter(images)
+        changed = _files(images)
+        assert sorted(name for name in dumped if changed[name] != dumped[name]) == sorted(summary['changed_files'])
+        assert set(changed) == set(dumped)
         rows = {row['tid']: row for task in summary['tasks'] for row in task['threads']}
         assert {rows[tids[name]]['filters_before'] for name in NAMES} == {before[name]['filters'] for name in NAMES}
         for name in NAMES:
