@@ -381,10 +381,10 @@ def test_random_corruption_never_escapes_as_another_exception(tmp_path):
     pristine = snapshot(tmp_path)
     rng = random.Random(14)
     refused = 0
-    for dummy in range(600):
+    for _round in range(600):
         name = rng.choice(sorted(pristine))
         data = bytearray(pristine[name])
-        for dummy2 in range(rng.randint(1, 4)):
+        for _change in range(rng.randint(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         with open(os.path.join(directory, name), 'wb') as handle:
             handle.write(bytes(data))
