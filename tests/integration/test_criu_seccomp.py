@@ -242,3 +242,63 @@ def test_restored_tree_runs_under_the_added_filter(tmp_path, variant):
         thread_only = variant == 'own-thread' and name == 'thread'
         assert post[name]['getpgid'] == (errno.EXDEV if thread_only else 0), (name, post[name])
         assert pre[name]['getpgid'] == post[name]['getpgid'], name
+
+
+# ---------------------------------------------------------------------------------------------
+# The same on a lab host: a Docker container's checkpoint (runc + CRIU), restored by the engine
+
+
+LAB_HOST = 'lab-1'
+LOOP = ('i=0; while true; do i=$((i+1)); echo $i > /tmp/c; '
+        'if [ -e /tmp/go ] && [ ! -e /tmp/r ]; then mount -t tmpfs none /mnt 2>/dev/null; echo "mount=$?" > /tmp/r1; '
+        'unshare -m true 2>/dev/null; echo "unshare=$?" >> /tmp/r1; ls / >/dev/null; echo "ls=$?" >> /tmp/r1; '
+        'grep -E "^(Seccomp|Seccomp_filters|NoNewPrivs):" /proc/self/status >> /tmp/r1; mv /tmp/r1 /tmp/r; fi; '
+        'sleep 0.2; done')
+
+
+def _lab_status(pid):
+    with open('/proc/%d/status' % pid) as handle:  # the lab hosts share this machine's pid namespace
+        text = handle.read()
+    return dict(parse_status_seccomp(text), nnp='NoNewPrivs:\t1' in text)
+
+
+def test_a_docker_checkpoint_restores_under_the_added_filter():
+    """A never-confined CAP_SYS_ADMIN container: checkpoint, add_filter on the engine's checkpoint directory,
+    ``docker start --checkpoint``; the restored shell's children cannot mount or unshare, the counter in
+    its memory continues. ``docker exec`` processes are NOT covered (runc exec applies the container's own
+    seccomp configuration), which the last assertion records."""
+    from lab_helpers import STATE, docker, require_lab
+
+    require_lab()
+    name = 'mtd-criu-seccomp-%d' % os.getpid()
+    docker(LAB_HOST, 'run', '-d', '--name', name, '--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined',
+           '--network', 'none', '127.0.0.1:5000/mtd/busybox:latest', 'sh', '-c', LOOP)
+    try:
+        cid = docker(LAB_HOST, 'inspect', '-f', '{{.Id}}', name).stdout.strip()
+        pid = int(docker(LAB_HOST, 'inspect', '-f', '{{.State.Pid}}', name).stdout)
+        assert _lab_status(pid)['mode'] == 0
+        time.sleep(1)
+        counted = int(docker(LAB_HOST, 'exec', name, 'cat', '/tmp/c').stdout)
+        docker(LAB_HOST, 'checkpoint', 'create', name, 'cp1')
+        with open('%s/%s/unshare.pid' % (STATE, LAB_HOST)) as handle:
+            host_root = '/proc/%d/root' % int(handle.read())
+        summary = _criuimg.add_filter('%s/var/lib/docker/containers/%s/checkpoints/cp1' % (host_root, cid))
+        assert {row['filters_after'] for task in summary['tasks'] for row in task['threads']} == {1}  # sh (+ a sleep)
+        time.sleep(4)  # moby#42900: a restore right after the checkpoint finds its content "already exists"
+        docker(LAB_HOST, 'start', '--checkpoint', 'cp1', name)
+        pid = int(docker(LAB_HOST, 'inspect', '-f', '{{.State.Pid}}', name).stdout)
+        assert _lab_status(pid) == {'mode': 2, 'filters': 1, 'nnp': True}
+        resumed = int(docker(LAB_HOST, 'exec', name, 'cat', '/tmp/c').stdout)
+        assert counted <= resumed < counted + 100, (counted, resumed)  # the memory was kept, not restarted
+        docker(LAB_HOST, 'exec', name, 'touch', '/tmp/go')
+        deadline = time.monotonic() + 15
+        while docker(LAB_HOST, 'exec', name, 'test', '-e', '/tmp/r', check=False).returncode != 0:
+            assert time.monotonic() < deadline, 'the restored shell did not probe'
+            time.sleep(0.2)
+        probe = docker(LAB_HOST, 'exec', name, 'cat', '/tmp/r').stdout
+        assert 'mount=1' in probe and 'unshare=1' in probe and 'ls=0' in probe, probe
+        assert 'Seccomp:\t2' in probe and 'Seccomp_filters:\t1' in probe, probe
+        exec_status = docker(LAB_HOST, 'exec', name, 'grep', '^Seccomp:', '/proc/self/status').stdout
+        assert exec_status.split() == ['Seccomp:', '0'], exec_status
+    finally:
+        docker(LAB_HOST, 'rm', '-f', name, check=False)
