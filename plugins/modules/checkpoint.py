@@ -84,9 +84,19 @@ options:
         (O(mtd.containers.restore#module:receive.peer_cert)). Made once; a second run returns the same
         certificate, unchanged. Check mode writes nothing. The identity is removed after the send and by
         O(state=absent).
+      - With O(capture=true), V(prepared) first looks at the container as the check mode of V(present) does.
     type: str
     choices: [prepared, present, absent]
     default: present
+  capture:
+    description:
+      - With O(state=prepared), first check and capture the container as the check mode of O(state=present)
+        does (it runs, its image has a registry digest, O(policy), CRIU and the runc state), and return
+        RV(config), RV(memory_bytes) and RV(precopy) beside RV(transfer_cert). Nothing is frozen, and a
+        refused container gets no TLS identity. One call instead of two before a migration's freeze.
+      - Ignored unless O(state=prepared).
+    type: bool
+    default: false
   leave_running:
     description:
       - Resume the container right after the dump instead of leaving it frozen.
@@ -232,7 +242,7 @@ memory_bytes:
     - What the container's memory cgroup charges (about the size of the CRIU pages to expect), measured
       before the freeze; V(null) when it cannot be read. M(mtd.containers.restore) takes it as
       O(mtd.containers.restore#module:expected_bytes).
-  returned: when O(state=present)
+  returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: int
   sample: 270532608
 bundle_removed:
@@ -270,14 +280,14 @@ timings:
   sample: {"freeze": 0.03, "dump": 0.31, "rootfs": 0.01, "volumes": 0.01, "manifest": 0.2, "total": 0.6}
 precopy:
   description: Whether iterative pre-copy was possible and used, and why not.
-  returned: when O(state=present)
+  returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: dict
   sample: {"available": false, "used": false, "reason": "the kernel does not track dirty pages (criu: Dirty tracking is OFF)"}
 config:
   description:
     - The captured configuration of the container (also in check mode), as M(mtd.containers.restore)
       takes it in O(mtd.containers.restore#module:config) to prepare the standby container.
-  returned: when O(state=present)
+  returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: dict
 transfer:
   description: Statistics of the transfer when O(send) was given (see M(mtd.containers.checkpoint_transfer)).
@@ -395,6 +405,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type='str'),
     dest=dict(type='path'),
     state=dict(type='str', default='present', choices=['prepared', 'present', 'absent']),
+    capture=dict(type='bool', default=False),
     leave_running=dict(type='bool', default=False),
     runc_path=dict(type='path'),
     runc_root=dict(type='path'),
@@ -928,8 +939,12 @@ class Checkpointer(Worker):
 
     def run_prepared(self):
         """This host's TLS identity for the stream of this checkpoint (made once; its key stays here), in
-        ``<bundle>.tls`` where state=present will look for it."""
-        inspect = self.inspect()   # the container must exist here
+        ``<bundle>.tls`` where state=present will look for it. With ``capture``, the checks and the capture
+        of state=present's check mode come first (a refused container gets no identity)."""
+        if self.p['capture']:
+            self.preflight()
+            self.result['changed'] = False
+        inspect = self.inspected or self.inspect()   # the container must exist here
         name = check_name(self.p['name'] or 'mtd-' + inspect['Id'][:12], 'Checkpoint name')
         bundle = os.path.join(self.bundle_parent(self.client.info(), create=not self.mod.check_mode), name)
         self.result['bundle'] = bundle

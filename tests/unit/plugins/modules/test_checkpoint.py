@@ -364,6 +364,27 @@ def test_prepared_makes_the_identity_once(scene):
     assert run(scene, state='absent')['changed'] is True and not os.path.exists(tls)
 
 
+def test_prepared_with_capture_is_the_check_mode_capture_and_the_identity_in_one_call(scene, tmp_path):
+    plan = run(scene, _ansible_check_mode=True)
+    both = run(scene, state='prepared', capture=True)
+    assert both['changed'] is True and both['transfer_cert'].startswith('-----BEGIN CERTIFICATE-----')
+    assert both['config'] == plan['config'] and both['precopy'] == plan['precopy']
+    assert both['memory_bytes'] == plan['memory_bytes']
+    # nothing frozen, no bundle; a second run changes nothing and returns the same certificate
+    assert scene['model'].state_changes() == [] and not os.path.exists(scene['bundle'])
+    again = run(scene, state='prepared', capture=True)
+    assert again['changed'] is False and again['transfer_cert'] == both['transfer_cert']
+    # without capture the result carries no configuration (the role's old two-call shape still works)
+    assert 'config' not in run(scene, state='prepared')
+    # a container beyond the policy is refused before its identity is made
+    sock = str(tmp_path / 'engine' / 'docker.sock')
+    c = scene['model'].add_container('it-sock', binds=[(sock, '/var/run/docker.sock')])
+    refused = run(scene, fail=True, container='it-sock', name='m-2', state='prepared', capture=True)
+    assert refused['msg'].startswith('The configuration of it-sock is refused by the migration policy')
+    assert not os.path.exists(os.path.join(scene['dest'], 'm-2.tls'))
+    assert c['State']['Running'] and scene['model'].state_changes() == []
+
+
 def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
     """Mutual TLS: the source's identity from state=prepared, the receiver's made here; each pins the other."""
     port = free_port()
