@@ -30,6 +30,7 @@ ln -sfn "$ROOT/lab/inventory.yml" "$BASE/lab/inventory.yml"
 one() { # tree label way round
   local tree=$1 label=$2 way=$3 round=$4 report="$OUT/$2-$3-$4.json" start end
   NAME="bench-lean-$label-$way-$round-$$"
+  # shellcheck disable=SC2016  # the counter loop is expanded by the container's shell, not here
   docker_on lab-1 run -d --name "$NAME" --network none --memory 32m --label mtd.units=5 \
     127.0.0.1:5000/mtd/busybox:latest sh -c 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done' >/dev/null
   sleep 1
