@@ -18,6 +18,7 @@ import ssl
 import stat
 import tempfile
 import threading
+import struct
 import time
 
 import pytest
@@ -797,19 +798,46 @@ def test_a_stamp_inside_the_bundle_counts_for_nothing(tmp_path):
 
 
 def test_a_link_in_the_stream_is_refused_and_nothing_is_written_through_it(tmp_path):
-    bundle = make_bundle(tmp_path, random_mb=0)
+    """A hostile sender's tar stream with a symbolic link: the receiver refuses it, writes nothing through it."""
+    import io
+    import tarfile
     victim = tmp_path / 'victim'
     victim.write_text('keep me')
-    os.symlink(str(victim), str(bundle / 'received.json'))   # a sender trying to write through a link
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        link = tarfile.TarInfo('./received.json')
+        link.type, link.linkname = tarfile.SYMTYPE, str(victim)
+        tar.addfile(link)
+    data = stream.getvalue()
     dest = tmp_path / 'dst' / 'm-1'
     dest.parent.mkdir()
     port = free_port()
-    thread, holder = start_receiver(dest, port)
-    with pytest.raises(_transfer.TransferError, match='symbolic link'):
-        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    thread, holder = start_receiver(dest, port, tls=None)
+    session = plaintext_sender(port)
+    session.send(_channel.HEADER, json.dumps({'compression': 'none', 'bytes': len(data), 'files': 1}).encode())
+    session.send(_channel.DATA, data)
+    session.send(_channel.END, struct.pack('>Q', len(data)))
+    verdict = _transfer._recv_json(session, _channel.VERDICT, 'verdict')
+    session.close()
     join(thread)
+    assert verdict['ok'] is False
     assert 'symbolic link; a bundle holds only regular files and directories' in str(holder['error'])
     assert victim.read_text() == 'keep me'
+    assert not os.path.lexists(str(dest)) and not os.path.lexists(str(dest) + '.part')
+
+
+def test_the_sender_never_follows_a_link_in_its_bundle(tmp_path):
+    bundle = make_bundle(tmp_path, random_mb=0)
+    victim = tmp_path / 'victim'
+    victim.write_text('secret of the source host')
+    os.symlink(str(victim), str(bundle / 'received.json'))
+    dest = tmp_path / 'dst' / 'm-1'
+    dest.parent.mkdir()
+    port = free_port()
+    thread, holder = start_receiver(dest, port, timeout=10)
+    with pytest.raises(_transfer.TransferError, match='the bundle file received.json cannot be read'):
+        send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
+    join(thread)
     assert not os.path.lexists(str(dest)) and not os.path.lexists(str(dest) + '.part')
 
 
