@@ -57,7 +57,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._archive import StreamExtractor
 from ansible_collections.mtd.containers.plugins.module_utils._channel import (
@@ -182,8 +182,8 @@ def available_compression(preferred: Optional[str]) -> str:
 
 
 # 16 samples of 64 KiB spread over the file (1 MiB deflated at level 1, a few ms): a process's memory is
-# mostly one kind of data with small islands of another (the interpreter's own pages at the start of a
-# mostly random heap); 4 samples of 256 KiB let one island decide for the whole file.
+# mostly one kind of data with small islands of another (the program's own pages at both ends of a
+# random heap); 4 samples of 256 KiB, two of them at the ends, let those islands decide for the file.
 PROBE_CHUNK = 64 * 1024
 PROBE_CHUNKS = 16
 WORTHWHILE_RATIO = 0.9   # compress only when a sample shrinks to at most 90 %
@@ -202,6 +202,15 @@ def compression_worthwhile(samples: Sequence[bytes], level: int = 1) -> Tuple[bo
     packed = sum(len(zlib.compress(x, level)) for x in samples)
     ratio = round(float(packed) / raw, 3)
     return ratio <= WORTHWHILE_RATIO, ratio
+
+
+def probe_offsets(size: int, chunks: int = PROBE_CHUNKS, chunk: int = PROBE_CHUNK) -> List[int]:
+    """Where to sample a file of ``size`` bytes: the middle of each of ``chunks`` equal slices.
+
+    Pure function. Not the two ends: a dump's pages file begins and ends with the few compressible
+    pages of the program itself (its data, its stack), whatever its heap holds.
+    """
+    return [min(max(0, size * (2 * i + 1) // (2 * chunks) - chunk // 2), max(0, size - chunk)) for i in range(chunks)]
 
 
 def _largest_file(path):
@@ -234,8 +243,8 @@ def choose_compression(path: str, preferred: Optional[str]) -> Tuple[str, Dict[s
     samples = []
     if largest and size >= PROBE_CHUNK:   # below that, compressing or not makes no difference
         with open(largest, 'rb') as handle:
-            for i in range(PROBE_CHUNKS):
-                handle.seek(max(0, (size - PROBE_CHUNK) * i // max(1, PROBE_CHUNKS - 1)))
+            for offset in probe_offsets(size):
+                handle.seek(offset)
                 samples.append(handle.read(PROBE_CHUNK))
     worthwhile, ratio = compression_worthwhile(samples)
     name = available_compression('auto') if worthwhile else 'none'
