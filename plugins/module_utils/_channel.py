@@ -246,7 +246,7 @@ class Session:
         self.received += 1
         return kind, view
 
-    def _check(self, head: bytes, kinds: Tuple[int, ...], limit: int) -> None:
+    def _check(self, head: Union[bytes, bytearray], kinds: Tuple[int, ...], limit: int) -> None:
         kind, seq, size = RECORD.unpack(head)
         if kind not in kinds or seq != self.received or size > limit:
             raise TransferError('record %d is not the %s record expected (type %d, number %d, %d bytes): the stream '
