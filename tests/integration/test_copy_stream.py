@@ -11,18 +11,19 @@ from __future__ import annotations
 # pylint: disable=redefined-outer-name
 
 import pytest
+import test_migrate
 from test_migrate import (
     assert_consecutive,
     counter_lines,
     leftover_checkpoints,
     memory_sha,
-    memory_workload,  # noqa: F401 pylint: disable=unused-import
     migrate,
     record,
     status,
     wait_for_port_and_start_proxy,
 )
 
+memory_workload = test_migrate.memory_workload   # the fixture: 128 MB of random memory, hashed on demand
 PAGES_OFFSET = 64 * 1024 * 1024   # well inside the 128 MB of pages, after the small images
 
 
