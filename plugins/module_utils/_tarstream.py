@@ -95,7 +95,10 @@ class BundleReader:
     def _open(self, rel: str) -> None:
         full = os.path.join(self.path, rel[2:])
         try:
-            fd = os.open(full, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
+            if not stat.S_ISREG(os.lstat(full).st_mode):
+                raise StreamReadError('%s in the bundle is not a regular file' % rel[2:])
+            # O_NONBLOCK: a FIFO put in place after the lstat must not block the open (and is refused below)
+            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
         except OSError as exc:
             raise StreamReadError('the bundle file %s cannot be read: %s' % (rel[2:], exc))
         info = os.fstat(fd)

@@ -835,7 +835,7 @@ def test_the_sender_never_follows_a_link_in_its_bundle(tmp_path):
     dest.parent.mkdir()
     port = free_port()
     thread, holder = start_receiver(dest, port, timeout=10)
-    with pytest.raises(_transfer.TransferError, match='the bundle file received.json cannot be read'):
+    with pytest.raises(_transfer.TransferError, match='received.json in the bundle is not a regular file'):
         send(str(bundle), '127.0.0.1', port, TOKEN, compression='none', connect_timeout=10)
     join(thread)
     assert not os.path.lexists(str(dest)) and not os.path.lexists(str(dest) + '.part')
