@@ -10,7 +10,10 @@ A bundle of N MB of random bytes (incompressible, like a process's memory) in /d
 127.0.0.1 by ``_transfer.send`` to ``_transfer.receive`` running in another process (as on two hosts), with
 compression none: encryption tls (the default, identities made by the collection's code) and none
 (HMAC-SHA256 per record), interleaved. Prints the median seconds from the first to the last byte and the
-bundle MB/s, per size and mode, and the ratio tls / none, with the machine's description.
+bundle MB/s, per size and mode, and the ratio tls / none, with the machine's description. With
+``--hashes`` the sender also takes every file's sha256 from the bytes as it sends them (as the checkpoint
+module does for the manifest). "sender CPU s" is the CPU time of the sending process and of the
+programs it ran and reaped (the ``tar`` of older versions).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def free_port():
     return port
 
 
-def one_run(root, bundle, mode, ids):
+def one_run(root, bundle, mode, ids, hashes=False):
     dest = os.path.join(root, 'dst-%s' % mode)
     for path in (dest, dest + '.received'):
         if os.path.isdir(path):
@@ -61,18 +64,23 @@ def one_run(root, bundle, mode, ids):
                                  ids['sender'][0] + '/cert.pem', TOKEN], stdout=subprocess.PIPE, text=True,
                                 env=dict(os.environ))
     tls = _channel.load_identity(ids['sender'][0], ids['receiver'][1], 'bench') if mode == 'tls' else None
-    sent = _transfer.send(bundle, '127.0.0.1', port, TOKEN, compression='none', connect_timeout=30, tls=tls)
+    extra = {'hashes': {}} if hashes else {}
+    cpu = os.times()
+    sent = _transfer.send(bundle, '127.0.0.1', port, TOKEN, compression='none', connect_timeout=30, tls=tls, **extra)
+    cpu_after = os.times()
     out, dummy = receiver.communicate(timeout=120)
     received = json.loads(out.strip().splitlines()[-1])
     shutil.rmtree(dest)
     return {'seconds': sent['seconds'], 'mb_s': sent['throughput_mb_s'], 'connect': sent['connect_seconds'],
-            'receive_seconds': received['seconds']}
+            'receive_seconds': received['seconds'],
+            'cpu': sum(cpu_after[:4]) - sum(cpu[:4])}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--mb', type=int, nargs='+', default=[256, 1024])
     parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--hashes', action='store_true', help='hash every file as it is sent (as checkpoint does)')
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix='mtd-transfer-bench-', dir='/dev/shm' if os.path.isdir('/dev/shm') else None)
     try:
@@ -90,7 +98,7 @@ def main():
                 handle.write('{}')
             for i in range(args.repeat):
                 for mode in (('tls', 'none') if i % 2 == 0 else ('none', 'tls')):
-                    results.setdefault((mb, mode), []).append(one_run(root, bundle, mode, ids))
+                    results.setdefault((mb, mode), []).append(one_run(root, bundle, mode, ids, args.hashes))
             shutil.rmtree(bundle)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -99,18 +107,19 @@ def main():
     print('\n%s; %d CPUs (%s), kernel %s, Python %s, %s; load average %.1f at the end\n' % (
         time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), os.cpu_count(), cpu, platform.release(),
         platform.python_version(), ssl.OPENSSL_VERSION, os.getloadavg()[0]))
-    print('| MB | encryption | transfer s, median (min-max) | bundle MB/s | connected after s (receiver start + handshakes) | runs |')
-    print('|---:|---|---:|---:|---:|---:|')
+    print('| MB | encryption | transfer s, median (min-max) | bundle MB/s | connected after s (receiver start + handshakes) '
+          '| sender CPU s | runs |')
+    print('|---:|---|---:|---:|---:|---:|---:|')
     for mb in args.mb:
         rows = {}
         for mode in ('none', 'tls'):
             rs = results[(mb, mode)]
             secs = [r['seconds'] for r in rs]
             rows[mode] = statistics.median(secs)
-            print('| %d | %s | %.3f (%.3f-%.3f) | %.0f | %.4f | %d |' % (
+            print('| %d | %s | %.3f (%.3f-%.3f) | %.0f | %.4f | %.2f | %d |' % (
                 mb, mode, rows[mode], min(secs), max(secs), statistics.median(r['mb_s'] for r in rs),
-                statistics.median(r['connect'] for r in rs), len(rs)))
-        print('| %d | tls / none | %.2f | %.2f | | |' % (mb, rows['tls'] / rows['none'], rows['none'] / rows['tls']))
+                statistics.median(r['connect'] for r in rs), statistics.median(r['cpu'] for r in rs), len(rs)))
+        print('| %d | tls / none | %.2f | %.2f | | | |' % (mb, rows['tls'] / rows['none'], rows['none'] / rows['tls']))
 
 
 if __name__ == '__main__':

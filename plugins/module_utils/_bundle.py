@@ -29,9 +29,8 @@ import json
 import os
 import re
 import stat
-import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._archive import LAYER, VOLUME, check_archive, member_path
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner, output_tail
@@ -111,15 +110,22 @@ def part_bytes(manifest: Mapping[str, Any]) -> Dict[str, int]:
 # ---------------------------------------------------------------------------------------------------
 # The manifest
 
-def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Hash every file of the bundle and write manifest.json (mode 0600). Returns the manifest."""
+def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None,
+                   known: Optional[Mapping[str, Tuple[int, str]]] = None) -> Dict[str, Any]:
+    """Hash every file of the bundle and write manifest.json (mode 0600). Returns the manifest.
+
+    ``known`` maps a relative path to (size, sha256) already computed from the file's bytes (by the
+    sender, as it streamed them); such a file is not read again unless its size differs.
+    """
     files = []
     total = 0
     for rel in bundle_files(bundle):
         full = os.path.join(bundle, rel)
         size = os.path.getsize(full)
         total += size
-        files.append({'path': rel, 'size': size, 'sha256': sha256_file(full)})
+        seen = (known or {}).get(rel)
+        digest = seen[1] if seen and seen[0] == size else sha256_file(full)
+        files.append({'path': rel, 'size': size, 'sha256': digest})
     manifest: Dict[str, Any] = {
         'format': BUNDLE_FORMAT,
         'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
@@ -136,30 +142,31 @@ def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Map
 
 
 class ManifestJob:
-    """write_manifest() in a thread (hashlib releases the GIL), so the manifest is hashed while the
-    rest of the bundle streams to the target; ``wait()`` returns once it is written, or raises."""
+    """The manifest of a bundle that is being sent: the sender fills ``hashes`` (path -> (size, sha256))
+    from the very bytes it sends (``_transfer.send(hashes=...)``), and calls ``wait()`` once every other
+    file went out; ``wait()`` writes the manifest from those hashes (hashing only a file the stream did not
+    read, or one whose size changed), so the bundle is read once, not once to hash and once to send."""
 
     def __init__(self, bundle: str, captured: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        self.bundle, self.captured, self.extra = bundle, captured, extra
+        self.hashes: Dict[str, Tuple[int, str]] = {}
         self.manifest: Optional[Dict[str, Any]] = None
-        self.error: Optional[BaseException] = None
         self.seconds: Optional[float] = None
-        self._thread = threading.Thread(target=self._run, args=(bundle, captured, extra))
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _run(self, bundle, captured, extra):
-        started = time.time()
-        try:
-            self.manifest = write_manifest(bundle, captured, extra=extra)
-        except (MigrationError, OSError) as exc:
-            self.error = exc
-        self.seconds = round(time.time() - started, 4)
 
     def wait(self) -> Optional[Dict[str, Any]]:
-        self._thread.join()
-        if self.error is not None:
-            raise MigrationError('Writing the checkpoint manifest failed: %s' % self.error)
+        if self.manifest is None:
+            started = time.time()
+            try:
+                self.manifest = write_manifest(self.bundle, self.captured, extra=self.extra, known=self.hashes)
+            except (MigrationError, OSError) as exc:
+                raise MigrationError('Writing the checkpoint manifest failed: %s' % exc)
+            finally:
+                self.seconds = round(time.time() - started, 4)
         return self.manifest
+
+    def abandon(self) -> None:
+        """The send failed: no manifest is written (the bundle is removed)."""
+        self.hashes.clear()
 
 
 def _is_int(value: Any) -> bool:

@@ -166,7 +166,28 @@ def recv_exact(sock: Any, size: int) -> bytearray:
     return buf
 
 
-def _mac(key: bytes, *parts: Union[bytes, bytearray]) -> bytes:
+def _recv_into_exact(sock: Any, view: memoryview) -> None:
+    got, size = 0, len(view)
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if not n:
+            raise TransferError('the connection was closed after %d of %d expected bytes' % (got, size))
+        got += n
+
+
+def _sendmsg_all(sock: socket.socket, parts: Any) -> None:
+    """sendall() of several buffers in one system call where the kernel takes them all (plain TCP)."""
+    views = [memoryview(part).cast('B') for part in parts]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
+
+
+def _mac(key: bytes, *parts: Union[bytes, bytearray, memoryview]) -> bytes:
     mac = hmac.new(key, b'', hashlib.sha256)
     for part in parts:
         mac.update(part)
@@ -194,6 +215,43 @@ class Session:
         tag = _mac(self.key, head, payload) if self.key else b''
         self.sock.sendall(head + payload + tag)
         self.sent += 1
+
+    def send_view(self, kind: int, buf: memoryview, size: int) -> None:
+        """Send the record whose payload is ``buf[RECORD.size:RECORD.size + size]``: its header goes into
+        the room before it, so that the payload is never copied (one write for header and payload)."""
+        RECORD.pack_into(buf, 0, kind, self.sent, size)
+        record = buf[:RECORD.size + size]
+        if self.key:
+            tag = _mac(self.key, record)
+            if hasattr(self.sock, 'sendmsg') and not isinstance(self.sock, ssl.SSLSocket):
+                _sendmsg_all(self.sock, [record, tag])
+            else:
+                self.sock.sendall(record)
+                self.sock.sendall(tag)
+        else:
+            self.sock.sendall(record)
+        self.sent += 1
+
+    def recv_view(self, kinds: Tuple[int, ...], buf: bytearray) -> Tuple[int, memoryview]:
+        """Like recv(), into the caller's buffer (reused: no allocation per record); ``len(buf)`` is the
+        limit. Returns (kind, a view of the payload in ``buf``)."""
+        head = recv_exact(self.sock, RECORD.size)
+        kind, seq, size = RECORD.unpack(head)
+        self._check(head, kinds, len(buf))
+        view = memoryview(buf)[:size]
+        _recv_into_exact(self.sock, view)
+        if self.key and not hmac.compare_digest(recv_exact(self.sock, TAG_SIZE), _mac(self.key, head, view)):
+            raise TransferError('record %d failed its integrity check (HMAC-SHA256): the stream was corrupted or '
+                                'altered in transit' % seq)
+        self.received += 1
+        return kind, view
+
+    def _check(self, head: Union[bytes, bytearray], kinds: Tuple[int, ...], limit: int) -> None:
+        kind, seq, size = RECORD.unpack(head)
+        if kind not in kinds or seq != self.received or size > limit:
+            raise TransferError('record %d is not the %s record expected (type %d, number %d, %d bytes): the stream '
+                                'was corrupted or altered in transit (integrity check failed)'
+                                % (self.received, '/'.join(KIND_NAMES[k] for k in kinds), kind, seq, size))
 
     def recv(self, kinds: Tuple[int, ...], limit: int) -> Tuple[int, bytearray]:
         head = recv_exact(self.sock, RECORD.size)

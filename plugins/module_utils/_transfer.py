@@ -6,7 +6,7 @@
 """Host-to-host transfer of a checkpoint bundle over one TCP connection.
 
 Private module_utils file: its API may change without notice. Python 3.8+, standard library plus the
-``tar`` and ``gzip``/``zstd`` binaries of the hosts.
+``gzip``/``zstd`` binaries of the hosts (when the stream is compressed).
 
 Protocol (version 3; the channel is ``_channel``). The sender connects to the receiver, then::
 
@@ -37,7 +37,9 @@ stand for the stamp.
 The modules that send or receive (``checkpoint`` with ``send``, ``restore`` with ``receive``,
 ``checkpoint_transfer``) describe an end of the stream with ``transfer_spec()`` (one option table,
 documented once in the ``mtd.containers.transfer`` doc fragment) and check it with
-``check_transfer_options()``. The packing and unpacking pipelines (tar, zstd, gzip) run through
+``check_transfer_options()``. The tar stream is written by ``_tarstream.BundleReader`` straight into
+the record buffer (no ``tar`` process: one read of each file, hashed on the way for the manifest when
+the caller asks), and unpacked by ``_archive.StreamExtractor``; the compressors run through
 ``_cmd.CmdRunner``.
 """
 
@@ -54,13 +56,15 @@ import struct
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._archive import StreamExtractor
 from ansible_collections.mtd.containers.plugins.module_utils._channel import (
     DATA,
     END,
     HEADER,
+    RECORD,
     VERDICT,
     Listener,
     Pinned,
@@ -79,6 +83,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._channel import (  
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._files import atomic_write, make_private_dir, remove_tree
+from ansible_collections.mtd.containers.plugins.module_utils._tarstream import BundleReader, StreamReadError, hash_work
 
 FRAME = 1024 * 1024
 STAMP_SUFFIX = '.received'   # beside a bundle that arrived intact, written by the receiver
@@ -176,8 +181,11 @@ def available_compression(preferred: Optional[str]) -> str:
     return 'none'
 
 
-PROBE_CHUNK = 256 * 1024
-PROBE_CHUNKS = 4
+# 16 samples of 64 KiB spread over the file (1 MiB deflated at level 1, a few ms): a process's memory is
+# mostly one kind of data with small islands of another (the program's own pages at both ends of a
+# random heap); 4 samples of 256 KiB, two of them at the ends, let those islands decide for the file.
+PROBE_CHUNK = 64 * 1024
+PROBE_CHUNKS = 16
 WORTHWHILE_RATIO = 0.9   # compress only when a sample shrinks to at most 90 %
 
 
@@ -194,6 +202,15 @@ def compression_worthwhile(samples: Sequence[bytes], level: int = 1) -> Tuple[bo
     packed = sum(len(zlib.compress(x, level)) for x in samples)
     ratio = round(float(packed) / raw, 3)
     return ratio <= WORTHWHILE_RATIO, ratio
+
+
+def probe_offsets(size: int, chunks: int = PROBE_CHUNKS, chunk: int = PROBE_CHUNK) -> List[int]:
+    """Where to sample a file of ``size`` bytes: the middle of each of ``chunks`` equal slices.
+
+    Pure function. Not the two ends: a dump's pages file begins and ends with the few compressible
+    pages of the program itself (its data, its stack), whatever its heap holds.
+    """
+    return [min(max(0, size * (2 * i + 1) // (2 * chunks) - chunk // 2), max(0, size - chunk)) for i in range(chunks)]
 
 
 def _largest_file(path):
@@ -226,8 +243,8 @@ def choose_compression(path: str, preferred: Optional[str]) -> Tuple[str, Dict[s
     samples = []
     if largest and size >= PROBE_CHUNK:   # below that, compressing or not makes no difference
         with open(largest, 'rb') as handle:
-            for i in range(PROBE_CHUNKS):
-                handle.seek(max(0, (size - PROBE_CHUNK) * i // max(1, PROBE_CHUNKS - 1)))
+            for offset in probe_offsets(size):
+                handle.seek(offset)
                 samples.append(handle.read(PROBE_CHUNK))
     worthwhile, ratio = compression_worthwhile(samples)
     name = available_compression('auto') if worthwhile else 'none'
@@ -270,27 +287,6 @@ def _finish(procs, what):
             errors.append('%s exited %s%s' % (p.args[0], p.returncode, (': ' + err[-300:]) if err else ''))
     if errors:
         raise TransferError('%s failed: %s' % (what, '; '.join(errors)))
-
-
-def _feed_names(path, sink, late):
-    """Write the bundle's entries (NUL-terminated, directories first) to tar's ``-T -`` list; the
-    ``late`` file (relative name, wait callable) goes last, once ``wait()`` returned."""
-    late_name = late[0] if late else None
-    try:
-        for root, dirs, names in os.walk(path):
-            dirs.sort()
-            rel_root = os.path.relpath(root, path)
-            prefix = './' if rel_root == '.' else './' + rel_root + '/'
-            sink.write((prefix.rstrip('/') or '.').encode('utf-8') + b'\0')
-            for name in sorted(names):
-                if rel_root == '.' and name == late_name:
-                    continue
-                sink.write((prefix + name).encode('utf-8') + b'\0')
-        if late:
-            late[1]()
-            sink.write(('./' + late[0]).encode('utf-8') + b'\0')
-    finally:
-        sink.close()
 
 
 class Channel:
@@ -363,46 +359,98 @@ def _bundle_size(path, late):
     return raw_bytes, files
 
 
-class _Packer:
-    """``tar -T - | compressor`` over the bundle; a thread feeds tar the names (the late file last)."""
+class _CompressedSource:
+    """``BundleReader | compressor``: a thread feeds the compressor the tar stream (hashing as it goes);
+    the records are read from the compressor's output."""
 
-    def __init__(self, path, compression, late):
-        tar_cmd = ['tar', '--numeric-owner', '-C', path, '--no-recursion', '--null', '-T', '-', '-cf', '-']
-        self.procs = _pipeline(tar_cmd, COMPRESSORS[compression][0], stdin=subprocess.PIPE)
-        self.output = self.procs[-1].stdout
+    def __init__(self, reader, compression):
+        self.reader = reader
+        self.proc = _popen(COMPRESSORS[compression][0], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
         self._errors = []
-        self._feeder = threading.Thread(target=self._feed, args=(path, late))
+        self._feeder = threading.Thread(target=self._feed)
         self._feeder.daemon = True
         self._feeder.start()
 
-    def _feed(self, path, late):
+    def _feed(self):
+        view = memoryview(bytearray(FRAME))
         try:
-            _feed_names(path, self.procs[0].stdin, late)
+            while True:
+                got = self.reader.readinto(view)
+                if not got:
+                    break
+                hash_work(self.reader.take_work())
+                self.proc.stdin.write(view[:got])
         except BaseException as exc:  # pylint: disable=broad-except
             self._errors.append(exc)
-            self.kill()
+            self.proc.kill()
+        finally:
+            self.reader.close()
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def readinto(self, view):
+        return self.proc.stdout.readinto(view)
+
+    @staticmethod
+    def take_work():
+        return []   # the feeder hashes
 
     def kill(self):
-        for proc in self.procs:
-            proc.kill()
+        self.proc.kill()
 
     def finish(self):
-        """Wait for the feeder and the pipeline; TransferError when either failed."""
+        """Wait for the feeder and the compressor; TransferError when either failed."""
         self._feeder.join()
         if self._errors:
             raise TransferError('the bundle could not be completed: %s' % self._errors[0])
-        _finish(self.procs, 'packing the bundle')
+        _finish([self.proc], 'compressing the bundle')
+
+
+class _DirectSource:
+    """compression none: the records are filled straight from the bundle's files."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.readinto = reader.readinto
+        self.take_work = reader.take_work
+
+    def kill(self):
+        self.reader.close()
+
+    def finish(self):
+        self.reader.close()
+
+
+def _source(path, compression, late, hashes):
+    reader = BundleReader(path, late, hashes)
+    if COMPRESSORS[compression][0] is None:
+        return _DirectSource(reader)
+    return _CompressedSource(reader, compression)
 
 
 def _stream_frames(session, source):
-    """Send ``source`` as data records; returns the bytes sent."""
+    """Send ``source`` as data records; returns the bytes sent. The record buffer is filled in place and
+    sent without a copy; the sha256 of the bytes just read runs in a second thread while they are sent
+    (hashlib and ssl both release the GIL), and ends before the buffer is filled again."""
+    buf = memoryview(bytearray(RECORD.size + FRAME))
+    payload = buf[RECORD.size:]
     sent = 0
-    while True:
-        chunk = source.read(FRAME)
-        if not chunk:
-            return sent
-        session.send(DATA, chunk)
-        sent += len(chunk)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        while True:
+            got = source.readinto(payload)
+            if not got:
+                return sent
+            work = source.take_work()
+            job = pool.submit(hash_work, work) if work else None
+            try:
+                session.send_view(DATA, buf, got)
+            finally:
+                if job is not None:
+                    job.result()
+            sent += got
 
 
 def _late_verdict(session):
@@ -416,21 +464,25 @@ def _late_verdict(session):
         return None
 
 
-def _send_stream(session, path, compression, late):
+def _send_stream(session, path, compression, late, hashes):
     """Header, data, end, verdict over ``session``; returns (verdict, bytes_raw, files, sent, seconds)."""
     packer = None
     try:
         raw_bytes, files = _bundle_size(path, late)
         _send_json(session, HEADER, {'compression': compression, 'bytes': raw_bytes, 'files': files})
-        packer = _Packer(path, compression, late)
+        packer = _source(path, compression, late, hashes)
         started = time.time()
-        sent = _stream_frames(session, packer.output)
+        sent = _stream_frames(session, packer)
         packer.finish()
         if late:
             raw_bytes += os.path.getsize(os.path.join(path, late[0]))
         session.send(END, struct.pack('>Q', sent))
         verdict = _recv_json(session, VERDICT, 'verdict')
         return verdict, raw_bytes, files, sent, time.time() - started
+    except StreamReadError as exc:
+        if packer is not None:
+            packer.kill()
+        raise TransferError('the bundle could not be completed: %s' % exc)
     except ssl.SSLError as exc:
         if packer is not None:
             packer.kill()
@@ -446,14 +498,17 @@ def _send_stream(session, path, compression, late):
 
 def send(path: str, address: str, port: int, token: str, compression: str = 'zstd', connect_timeout: float = 60.0,
          io_timeout: float = 300.0, late: Optional[Tuple[str, Callable[[], Any]]] = None,
-         channel: Optional['Channel'] = None, tls: Any = False, auth_timeout: float = 5.0) -> Dict[str, Any]:
+         channel: Optional['Channel'] = None, tls: Any = False, auth_timeout: float = 5.0,
+         hashes: Optional[Dict[str, Tuple[int, str]]] = None) -> Dict[str, Any]:
     """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
 
     ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
     written (the manifest, hashed while the rest streams). It is sent last, after ``wait()`` returned;
     an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
     ``channel`` is a Channel from connect() (it is closed here); without one, send() connects itself
-    with ``tls`` (a Pinned identity, or None for plaintext: it must be given).
+    with ``tls`` (a Pinned identity, or None for plaintext: it must be given). With ``hashes`` (a
+    dict) the sha256 of every file is taken from the bytes as they are sent (``_tarstream``), as
+    ``hashes[relative path] = (size, hex digest)``; ``late``'s ``wait()`` may use them.
     """
     if not os.path.isdir(path):
         if channel is not None:
@@ -466,7 +521,7 @@ def send(path: str, address: str, port: int, token: str, compression: str = 'zst
     session = channel.session
     session.sock.settimeout(io_timeout)
     try:
-        verdict, raw_bytes, files, sent, elapsed = _send_stream(session, path, compression, late)
+        verdict, raw_bytes, files, sent, elapsed = _send_stream(session, path, compression, late, hashes)
     finally:
         session.close()
     if not verdict.get('ok'):
@@ -532,8 +587,9 @@ def _receive_frames(session, sink):
     (bytes, the BrokenPipeError that stopped the writes or None)."""
     received = 0
     broken = None
+    buf = bytearray(4 * FRAME)   # one buffer for every record: no allocation per record
     while True:
-        kind, payload = session.recv((DATA, END), 4 * FRAME)
+        kind, payload = session.recv_view((DATA, END), buf)
         if kind == END:
             if len(payload) != 8 or struct.unpack('>Q', payload)[0] != received:
                 raise TransferError('the stream ended after %d bytes, not where the sender said it would end: it was '

@@ -751,7 +751,7 @@ class Checkpointer(Worker):
 
     def package(self, plan):
         """The writable layer and the volumes into the bundle, then the manifest (with send: a job that
-        hashes while the other files stream, sent last)."""
+        writes it from the hashes the stream took of the bytes it sent, sent last)."""
         bundle, captured = plan['bundle'], plan['captured']
         with self.phase('rootfs'):
             upper = ((self.inspected.get('GraphDriver') or {}).get('Data') or {}).get('UpperDir')
@@ -777,13 +777,10 @@ class Checkpointer(Worker):
                 self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                       compression=compression, connect_timeout=opts['connect_timeout'],
                                                       io_timeout=self.p['timeout'], late=(MANIFEST, manifest_job.wait),
-                                                      channel=channel)
+                                                      channel=channel, hashes=manifest_job.hashes)
             except BaseException as exc:
                 # the bundle (process memory) goes whatever failed; the frozen container is the rollback's
-                try:
-                    manifest_job.wait()   # it writes into the bundle: let it end first
-                except MigrationError:
-                    pass
+                manifest_job.abandon()
                 remove_tree(bundle)
                 self.result['bundle_removed'] = True
                 if isinstance(exc, TransferError):

@@ -73,6 +73,29 @@ def run_module(host, module, args, check_mode=False):
     return module_result(start_module(host, module, args, check_mode=check_mode), host)
 
 
+class GnuTarSource:
+    """What a hostile source's sender emits: GNU tar of the forged bundle as it is (device nodes, FIFOs and
+    setuid bits included). The collection's own sender refuses such files and writes modes 0600/0700
+    (``_tarstream``), so the attacker is given the stream the collection's sender used to make."""
+
+    def __init__(self, path, compression, late, hashes):   # pylint: disable=unused-argument
+        self.proc = subprocess.Popen(['tar', '--numeric-owner', '-C', path, '-cf', '-', '.'], stdout=subprocess.PIPE)
+
+    def readinto(self, view):
+        return self.proc.stdout.readinto(view)
+
+    @staticmethod
+    def take_work():
+        return []
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def finish(self):
+        self.proc.wait()
+
+
 def send_forged(bundle, host, port, token):
     """The hostile source's one step: send ``bundle`` to the receiver on ``host`` WITH the valid token.
 
@@ -81,11 +104,15 @@ def send_forged(bundle, host, port, token):
     would change nothing of what the target receives; what these cases test is what the target does with it.
     Returns {'ok': True, 'stats': ...} or {'ok': False, 'error': message}.
     """
+    real = _transfer._source   # pylint: disable=protected-access
+    _transfer._source = GnuTarSource   # pylint: disable=protected-access
     try:
         return {'ok': True, 'stats': _transfer.send(str(bundle), ADDRESS[host], port, token, compression='none',
                                                     connect_timeout=60, io_timeout=60, tls=None)}
     except _transfer.TransferError as exc:
         return {'ok': False, 'error': str(exc)}
+    finally:
+        _transfer._source = real   # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------------------------------------------
