@@ -235,6 +235,14 @@ memory_bytes:
   returned: when O(state=present)
   type: int
   sample: 270532608
+pids_current:
+  description:
+    - The tasks (processes and threads) the container's pids cgroup counts, measured before the freeze; V(null)
+      when it cannot be read. M(mtd.containers.restore) compares it with the pids limit of its
+      O(mtd.containers.restore#module:confine) before anything is frozen.
+  returned: when O(state=present)
+  type: int
+  sample: 3
 bundle_removed:
   description:
     - The bundle was deleted after the receiver confirmed it (see O(send.keep)), or because the send failed
@@ -330,6 +338,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
     CgroupError,
     freeze_cgroup_of_pid,
     memory_usage_of_pid,
+    pids_usage_of_pid,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
@@ -591,6 +600,7 @@ class Checkpointer(Worker):
         self.result['config'] = captured
         pid = state.get('Pid')
         self.result['memory_bytes'] = memory_usage_of_pid(pid) if pid else None
+        self.result['pids_current'] = pids_usage_of_pid(pid) if pid else None
         if self.mod.check_mode:
             self.result['container'] = {'id': cid, 'name': captured['name'],
                                         'image_digest_ref': captured['image_digest_ref'], 'state': 'running'}

@@ -361,12 +361,28 @@ from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     unpack_volume,
     verify_manifest,
 )
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
     acquire_lock,
     create_no_follow,
     process_argv,
     read_pid,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._confine import (
+    ARRIVAL_LABEL,
+    CGROUPNS_KEPT_REASON,
+    LIMITS_SPEC,
+    arrival_cgroupns,
+    arrival_labels,
+    cgroup_outside,
+    cgroup_parent_path,
+    confine_host_config,
+    container_refusal,
+    limits_from_params,
+    limits_mismatch,
+    usage_refusal,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._container import wait_running
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
@@ -449,6 +465,14 @@ ARGUMENT_SPEC = dict(
     verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
     expected_bytes=dict(type='int', default=0),
     policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
+    confine=dict(type='dict', options=dict(
+        limits=dict(type='dict', default={}, options=LIMITS_SPEC),
+        cgroup_parent=dict(type='str', default='mtd'),
+        cgroup_name=dict(type='str'),
+        cgroupns=dict(type='str', default='auto', choices=['auto', 'private', 'host']),
+        seccomp=dict(type='bool', default=True),
+        source_usage=dict(type='dict', options=dict(memory=dict(type='int'), pids=dict(type='int'))),
+    )),
 )
 REQUIRED_IF = [('state', 'prepared', ('config',))]
 # receive and wait_for_bundle exclude each other only when wait_for_bundle is not 0 (its default): a hand check.
@@ -500,6 +524,7 @@ class Restorer(Worker):
         self._lock = None
         self._criu: Optional[str] = None
         self._warned_manifest_config = False
+        self.arrival = ArrivalConfinement(self) if self.p['confine'] is not None else None
 
     def choose_bundle_dir(self):
         """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
@@ -645,6 +670,7 @@ class Restorer(Worker):
             if not self.volume(vol['name']):
                 self.client.post('/volumes/create', body={'Name': vol['name'], 'Driver': 'local', 'Labels': labels})
         body = create_body(captured, labels=labels)
+        body = self.arrival.body(body) if self.arrival else strip_confine_labels(body)
         created = self.client.post('/containers/create', params={'name': name}, body=body)
         return created['Id']
 
@@ -658,12 +684,16 @@ class Restorer(Worker):
         if existing:
             return existing, False
         self.preflight(captured)
+        if self.arrival:
+            self.arrival.plan(captured, name)
         if self.module.check_mode:
             return None, True
         t = time.time()
         self.pull(captured['image_digest_ref'])
         self.phase('pull', t)
         t = time.time()
+        if self.arrival:
+            self.arrival.prepare_level(name)
         cid = self.create(captured, name)
         self.phase('create', t)
         return self.client.inspect_container(cid), True
@@ -768,6 +798,8 @@ class Restorer(Worker):
         self.result['changed'] = True
         if self.module.check_mode:
             return
+        if self.arrival:
+            self.arrival.check_standby(inspect, name)
         cid = inspect['Id']
         cp_name = check_name(manifest.get('checkpoint') or self.migration_id, 'The checkpoint name of the bundle')
         try:
@@ -784,6 +816,8 @@ class Restorer(Worker):
         t = time.time()
         self.wait_healthy(cid, name)
         self.phase('health', t)
+        if self.arrival:
+            self.arrival.verify(cid, name)
         self.clean_up(cid, cp_name)
 
     def take_lock(self):
@@ -1103,6 +1137,142 @@ class Restorer(Worker):
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def strip_confine_labels(body):
+    """The create body without ``mtd.confine.*`` labels: the captured configuration comes from the source,
+    which may claim a confinement it does not have (only this host's restore sets them)."""
+    config = dict(body)
+    labels = dict(config.get('Labels') or {})
+    for key in [k for k in labels if k.startswith('mtd.confine.')]:
+        labels.pop(key)
+    config['Labels'] = labels
+    return config
+
+
+class ArrivalConfinement:
+    """Option confine: the standby is created under the confinement's parent cgroup with its limits (written
+    before the freeze), so the restored tree is limited from its first instruction; verified after the resume.
+    The decisions are mtd.containers.confine's (module_utils/_confine.py)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.opts = worker.p['confine']
+        # CgroupError (an MtdError) for a bad limit: before anything is created
+        self.limits = limits_from_params(self.opts['limits'])
+        self.layout = cgroup_lib.Layout.from_host('auto')
+        self.cgroup: Optional[cgroup_lib.Cgroup] = None
+        self.parent = '/'
+        self.cgroupns: Optional[str] = None   # private | host, from the captured configuration (see arrival_cgroupns)
+
+    def level(self, name) -> cgroup_lib.Cgroup:
+        """The parent level ``<cgroup_parent>/<cgroup_name or name>`` (the container's CgroupParent)."""
+        if self.cgroup is None:
+            self.parent = cgroup_parent_path(self.opts['cgroup_parent'], self.opts['cgroup_name'] or name)
+            self.cgroup = cgroup_lib.Cgroup(self.layout, self.parent.lstrip('/'))
+        return self.cgroup
+
+    def plan(self, captured, name):
+        """Refuse, before anything is created, what cannot be confined on arrival."""
+        worker = self.worker
+        info = worker.info
+        level = self.level(name)
+        engine = str(info.get('CgroupVersion') or '')
+        if engine in ('1', '2') and int(engine) != self.layout.version:
+            worker.fail('The Docker engine uses cgroup v%s but this host\'s limits would go on cgroup v%d.'
+                        % (engine, self.layout.version))
+        self.cgroupns, kept = arrival_cgroupns(self.opts['cgroupns'], (captured.get('host_config') or {}).get(
+            'CgroupnsMode'), self.layout.version)
+        if kept:
+            worker.fail('Cannot confine %s on arrival: %s' % (name, kept))
+        body = self.body(create_body(captured))
+        shaped = {'Name': name, 'HostConfig': body.get('HostConfig') or {}}
+        refusal = container_refusal(shaped, (worker.client.version() or {}).get('Version'), info, self.limits,
+                                    None)
+        if refusal:
+            worker.fail('Cannot confine %s on arrival: %s' % (name, refusal[0]), **refusal[1])
+        too_small = usage_refusal(name, self.limits, self.opts['source_usage'])
+        if too_small:
+            worker.fail(too_small, source_usage=self.opts['source_usage'],
+                        limits=cgroup_lib.limits_for_display(self.limits))
+        level.check_controllers(self.limits)
+        self.describe(level.read_limits() if level.exists() else None)
+
+    def describe(self, limits):
+        self.worker.result['confinement'] = {
+            'how': 'arrival', 'cgroup': {'version': self.layout.version, 'path': self.parent},
+            'limits': cgroup_lib.limits_for_display(dict((k, (limits or {}).get(k)) for k in self.limits)),
+            'cgroupns_mode': self.cgroupns,
+            'seccomp_profile': bool(self.opts['seccomp']), 'verified': None}
+
+    def prepare_level(self, name):
+        """The parent level and its limits, before the standby exists (nothing runs in it yet)."""
+        level = self.level(name)
+        writes = level.plan(self.limits, level.read_limits() if level.exists() else None)
+        level.create(self.limits)
+        level.apply(writes)
+        self.describe(level.read_limits())
+
+    def body(self, body):
+        """The create body with the confinement: the parent cgroup, the collection's profile (seccomp), a
+        private cgroup namespace (cgroupns) and the labels that say so."""
+        body = strip_confine_labels(body)
+        host_config = confine_host_config(body.get('HostConfig'), self.parent, self.cgroupns == 'private')
+        if not self.opts['seccomp']:
+            host_config['SecurityOpt'] = (body.get('HostConfig') or {}).get('SecurityOpt')
+        body['HostConfig'] = host_config
+        if self.cgroup is not None:
+            body['Labels'].update(arrival_labels(self.parent, CGROUPNS_KEPT_REASON if self.cgroupns == 'host' else None))
+        return body
+
+    def check_standby(self, inspect, name):
+        """The standby this run starts must be the confined one (a standby made without confine is not)."""
+        level = self.level(name)
+        labels = (inspect.get('Config') or {}).get('Labels') or {}
+        if (inspect.get('HostConfig') or {}).get('CgroupParent') != self.parent or labels.get(ARRIVAL_LABEL) != self.parent:
+            self.worker.fail('The standby %s was not created confined under %s (give the same confine to state=prepared '
+                             'and state=started); nothing was started.' % (name, self.parent))
+        if self.worker.result.get('confinement') is None:
+            self.describe(level.read_limits())
+
+    def verify(self, cid, name):
+        """After the resume: every task in the level, the level's limits as asked, every task filtered."""
+        worker = self.worker
+        level = self.level(name)
+        found = level.read_limits()
+        problems = ['limit %s' % key for key in limits_mismatch(self.limits, found)]
+        tasks = {}
+        pid = (worker.client.inspect_container(cid).get('State') or {}).get('Pid')
+        own = cgroup_lib.Cgroup(self.layout, '%s/%s' % (level.path, cid))   # Docker's cgroupfs driver: <parent>/<id>
+        for task in sorted(set(own.procs()) | set([pid] if pid else [])):
+            tasks[task] = self.task_state(task, level)
+        problems += ['task %d %s' % (task, what) for task, state in tasks.items() for what in state['problems']]
+        if not tasks:
+            problems.append('no task in %s' % self.parent)
+        self.describe(found)
+        worker.result['confinement'].update(
+            verified=not problems, tasks=dict((str(t), {'seccomp': s['seccomp'], 'filters': s['filters']})
+                                              for t, s in tasks.items()))
+        if problems:
+            worker.fail('Container %s runs but is not confined as asked (%s); it is rolled back.'
+                        % (name, ', '.join(problems)), confinement=worker.result['confinement'])
+
+    def task_state(self, pid, level):
+        problems = []
+        try:
+            with open('/proc/%d/cgroup' % pid) as handle:
+                paths = cgroup_lib.parse_proc_cgroup(handle.read())
+            with open('/proc/%d/status' % pid) as handle:
+                status = seccomp_lib.parse_status_seccomp(handle.read())
+        except (IOError, OSError):
+            return {'seccomp': None, 'filters': None, 'problems': []}   # ended meanwhile
+        controllers = [c for c in cgroup_lib.MANAGED_CONTROLLERS if self.layout.version == 1] or ['']
+        outside = cgroup_outside(paths, '/' + level.path, controllers)
+        if outside:
+            problems.append('outside %s (%s)' % ('/' + level.path, ', '.join(outside)))
+        if self.opts['seccomp'] and status['mode'] != 2:
+            problems.append('without a seccomp filter (Seccomp %s)' % status['mode'])
+        return {'seccomp': status['mode'], 'filters': status['filters'], 'problems': problems}
 
 
 def end_lazy_daemon(tls_dir):
