@@ -199,6 +199,89 @@ options:
     description: Seconds the restored container may take to get all of its memory from the source (post-copy).
     type: int
     default: 300
+  confine:
+    description:
+      - Confinement on arrival. The standby is created under the parent cgroup C(<cgroup_parent>/<cgroup_name>)
+        (the level of M(mtd.containers.confine)), whose limits are written before the standby exists, with the
+        collection's seccomp profile inline and the labels C(mtd.confine.arrival) (the parent) and, when the
+        host cgroup namespace is kept, C(mtd.confine.cgroupns). The restored process tree is therefore limited
+        from its first instruction and keeps its memory (no restart); M(mtd.containers.confine) takes such a
+        container as confined by itself (a second confine changes nothing).
+      - Refused before anything is created (with O(state=prepared) that is before the source is frozen) - what
+        M(mtd.containers.confine) refuses (privileged, host PID or IPC namespace, binds of the engine's socket or
+        of the host's cgroupfs, no seccomp, a cgroup driver other than cgroupfs, its own CPU limit above the
+        confinement's), an engine cgroup version other than the host's, a cgroup namespace mode the restore cannot
+        give (see O(confine.cgroupns)), and limits below O(confine.source_usage).
+      - After the start (O(state=started)) the limits of the level, the cgroup of every task of the container and
+        their C(Seccomp) mode (V(2)) are read on this host; a difference fails the module (the caller rolls back),
+        RV(confinement) reports them.
+      - C(mtd.confine.*) labels in a captured configuration are dropped either way (the source may claim any).
+      - Give the same value to O(state=prepared) and O(state=started).
+    type: dict
+    suboptions:
+      limits:
+        description: The limits of the parent level, as O(mtd.containers.confine#module:limits).
+        type: dict
+        default: {}
+        suboptions:
+          memory:
+            description: Memory limit, a size such as V(64m), or V(max).
+            type: raw
+          memory_swap:
+            description: Memory plus swap, a size or V(max); defaults to O(confine.limits.memory).
+            type: raw
+          cpus:
+            description: CPU bandwidth in CPUs; V(0) means no limit.
+            type: float
+          cpu_period:
+            description: The period of O(confine.limits.cpus) in microseconds.
+            type: int
+            default: 100000
+          cpu_weight:
+            description: Relative CPU weight 1..10000.
+            type: int
+          pids:
+            description: The maximum number of tasks, or V(max).
+            type: raw
+      cgroup_parent:
+        description: The path below each cgroup hierarchy's root under which the level is created.
+        type: str
+        default: mtd
+      cgroup_name:
+        description: The name of the level; defaults to the container's name.
+        type: str
+      cgroupns:
+        description:
+          - The cgroup namespace of the restored container. V(auto) keeps the source's (Docker's default when the
+            configuration names none - the host's on cgroup v1, a private one on v2).
+          - A different mode is refused. runc checkpoints the cgroup v1 mounts of a container without a cgroup
+            namespace of its own as external bind mounts and, on restore into a container with one, gives CRIU
+            no mapping for them (it expects real cgroup mounts), so CRIU fails (C(mnt - No mapping for ...
+            mountpoint)); and CRIU creates a cgroup namespace only for a task that had one when it was dumped.
+            What keeps the limits without one is described in docs/confine.md.
+        type: str
+        choices: [auto, private, host]
+        default: auto
+      seccomp:
+        description:
+          - The collection's seccomp profile in the container's configuration (what a later start gets) and the
+            check that every restored task has C(Seccomp) V(2).
+          - V(false) keeps the source's C(SecurityOpt).
+        type: bool
+        default: true
+      source_usage:
+        description:
+          - What the container uses on its source, measured before the freeze
+            (RV(mtd.containers.checkpoint#module:memory_bytes) and RV(mtd.containers.checkpoint#module:pids_current)).
+            Limits at or below it are refused (the restore would be OOM-killed or fail to fork after the freeze).
+        type: dict
+        suboptions:
+          memory:
+            description: Bytes.
+            type: int
+          pids:
+            description: Tasks.
+            type: int
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
@@ -327,6 +410,16 @@ place_method:
   returned: when O(state=started) and the images were placed
   type: str
   sample: direct
+confinement:
+  description:
+    - With O(confine), how the container is confined - C(how) (V(arrival)), C(cgroup) (version, path of the
+      parent level), C(limits) (as read from the level), C(cgroupns_mode), C(seccomp_profile), and after the
+      start C(verified) (every check passed) and C(tasks) (per task id, its C(seccomp) mode and C(filters) count).
+  returned: when O(confine) was given and O(state) is not V(absent)
+  type: dict
+  sample: {"how": "arrival", "cgroup": {"version": 1, "path": "/mtd/web-1"}, "limits": {"memory": "48m",
+           "memory_swap": "48m", "pids": 40}, "cgroupns_mode": "host", "seccomp_profile": true, "verified": true,
+           "tasks": {"4242": {"seccomp": 2, "filters": 2}}}
 removed:
   description:
     - What O(state=absent) removed (or would remove, in check mode) - the containers of this migration by name,
