@@ -19,8 +19,11 @@ import time
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _confine
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import test_confine as confine_tests
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 model = fakes.model
@@ -913,12 +916,8 @@ def test_a_volume_archive_is_checked_before_anything_is_created(model, tmp_path,
 # ---------------------------------------------------------------------------------------------------
 # Option confine (confinement on arrival)
 
-from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib  # noqa: E402
-from ansible_collections.mtd.containers.plugins.module_utils import _confine  # noqa: E402
-from ansible_collections.mtd.containers.tests.unit.plugins.modules.test_confine import (  # noqa: E402,F401
-    V1_FILES,
-    cgroupfs,
-)
+cgroupfs = confine_tests.cgroupfs
+V1_FILES = confine_tests.V1_FILES
 
 CONFINE = {'limits': {'memory': '48m', 'pids': 40}, 'source_usage': {'memory': 8 << 20, 'pids': 2}}
 
@@ -949,7 +948,7 @@ def kernel_mkdir(cgroupfs, monkeypatch):
 
 
 def test_prepared_confined_creates_the_standby_under_the_limited_level(model, kernel_mkdir):
-    cgroupfs = kernel_mkdir
+    layout = kernel_mkdir
     _arrival_info(model)
     captured = copy.deepcopy(CAPTURED)
     captured['host_config']['CgroupnsMode'] = 'host'
@@ -960,10 +959,10 @@ def test_prepared_confined_creates_the_standby_under_the_limited_level(model, ke
     assert _confine.current_confinement(inspect)['seccomp_sha256'] == _confine.desired_confinement('/mtd/it-web', False)[
         'seccomp_sha256']
     assert labels['mtd.confine.arrival'] == '/mtd/it-web' and labels['mtd.confine.cgroupns'] == 'host-as-dumped'
-    memory = os.path.join(cgroupfs.v1_mounts['memory'], 'mtd', 'it-web')
+    memory = os.path.join(layout.v1_mounts['memory'], 'mtd', 'it-web')
     with open(os.path.join(memory, 'memory.limit_in_bytes')) as handle:
         assert int(handle.read()) == 48 << 20
-    with open(os.path.join(cgroupfs.v1_mounts['pids'], 'mtd', 'it-web', 'pids.max')) as handle:
+    with open(os.path.join(layout.v1_mounts['pids'], 'mtd', 'it-web', 'pids.max')) as handle:
         assert handle.read().strip() == '40'
     assert result['confinement']['how'] == 'arrival' and result['confinement']['cgroup']['path'] == '/mtd/it-web'
     assert result['confinement']['cgroupns_mode'] == 'host'
