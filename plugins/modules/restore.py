@@ -334,8 +334,8 @@ bundle_location:
   sample: {"tmpfs": true, "reason": "/dev/shm has 11980 MB free, 400 MB are needed"}
 timings:
   description:
-    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, place, lazy_daemon, restore,
-      lazy_fetch, health).
+    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, seccomp_filter, place, lazy_daemon,
+      restore, lazy_fetch, health).
     - C(restore_criu) is CRIU's own part of C(restore), from its restore.log (O(image_delivery=direct) only).
   returned: when O(state) is not V(absent)
   type: dict
@@ -410,6 +410,13 @@ place_method:
   returned: when O(state=started) and the images were placed
   type: str
   sample: direct
+seccomp_filter:
+  description:
+    - With O(confine) (and O(confine.seccomp)), what adding the collection's filter to the image set did before the
+      start - the number of filter entries before and after, and how many image files changed.
+  returned: when O(state=started) restored with O(confine)
+  type: dict
+  sample: {"filters_before": 1, "filters_after": 2, "changed_files": 3}
 confinement:
   description:
     - With O(confine), how the container is confined - C(how) (V(arrival)), C(cgroup) (version, path of the
@@ -442,6 +449,8 @@ import time
 from typing import Any, Dict, Optional
 from urllib.parse import quote
 
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
     LAZY_CERT,
@@ -454,8 +463,6 @@ from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     unpack_volume,
     verify_manifest,
 )
-from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
-from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
     acquire_lock,
@@ -488,6 +495,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     start_from_checkpoint,
     start_lazy_pages_daemon,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import add_filter as add_seccomp_filter
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -897,6 +905,8 @@ class Restorer(Worker):
         cp_name = check_name(manifest.get('checkpoint') or self.migration_id, 'The checkpoint name of the bundle')
         try:
             self.lay_back(inspect, captured)
+            if self.arrival:
+                self.arrival.add_filter(os.path.join(self.bundle, CRIU_DIR))
             placed = self.place(cid, cp_name, delivery, bool(lazy))
         except (MigrationError, OSError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
@@ -1232,6 +1242,15 @@ class Restorer(Worker):
         self.result['changed'] = bool(removed)
 
 
+def namespace_pid(status_text):
+    """The innermost pid of a /proc/<pid>/status (its NSpid line: the container's pid namespace last), or None."""
+    for line in (status_text or '').splitlines():
+        if line.startswith('NSpid:'):
+            values = line.split()[1:]
+            return int(values[-1]) if values and values[-1].isdigit() else None
+    return None
+
+
 def strip_confine_labels(body):
     """The create body without ``mtd.confine.*`` labels: the captured configuration comes from the source,
     which may claim a confinement it does not have (only this host's restore sets them)."""
@@ -1256,7 +1275,8 @@ class ArrivalConfinement:
         self.layout = cgroup_lib.Layout.from_host('auto')
         self.cgroup: Optional[cgroup_lib.Cgroup] = None
         self.parent = '/'
-        self.cgroupns: Optional[str] = None   # private | host, from the captured configuration (see arrival_cgroupns)
+        self.cgroupns: Optional[str] = None   # private | host, from the captured configuration (arrival_cgroupns)
+        self.expected: Dict[int, int] = {}    # thread id in the container -> Seccomp_filters after the restore
 
     def level(self, name) -> cgroup_lib.Cgroup:
         """The parent level ``<cgroup_parent>/<cgroup_name or name>`` (the container's CgroupParent)."""
@@ -1318,6 +1338,20 @@ class ArrivalConfinement:
             body['Labels'].update(arrival_labels(self.parent, CGROUPNS_KEPT_REASON if self.cgroupns == 'host' else None))
         return body
 
+    def add_filter(self, images):
+        """The collection's filter as the newest of every restored task's chain (CRIU installs what the image set
+        holds, not the container's profile): the source cannot vouch for it, so the target adds it."""
+        if not self.opts['seccomp']:
+            return
+        t = time.time()
+        added = add_seccomp_filter(images)
+        self.worker.phase('seccomp_filter', t)
+        self.expected = dict((thread['tid'], thread['filters_after']) for task in added['tasks']
+                             for thread in task['threads'])
+        self.worker.result['seccomp_filter'] = {'filters_before': added['filters_before'],
+                                                'filters_after': added['filters_after'],
+                                                'changed_files': len(added['changed_files'])}
+
     def check_standby(self, inspect, name):
         """The standby this run starts must be the confined one (a standby made without confine is not)."""
         level = self.level(name)
@@ -1356,7 +1390,8 @@ class ArrivalConfinement:
             with open('/proc/%d/cgroup' % pid) as handle:
                 paths = cgroup_lib.parse_proc_cgroup(handle.read())
             with open('/proc/%d/status' % pid) as handle:
-                status = seccomp_lib.parse_status_seccomp(handle.read())
+                status_text = handle.read()
+            status = seccomp_lib.parse_status_seccomp(status_text)
         except (IOError, OSError):
             return {'seccomp': None, 'filters': None, 'problems': []}   # ended meanwhile
         controllers = [c for c in cgroup_lib.MANAGED_CONTROLLERS if self.layout.version == 1] or ['']
@@ -1365,6 +1400,9 @@ class ArrivalConfinement:
             problems.append('outside %s (%s)' % ('/' + level.path, ', '.join(outside)))
         if self.opts['seccomp'] and status['mode'] != 2:
             problems.append('without a seccomp filter (Seccomp %s)' % status['mode'])
+        expected = self.expected.get(namespace_pid(status_text))
+        if self.opts['seccomp'] and expected is not None and status['filters'] != expected:
+            problems.append('with %s seccomp filters, not %d' % (status['filters'], expected))
         return {'seccomp': status['mode'], 'filters': status['filters'], 'problems': problems}
 
 

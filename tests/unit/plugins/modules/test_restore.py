@@ -938,6 +938,7 @@ def kernel_mkdir(cgroupfs, monkeypatch):
                 for name, value in V1_FILES[controller].items():
                     with open(os.path.join(directory, name), 'w') as handle:
                         handle.write(value)
+
     def write(self, filename, value):   # an interface file takes the whole value (no O_CREAT either)
         with open(filename, 'r+') as handle:
             handle.truncate()
