@@ -620,7 +620,7 @@ class Checkpointer(Worker):
         pid = state.get('Pid')
         self.result['memory_bytes'] = memory_usage_of_pid(pid) if pid else None
         self.result['pids_current'] = pids_usage_of_pid(pid) if pid else None
-        if self.p['seccomp_precheck'] and pid:
+        if self.p['seccomp_precheck']:
             self.check_filter_possible(plan['criu'], pid)
         if self.mod.check_mode:
             self.result['container'] = {'id': cid, 'name': captured['name'],
@@ -686,6 +686,9 @@ class Checkpointer(Worker):
     def check_filter_possible(self, criu, pid):
         """Before the freeze: the target will be able to add the collection's filter to this image set
         (seccomp_precheck). CriuImageError (an MtdError) when not."""
+        if not pid:
+            raise MtdError('The engine names no process of container %s, so its threads cannot be checked for the '
+                           'seccomp filter on arrival.' % self.p['container'])
         try:
             version = criu.version()
         except CriuError as exc:

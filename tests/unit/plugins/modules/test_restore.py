@@ -1012,3 +1012,12 @@ def test_started_refuses_a_standby_prepared_without_confine(model, bundle, cgrou
 def test_limits_spec_is_shared():
     assert restore.ARGUMENT_SPEC['confine']['options']['limits']['options'] is _confine.LIMITS_SPEC
     assert cgroup_lib.LIMIT_KEYS   # the keys the spec normalises into
+
+
+@pytest.mark.parametrize('text, pid', [
+    ('Name:\tsh\nNSpid:\t48213\t1\nSeccomp:\t2\n', 1),          # the container's pid namespace is the last
+    ('NSpid:\t48213\n', 48213),                                # no nested namespace
+    ('Name:\tsh\n', None), ('NSpid:\t\n', None), ('', None),
+])
+def test_namespace_pid(text, pid):
+    assert restore.namespace_pid(text) == pid
