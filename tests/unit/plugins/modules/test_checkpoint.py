@@ -734,8 +734,8 @@ def _with_pid(scene):
 
 def test_seccomp_precheck_reports_what_the_target_will_extend(scene, monkeypatch):
     _with_pid(scene)
-    monkeypatch.setattr(checkpoint, 'task_statuses', lambda pid: {7: 'Seccomp:\t2\nSeccomp_filters:\t1\n',
-                                                                 8: 'Seccomp:\t0\nSeccomp_filters:\t0\n'})
+    statuses = {7: 'Seccomp:\t2\nSeccomp_filters:\t1\n', 8: 'Seccomp:\t0\nSeccomp_filters:\t0\n'}
+    monkeypatch.setattr(checkpoint, 'task_statuses', lambda pid: statuses)
     result = run(scene, seccomp_precheck=True, _ansible_check_mode=True)
     assert result['seccomp_precheck'] == {'criu_version': '4.1.1', 'threads': 2, 'filtered': 1, 'unfiltered': 1,
                                           'machine': os.uname().machine}
