@@ -12,6 +12,16 @@ def _os(value):
     return ('%s %s' % (value.get('id'), value.get('version_id') or '')).strip()
 
 
+def confined_how(value):
+    """How the migrated container was confined - arrival (restored confined), recreate (the older records'
+    true: confined after the move by recreating it) or none."""
+    if value is True:
+        return 'recreate'
+    if isinstance(value, str) and value in ('arrival', 'recreate'):
+        return value
+    return 'none'
+
+
 def migration_row(record):
     """One summary row of a migration record (mtd.containers.migrate's migrate_result)."""
     record = record or {}
@@ -33,7 +43,7 @@ def migration_row(record):
         'send_s': checkpoint.get('send'),
         'restore_s': restore.get('restore'),
         'wire_bytes': transfer.get('bytes_sent'),
-        'confined': 'yes' if record.get('confined') else 'no',
+        'confined': confined_how(record.get('confined')),
         'error': (error[:80] + '...') if error and len(error) > 80 else error,
     }
 

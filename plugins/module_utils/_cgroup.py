@@ -872,6 +872,28 @@ def memory_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '
         return None
 
 
+def pids_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '/proc') -> Optional[int]:
+    """Tasks the pids cgroup of process ``pid`` counts now (``pids.current``, v1 and v2), or None when it
+    cannot be read."""
+    try:
+        layout = layout or Layout.from_host()
+        with open(os.path.join(proc, str(pid), 'cgroup')) as handle:
+            paths = parse_proc_cgroup(handle.read())
+    except (CgroupError, IOError, OSError):
+        return None
+    if layout.version == 1 and 'pids' in layout.v1_mounts and 'pids' in paths:
+        path = os.path.join(layout.v1_mounts['pids'], paths['pids'].lstrip('/'), 'pids.current')
+    elif layout.unified and '' in paths:
+        path = os.path.join(layout.unified, paths[''].lstrip('/'), 'pids.current')
+    else:
+        return None
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return None
+
+
 def freeze_cgroup_of_pid(pid: int, proc: str = '/proc', mountinfo_path: str = '/proc/self/mountinfo') -> str:
     """Freeze the freezer cgroup of process ``pid`` (v1 freezer.state FROZEN, v2 cgroup.freeze 1), the way
     the engine's pause does; returns the file written. Raises CgroupError.

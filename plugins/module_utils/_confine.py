@@ -16,6 +16,11 @@ import posixpath
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
+    MAX,
+    format_size,
+    normalise_limits,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._seccomp import (
     docker_profile,
     find_seccomp_opt,
@@ -52,6 +57,22 @@ FORBIDDEN_SOCKETS = (
 FORBIDDEN_SOCKET_DIRS = ('/run/user',)
 # The host's cgroup filesystem must not be bound in either.
 FORBIDDEN_CGROUPFS = '/sys/fs/cgroup'
+
+# The option spec of the limits, shared by mtd.containers.confine (limits) and mtd.containers.restore
+# (confine.limits): one definition, one normalisation (limits_from_params).
+LIMITS_SPEC: Dict[str, Any] = dict(
+    memory=dict(type='raw'),
+    memory_swap=dict(type='raw'),
+    cpus=dict(type='float'),
+    cpu_period=dict(type='int', default=100000),
+    cpu_weight=dict(type='int'),
+    pids=dict(type='raw'),
+)
+# The label of a container that mtd.containers.restore created confined on arrival (value: its cgroup
+# parent, such as /mtd/web-1). mtd.containers.confine takes such a container as confined by itself.
+ARRIVAL_LABEL = 'mtd.confine.arrival'
+# Its companion: why the container has no private cgroup namespace (the value names the reason).
+ARRIVAL_CGROUPNS_LABEL = 'mtd.confine.cgroupns'
 
 _VERSION_RE = re.compile(r'^\s*v?(\d+)(?:\.(\d+))?')
 
@@ -285,3 +306,130 @@ def plan_layer_copy(changes: Sequence[Dict[str, Any]],
         if kind in (CHANGE_ADDED, CHANGE_MODIFIED):
             copy.append((path, kind))
     return copy, deleted
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared by both confinement paths: mtd.containers.confine (recreate) and mtd.containers.restore
+# (confinement on arrival, option confine)
+
+def limits_from_params(limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Normalised limits from an option shaped like :data:`LIMITS_SPEC`; raises CgroupError."""
+    limits = limits or {}
+    return normalise_limits(
+        memory=limits.get('memory'),
+        memory_swap=limits.get('memory_swap'),
+        cpus=limits.get('cpus'),
+        cpu_period=limits.get('cpu_period') if limits.get('cpus') is not None else None,
+        cpu_weight=limits.get('cpu_weight'),
+        pids=limits.get('pids'),
+    )
+
+
+def container_refusal(inspect: Dict[str, Any], engine_version: Optional[str], info: Dict[str, Any],
+                      limits: Dict[str, Any], engine_socket: Optional[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """``(sentence, details)`` when the container (an inspect, or a create body shaped like one) cannot be
+    confined on this engine, else None: privileged, host PID/IPC, forbidden binds, no seccomp, a cgroup
+    driver other than cgroupfs, its own CPU limit above the confinement's."""
+    refusal = privileged_refusal(inspect, engine_version) or host_namespace_refusal(inspect)
+    if refusal:
+        return refusal, {}
+    bad = forbidden_binds(inspect, [engine_socket] if engine_socket else [])
+    if bad:
+        source, reason = bad[0]
+        return ('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove that mount '
+                'and run confine again.' % (_display_name(inspect), source, reason),
+                {'forbidden_binds': [b[0] for b in bad]})
+    options = ' '.join(info.get('SecurityOptions') or [])
+    if 'seccomp' not in options:
+        return ('The Docker engine has no seccomp support (SecurityOptions: %s), so the container cannot be '
+                'confined.' % (options or 'none'), {})
+    driver = info.get('CgroupDriver') or 'cgroupfs'
+    if driver != 'cgroupfs':
+        return ('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, whose cgroup '
+                'parents are plain paths.' % driver, {})
+    conflict = cpu_conflict(inspect, limits)
+    if conflict:
+        return conflict, {}
+    return None
+
+
+def usage_refusal(name: str, limits: Dict[str, Any], usage: Optional[Dict[str, Any]]) -> Optional[str]:
+    """A sentence when the container's current usage on its source (``{'memory': bytes, 'pids': tasks}``,
+    None = unknown) does not fit the limits it is to be restored under, else None.
+
+    A restored tree needs at least the memory it had (CRIU restores every page) and as many tasks: under a
+    lower limit the restore would be OOM-killed or fail at fork, after the source was frozen.
+    """
+    usage = usage or {}
+    problems = []
+    memory, swap = limits.get('memory'), limits.get('memory_swap')
+    used = usage.get('memory')
+    ceiling = min([v for v in (memory, swap) if v not in (None, MAX)] or [0])
+    if used is not None and ceiling and int(used) >= ceiling:
+        problems.append('memory %s is at or above the limit %s' % (format_size(int(used)), format_size(ceiling)))
+    pids, tasks = limits.get('pids'), usage.get('pids')
+    if tasks is not None and pids not in (None, MAX) and int(tasks) >= int(pids):
+        problems.append('%d tasks reach the pids limit %d' % (int(tasks), int(pids)))
+    if not problems:
+        return None
+    return ('Container %s uses more than its confinement on arrival allows (%s); raise the limits or leave '
+            'confinement off - nothing was frozen.' % (name, ', '.join(problems)))
+
+
+def arrival_labels(cgroup_parent: str, cgroupns_reason: Optional[str]) -> Dict[str, str]:
+    """The labels of a container confined on arrival (see :data:`ARRIVAL_LABEL`)."""
+    labels = {ARRIVAL_LABEL: cgroup_parent}
+    if cgroupns_reason:
+        labels[ARRIVAL_CGROUPNS_LABEL] = cgroupns_reason
+    return labels
+
+
+def recognised_differences(differences: List[str], inspect: Dict[str, Any], desired: Dict[str, Any]) -> List[str]:
+    """``differences`` less those a container confined on arrival has by design.
+
+    restore's confinement on arrival keeps the host cgroup namespace where CRIU cannot restore into a new
+    one (the container is labelled with the reason, :data:`ARRIVAL_CGROUPNS_LABEL`); with the same cgroup
+    parent and profile that container is confined as this module would confine it, and recreating it would
+    only throw its memory away.
+    """
+    labels = (inspect.get('Config') or {}).get('Labels') or {}
+    if labels.get(ARRIVAL_LABEL) != desired.get('cgroup_parent') or not labels.get(ARRIVAL_CGROUPNS_LABEL):
+        return differences
+    return [d for d in differences if d != 'cgroupns_mode']
+
+
+def limits_mismatch(wanted: Dict[str, Any], found: Optional[Dict[str, Any]]) -> List[str]:
+    """The keys of ``wanted`` (normalised limits) whose values ``found`` (read_limits) does not have."""
+    found = found or {}
+    return [key for key in sorted(wanted) if wanted[key] is not None and found.get(key) != wanted[key]]
+
+
+def cgroup_outside(paths: Dict[str, str], level: str, controllers: Sequence[str]) -> List[str]:
+    """The controllers whose path (parse_proc_cgroup of a restored task) is not at or below ``level``."""
+    level = '/' + level.strip('/')
+    return [c for c in controllers if c in paths and not (paths[c] == level or paths[c].startswith(level + '/'))]
+
+
+# Why a restored container keeps the host cgroup namespace (the value of ARRIVAL_CGROUPNS_LABEL).
+CGROUPNS_KEPT_REASON = 'host-as-dumped'
+
+
+def arrival_cgroupns(requested: str, captured_mode: Optional[str], cgroup_version: int) -> Tuple[str, Optional[str]]:
+    """``(mode, refusal)``: the cgroup namespace mode the standby gets (``private`` or ``host``), or a sentence.
+
+    runc checkpoints a container's cgroup v1 mounts as external bind mounts when it has no cgroup namespace of
+    its own, and on restore gives CRIU those bind mounts only when the new container has none either (with one,
+    it expects real cgroup mounts): CRIU then fails with "No mapping for ... mountpoint". CRIU also creates a
+    cgroup namespace only for a task that had one when it was dumped. So the mode is the source's: ``auto`` takes
+    it (Docker's default when the configuration names none - host on cgroup v1, private on v2), and a different
+    mode is refused before the freeze.
+    """
+    source = (captured_mode or '').strip().lower() or ('host' if cgroup_version == 1 else 'private')
+    if requested in (None, '', 'auto') or requested == source:
+        return source, None
+    return source, ('A private cgroup namespace cannot be given on arrival to a container that ran without one '
+                    '(CRIU restores the namespace it dumped, and runc restores cgroup v1 mounts only into the same '
+                    'mode); use cgroupns auto, or confine it with mtd.containers.confine (recreated).'
+                    if requested == 'private' else
+                    'The container ran in a private cgroup namespace; it cannot be restored into the host\'s. Use '
+                    'cgroupns auto.')

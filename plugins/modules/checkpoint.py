@@ -114,6 +114,15 @@ options:
   criu_path:
     description: The criu binary runc should use. Found on PATH and in C(/usr/local/sbin) by default.
     type: path
+  seccomp_precheck:
+    description:
+      - V(true) checks, before anything is frozen (in check mode too), that the collection's seccomp filter can be
+        added to the checkpoint's image set on the target (M(mtd.containers.restore)'s
+        O(mtd.containers.restore#module:confine)) - the CRIU version that will write the images must write a
+        format the collection knows (3.10 to 4.x), and no thread of the container may be in seccomp strict mode.
+        A refusal fails the module with nothing frozen; RV(seccomp_precheck) reports what was checked.
+    type: bool
+    default: false
   timeout:
     description:
       - Seconds allowed for each Engine API call and for each network operation of O(send).
@@ -245,6 +254,21 @@ memory_bytes:
   returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: int
   sample: 270532608
+seccomp_precheck:
+  description:
+    - With O(seccomp_precheck), what was checked before the freeze - C(criu_version), C(threads), C(filtered) and
+      C(unfiltered) (threads with and without a seccomp filter now), C(machine).
+  returned: when O(seccomp_precheck=true) and O(state=present), or O(state=prepared) with O(capture=true)
+  type: dict
+  sample: {"criu_version": "4.1.1", "threads": 2, "filtered": 2, "unfiltered": 0, "machine": "x86_64"}
+pids_current:
+  description:
+    - The tasks (processes and threads) the container's pids cgroup counts, measured before the freeze; V(null)
+      when it cannot be read. M(mtd.containers.restore) compares it with the pids limit of its
+      O(mtd.containers.restore#module:confine) before anything is frozen.
+  returned: when O(state=present)
+  type: int
+  sample: 3
 bundle_removed:
   description:
     - The bundle was deleted after the receiver confirmed it (see O(send.keep)), or because the send failed
@@ -340,6 +364,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
     CgroupError,
     freeze_cgroup_of_pid,
     memory_usage_of_pid,
+    pids_usage_of_pid,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._common import (
     MtdError,
@@ -358,6 +383,8 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     lazy_tls_options,
     make_tls_identity,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import precheck as filter_precheck
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import task_statuses
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -410,6 +437,7 @@ ARGUMENT_SPEC = dict(
     runc_path=dict(type='path'),
     runc_root=dict(type='path'),
     criu_path=dict(type='path'),
+    seccomp_precheck=dict(type='bool', default=False),
     timeout=dict(type='int', default=300),
     dump_timeout=dict(type='int', default=300),
     send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False))),
@@ -602,6 +630,9 @@ class Checkpointer(Worker):
         self.result['config'] = captured
         pid = state.get('Pid')
         self.result['memory_bytes'] = memory_usage_of_pid(pid) if pid else None
+        self.result['pids_current'] = pids_usage_of_pid(pid) if pid else None
+        if self.p['seccomp_precheck']:
+            self.check_filter_possible(plan['criu'], pid)
         if self.mod.check_mode:
             self.result['container'] = {'id': cid, 'name': captured['name'],
                                         'image_digest_ref': captured['image_digest_ref'], 'state': 'running'}
@@ -662,6 +693,19 @@ class Checkpointer(Worker):
         if found:
             raise MtdError(policy_message(captured.get('name'), 'the source (nothing was frozen)', found),
                            violations=found)
+
+    def check_filter_possible(self, criu, pid):
+        """Before the freeze: the target will be able to add the collection's filter to this image set
+        (seccomp_precheck). CriuImageError (an MtdError) when not."""
+        if not pid:
+            raise MtdError('The engine names no process of container %s, so its threads cannot be checked for the '
+                           'seccomp filter on arrival.' % self.p['container'])
+        try:
+            version = criu.version()
+        except CriuError as exc:
+            raise MtdError('The CRIU version of this host cannot be read, so the seccomp filter cannot be promised on '
+                           'arrival: %s' % exc)
+        self.result['seccomp_precheck'] = filter_precheck(version, task_statuses(pid))
 
     def usable_criu(self):
         try:

@@ -478,17 +478,17 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import MtdE
 from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     CGROUPNS_MIN_API,
     CHANGE_ADDED,
+    LIMITS_SPEC,
     api_at_least,
     confine_host_config,
     confinement_differences,
-    cpu_conflict,
+    container_refusal,
     current_confinement,
     desired_confinement,
-    forbidden_binds,
-    host_namespace_refusal,
+    limits_from_params,
     mount_destinations,
     plan_layer_copy,
-    privileged_refusal,
+    recognised_differences,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._container import (
     ReplaceError,
@@ -506,14 +506,7 @@ ARGUMENT_SPEC: Dict[str, Any] = dict(
     mode=dict(type='str', required=True, choices=['process', 'container']),
     name=dict(type='str', required=True),
     state=dict(type='str', default='present', choices=['present', 'absent']),
-    limits=dict(type='dict', default={}, options=dict(
-        memory=dict(type='raw'),
-        memory_swap=dict(type='raw'),
-        cpus=dict(type='float'),
-        cpu_period=dict(type='int', default=100000),
-        cpu_weight=dict(type='int'),
-        pids=dict(type='raw'),
-    )),
+    limits=dict(type='dict', default={}, options=LIMITS_SPEC),
     cgroup_parent=dict(type='str', default='mtd'),
     cgroup_name=dict(type='str'),
     cgroup_version=dict(type='str', default='auto', choices=['auto', '1', '2']),
@@ -608,19 +601,6 @@ def launcher_files(interpreter: str) -> Dict[str, Tuple[str, int]]:
             content = '#!%s\n%s' % (interpreter, content)
         files[name] = (content, mode)
     return files
-
-
-def limits_from_params(limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """Normalised limits from the module's O(limits) option; raises CgroupError."""
-    limits = limits or {}
-    return cgroup_lib.normalise_limits(
-        memory=limits.get('memory'),
-        memory_swap=limits.get('memory_swap'),
-        cpus=limits.get('cpus'),
-        cpu_period=limits.get('cpu_period') if limits.get('cpus') is not None else None,
-        cpu_weight=limits.get('cpu_weight'),
-        pids=limits.get('pids'),
-    )
 
 
 def project(limits: Optional[Dict[str, Any]], keys: List[str]) -> Optional[Dict[str, Any]]:
@@ -875,27 +855,9 @@ class ContainerConfiner(Confiner):
                        % (name, self.client.docker_host))
 
     def preflight(self, inspect: Dict[str, Any], version: Dict[str, Any], info: Dict[str, Any]) -> None:
-        refusal = privileged_refusal(inspect, version.get('Version')) or host_namespace_refusal(inspect)
+        refusal = container_refusal(inspect, version.get('Version'), info, self.limits, self.engine_socket())
         if refusal:
-            raise MtdError(refusal)
-        engine_socket = self.engine_socket()
-        bad = forbidden_binds(inspect, [engine_socket] if engine_socket else [])
-        if bad:
-            source, reason = bad[0]
-            raise MtdError('Container %s bind-mounts %s, which %s; a confined container must not have it. Remove '
-                           'that mount and run confine again.' % (container_name(inspect), source, reason),
-                           forbidden_binds=[b[0] for b in bad])
-        options = ' '.join(info.get('SecurityOptions') or [])
-        if 'seccomp' not in options:
-            raise MtdError('The Docker engine at %s has no seccomp support (SecurityOptions: %s), so the container '
-                           'cannot be confined.' % (self.client.docker_host, options or 'none'))
-        driver = info.get('CgroupDriver') or 'cgroupfs'
-        if driver != 'cgroupfs':
-            raise MtdError('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, '
-                           'whose cgroup parents are plain paths.' % driver)
-        conflict = cpu_conflict(inspect, self.limits)
-        if conflict:
-            raise MtdError(conflict)
+            raise MtdError(refusal[0], **refusal[1])
 
     def check_version_match(self, info: Dict[str, Any]) -> None:
         engine_version = str(info.get('CgroupVersion') or '')
@@ -918,7 +880,7 @@ class ContainerConfiner(Confiner):
         }
         self.result['seccomp'] = {'mode': None, 'filters': None, 'verified_by': None,
                                   'profile_sha256': desired['seccomp_sha256']}
-        return desired, cgroupns, confinement_differences(current, desired)
+        return desired, cgroupns, recognised_differences(confinement_differences(current, desired), inspect, desired)
 
     def run(self) -> None:
         inspect = self.find()

@@ -199,6 +199,89 @@ options:
     description: Seconds the restored container may take to get all of its memory from the source (post-copy).
     type: int
     default: 300
+  confine:
+    description:
+      - Confinement on arrival. The standby is created under the parent cgroup C(<cgroup_parent>/<cgroup_name>)
+        (the level of M(mtd.containers.confine)), whose limits are written before the standby exists, with the
+        collection's seccomp profile inline and the labels C(mtd.confine.arrival) (the parent) and, when the
+        host cgroup namespace is kept, C(mtd.confine.cgroupns). The restored process tree is therefore limited
+        from its first instruction and keeps its memory (no restart); M(mtd.containers.confine) takes such a
+        container as confined by itself (a second confine changes nothing).
+      - Refused before anything is created (with O(state=prepared) that is before the source is frozen) - what
+        M(mtd.containers.confine) refuses (privileged, host PID or IPC namespace, binds of the engine's socket or
+        of the host's cgroupfs, no seccomp, a cgroup driver other than cgroupfs, its own CPU limit above the
+        confinement's), an engine cgroup version other than the host's, a cgroup namespace mode the restore cannot
+        give (see O(confine.cgroupns)), and limits below O(confine.source_usage).
+      - After the start (O(state=started)) the limits of the level, the cgroup of every task of the container and
+        their C(Seccomp) mode (V(2)) are read on this host; a difference fails the module (the caller rolls back),
+        RV(confinement) reports them.
+      - C(mtd.confine.*) labels in a captured configuration are dropped either way (the source may claim any).
+      - Give the same value to O(state=prepared) and O(state=started).
+    type: dict
+    suboptions:
+      limits:
+        description: The limits of the parent level, as O(mtd.containers.confine#module:limits).
+        type: dict
+        default: {}
+        suboptions:
+          memory:
+            description: Memory limit, a size such as V(64m), or V(max).
+            type: raw
+          memory_swap:
+            description: Memory plus swap, a size or V(max); defaults to O(confine.limits.memory).
+            type: raw
+          cpus:
+            description: CPU bandwidth in CPUs; V(0) means no limit.
+            type: float
+          cpu_period:
+            description: The period of O(confine.limits.cpus) in microseconds.
+            type: int
+            default: 100000
+          cpu_weight:
+            description: Relative CPU weight 1..10000.
+            type: int
+          pids:
+            description: The maximum number of tasks, or V(max).
+            type: raw
+      cgroup_parent:
+        description: The path below each cgroup hierarchy's root under which the level is created.
+        type: str
+        default: mtd
+      cgroup_name:
+        description: The name of the level; defaults to the container's name.
+        type: str
+      cgroupns:
+        description:
+          - The cgroup namespace of the restored container. V(auto) keeps the source's (Docker's default when the
+            configuration names none - the host's on cgroup v1, a private one on v2).
+          - A different mode is refused. runc checkpoints the cgroup v1 mounts of a container without a cgroup
+            namespace of its own as external bind mounts and, on restore into a container with one, gives CRIU
+            no mapping for them (it expects real cgroup mounts), so CRIU fails (C(mnt - No mapping for ...
+            mountpoint)); and CRIU creates a cgroup namespace only for a task that had one when it was dumped.
+            What keeps the limits without one is described in docs/confine.md.
+        type: str
+        choices: [auto, private, host]
+        default: auto
+      seccomp:
+        description:
+          - The collection's seccomp profile in the container's configuration (what a later start gets) and the
+            check that every restored task has C(Seccomp) V(2).
+          - V(false) keeps the source's C(SecurityOpt).
+        type: bool
+        default: true
+      source_usage:
+        description:
+          - What the container uses on its source, measured before the freeze
+            (RV(mtd.containers.checkpoint#module:memory_bytes) and RV(mtd.containers.checkpoint#module:pids_current)).
+            Limits at or below it are refused (the restore would be OOM-killed or fail to fork after the freeze).
+        type: dict
+        suboptions:
+          memory:
+            description: Bytes.
+            type: int
+          pids:
+            description: Tasks.
+            type: int
 notes:
   - The checkpoint data holds process memory; it is deleted after a successful start unless
     O(keep_bundle=true).
@@ -251,8 +334,8 @@ bundle_location:
   sample: {"tmpfs": true, "reason": "/dev/shm has 11980 MB free, 400 MB are needed"}
 timings:
   description:
-    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, place, lazy_daemon, restore,
-      lazy_fetch, health).
+    - Seconds per phase (pull, create, wait, receive, verify, layer, volumes, seccomp_filter, place, lazy_daemon,
+      restore, lazy_fetch, health).
     - C(restore_criu) is CRIU's own part of C(restore), from its restore.log (O(image_delivery=direct) only).
   returned: when O(state) is not V(absent)
   type: dict
@@ -327,6 +410,23 @@ place_method:
   returned: when O(state=started) and the images were placed
   type: str
   sample: direct
+seccomp_filter:
+  description:
+    - With O(confine) (and O(confine.seccomp)), what adding the collection's filter to the image set did before the
+      start - the number of filter entries before and after, and how many image files changed.
+  returned: when O(state=started) restored with O(confine)
+  type: dict
+  sample: {"filters_before": 1, "filters_after": 2, "changed_files": 3}
+confinement:
+  description:
+    - With O(confine), how the container is confined - C(how) (V(arrival)), C(cgroup) (version, path of the
+      parent level), C(limits) (as read from the level), C(cgroupns_mode), C(seccomp_profile), and after the
+      start C(verified) (every check passed) and C(tasks) (per task id, its C(seccomp) mode and C(filters) count).
+  returned: when O(confine) was given and O(state) is not V(absent)
+  type: dict
+  sample: {"how": "arrival", "cgroup": {"version": 1, "path": "/mtd/web-1"}, "limits": {"memory": "48m",
+           "memory_swap": "48m", "pids": 40}, "cgroupns_mode": "host", "seccomp_profile": true, "verified": true,
+           "tasks": {"4242": {"seccomp": 2, "filters": 2}}}
 removed:
   description:
     - What O(state=absent) removed (or would remove, in check mode) - the containers of this migration by name,
@@ -349,6 +449,8 @@ import time
 from typing import Any, Dict, Optional
 from urllib.parse import quote
 
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
     LAZY_CERT,
@@ -368,6 +470,20 @@ from ansible_collections.mtd.containers.plugins.module_utils._common import (
     process_argv,
     read_pid,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._confine import (
+    ARRIVAL_LABEL,
+    CGROUPNS_KEPT_REASON,
+    LIMITS_SPEC,
+    arrival_cgroupns,
+    arrival_labels,
+    cgroup_outside,
+    cgroup_parent_path,
+    confine_host_config,
+    container_refusal,
+    limits_from_params,
+    limits_mismatch,
+    usage_refusal,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._container import wait_running
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
@@ -379,6 +495,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     start_from_checkpoint,
     start_lazy_pages_daemon,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import add_filter as add_seccomp_filter
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -449,6 +566,14 @@ ARGUMENT_SPEC = dict(
     verify=dict(type='str', default='auto', choices=['auto', 'sha256']),
     expected_bytes=dict(type='int', default=0),
     policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
+    confine=dict(type='dict', options=dict(
+        limits=dict(type='dict', default={}, options=LIMITS_SPEC),
+        cgroup_parent=dict(type='str', default='mtd'),
+        cgroup_name=dict(type='str'),
+        cgroupns=dict(type='str', default='auto', choices=['auto', 'private', 'host']),
+        seccomp=dict(type='bool', default=True),
+        source_usage=dict(type='dict', options=dict(memory=dict(type='int'), pids=dict(type='int'))),
+    )),
 )
 REQUIRED_IF = [('state', 'prepared', ('config',))]
 # receive and wait_for_bundle exclude each other only when wait_for_bundle is not 0 (its default): a hand check.
@@ -500,6 +625,7 @@ class Restorer(Worker):
         self._lock = None
         self._criu: Optional[str] = None
         self._warned_manifest_config = False
+        self.arrival = ArrivalConfinement(self) if self.p['confine'] is not None else None
 
     def choose_bundle_dir(self):
         """tmpfs (/dev/shm) when it has room for O(expected_bytes) with a margin, else the data root.
@@ -645,6 +771,7 @@ class Restorer(Worker):
             if not self.volume(vol['name']):
                 self.client.post('/volumes/create', body={'Name': vol['name'], 'Driver': 'local', 'Labels': labels})
         body = create_body(captured, labels=labels)
+        body = self.arrival.body(body) if self.arrival else strip_confine_labels(body)
         created = self.client.post('/containers/create', params={'name': name}, body=body)
         return created['Id']
 
@@ -658,12 +785,16 @@ class Restorer(Worker):
         if existing:
             return existing, False
         self.preflight(captured)
+        if self.arrival:
+            self.arrival.plan(captured, name)
         if self.module.check_mode:
             return None, True
         t = time.time()
         self.pull(captured['image_digest_ref'])
         self.phase('pull', t)
         t = time.time()
+        if self.arrival:
+            self.arrival.prepare_level(name)
         cid = self.create(captured, name)
         self.phase('create', t)
         return self.client.inspect_container(cid), True
@@ -768,10 +899,14 @@ class Restorer(Worker):
         self.result['changed'] = True
         if self.module.check_mode:
             return
+        if self.arrival:
+            self.arrival.check_standby(inspect, name)
         cid = inspect['Id']
         cp_name = check_name(manifest.get('checkpoint') or self.migration_id, 'The checkpoint name of the bundle')
         try:
             self.lay_back(inspect, captured)
+            if self.arrival:
+                self.arrival.add_filter(os.path.join(self.bundle, CRIU_DIR))
             placed = self.place(cid, cp_name, delivery, bool(lazy))
         except (MigrationError, OSError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
@@ -784,6 +919,8 @@ class Restorer(Worker):
         t = time.time()
         self.wait_healthy(cid, name)
         self.phase('health', t)
+        if self.arrival:
+            self.arrival.verify(cid, name)
         self.clean_up(cid, cp_name)
 
     def take_lock(self):
@@ -1103,6 +1240,170 @@ class Restorer(Worker):
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def namespace_pid(status_text):
+    """The innermost pid of a /proc/<pid>/status (its NSpid line: the container's pid namespace last), or None."""
+    for line in (status_text or '').splitlines():
+        if line.startswith('NSpid:'):
+            values = line.split()[1:]
+            return int(values[-1]) if values and values[-1].isdigit() else None
+    return None
+
+
+def strip_confine_labels(body):
+    """The create body without ``mtd.confine.*`` labels: the captured configuration comes from the source,
+    which may claim a confinement it does not have (only this host's restore sets them)."""
+    config = dict(body)
+    labels = dict(config.get('Labels') or {})
+    for key in [k for k in labels if k.startswith('mtd.confine.')]:
+        labels.pop(key)
+    config['Labels'] = labels
+    return config
+
+
+class ArrivalConfinement:
+    """Option confine: the standby is created under the confinement's parent cgroup with its limits (written
+    before the freeze), so the restored tree is limited from its first instruction; verified after the resume.
+    The decisions are mtd.containers.confine's (module_utils/_confine.py)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.opts = worker.p['confine']
+        # CgroupError (an MtdError) for a bad limit: before anything is created
+        self.limits = limits_from_params(self.opts['limits'])
+        self.layout = cgroup_lib.Layout.from_host('auto')
+        self.cgroup: Optional[cgroup_lib.Cgroup] = None
+        self.parent = '/'
+        self.cgroupns: Optional[str] = None   # private | host, from the captured configuration (arrival_cgroupns)
+        self.expected: Dict[int, int] = {}    # thread id in the container -> Seccomp_filters after the restore
+
+    def level(self, name) -> cgroup_lib.Cgroup:
+        """The parent level ``<cgroup_parent>/<cgroup_name or name>`` (the container's CgroupParent)."""
+        if self.cgroup is None:
+            self.parent = cgroup_parent_path(self.opts['cgroup_parent'], self.opts['cgroup_name'] or name)
+            self.cgroup = cgroup_lib.Cgroup(self.layout, self.parent.lstrip('/'))
+        return self.cgroup
+
+    def plan(self, captured, name):
+        """Refuse, before anything is created, what cannot be confined on arrival."""
+        worker = self.worker
+        info = worker.info
+        level = self.level(name)
+        engine = str(info.get('CgroupVersion') or '')
+        if engine in ('1', '2') and int(engine) != self.layout.version:
+            worker.fail('The Docker engine uses cgroup v%s but this host\'s limits would go on cgroup v%d.'
+                        % (engine, self.layout.version))
+        self.cgroupns, kept = arrival_cgroupns(self.opts['cgroupns'], (captured.get('host_config') or {}).get(
+            'CgroupnsMode'), self.layout.version)
+        if kept:
+            worker.fail('Cannot confine %s on arrival: %s' % (name, kept))
+        body = self.body(create_body(captured))
+        shaped = {'Name': name, 'HostConfig': body.get('HostConfig') or {}}
+        refusal = container_refusal(shaped, (worker.client.version() or {}).get('Version'), info, self.limits,
+                                    None)
+        if refusal:
+            worker.fail('Cannot confine %s on arrival: %s' % (name, refusal[0]), **refusal[1])
+        too_small = usage_refusal(name, self.limits, self.opts['source_usage'])
+        if too_small:
+            worker.fail(too_small, source_usage=self.opts['source_usage'],
+                        limits=cgroup_lib.limits_for_display(self.limits))
+        level.check_controllers(self.limits)
+        self.describe(level.read_limits() if level.exists() else None)
+
+    def describe(self, limits):
+        self.worker.result['confinement'] = {
+            'how': 'arrival', 'cgroup': {'version': self.layout.version, 'path': self.parent},
+            'limits': cgroup_lib.limits_for_display(dict((k, (limits or {}).get(k)) for k in self.limits)),
+            'cgroupns_mode': self.cgroupns,
+            'seccomp_profile': bool(self.opts['seccomp']), 'verified': None}
+
+    def prepare_level(self, name):
+        """The parent level and its limits, before the standby exists (nothing runs in it yet)."""
+        level = self.level(name)
+        writes = level.plan(self.limits, level.read_limits() if level.exists() else None)
+        level.create(self.limits)
+        level.apply(writes)
+        self.describe(level.read_limits())
+
+    def body(self, body):
+        """The create body with the confinement: the parent cgroup, the collection's profile (seccomp), a
+        private cgroup namespace (cgroupns) and the labels that say so."""
+        body = strip_confine_labels(body)
+        host_config = confine_host_config(body.get('HostConfig'), self.parent, self.cgroupns == 'private')
+        if not self.opts['seccomp']:
+            host_config['SecurityOpt'] = (body.get('HostConfig') or {}).get('SecurityOpt')
+        body['HostConfig'] = host_config
+        if self.cgroup is not None:
+            body['Labels'].update(arrival_labels(self.parent, CGROUPNS_KEPT_REASON if self.cgroupns == 'host' else None))
+        return body
+
+    def add_filter(self, images):
+        """The collection's filter as the newest of every restored task's chain (CRIU installs what the image set
+        holds, not the container's profile): the source cannot vouch for it, so the target adds it."""
+        if not self.opts['seccomp']:
+            return
+        t = time.time()
+        added = add_seccomp_filter(images)
+        self.worker.phase('seccomp_filter', t)
+        self.expected = dict((thread['tid'], thread['filters_after']) for task in added['tasks']
+                             for thread in task['threads'])
+        self.worker.result['seccomp_filter'] = {'filters_before': added['filters_before'],
+                                                'filters_after': added['filters_after'],
+                                                'changed_files': len(added['changed_files'])}
+
+    def check_standby(self, inspect, name):
+        """The standby this run starts must be the confined one (a standby made without confine is not)."""
+        level = self.level(name)
+        labels = (inspect.get('Config') or {}).get('Labels') or {}
+        if (inspect.get('HostConfig') or {}).get('CgroupParent') != self.parent or labels.get(ARRIVAL_LABEL) != self.parent:
+            self.worker.fail('The standby %s was not created confined under %s (give the same confine to state=prepared '
+                             'and state=started); nothing was started.' % (name, self.parent))
+        if self.worker.result.get('confinement') is None:
+            self.describe(level.read_limits())
+
+    def verify(self, cid, name):
+        """After the resume: every task in the level, the level's limits as asked, every task filtered."""
+        worker = self.worker
+        level = self.level(name)
+        found = level.read_limits()
+        problems = ['limit %s' % key for key in limits_mismatch(self.limits, found)]
+        tasks = {}
+        pid = (worker.client.inspect_container(cid).get('State') or {}).get('Pid')
+        own = cgroup_lib.Cgroup(self.layout, '%s/%s' % (level.path, cid))   # Docker's cgroupfs driver: <parent>/<id>
+        for task in sorted(set(own.procs()) | set([pid] if pid else [])):
+            tasks[task] = self.task_state(task, level)
+        problems += ['task %d %s' % (task, what) for task, state in tasks.items() for what in state['problems']]
+        if not tasks:
+            problems.append('no task in %s' % self.parent)
+        self.describe(found)
+        worker.result['confinement'].update(
+            verified=not problems, tasks=dict((str(t), {'seccomp': s['seccomp'], 'filters': s['filters']})
+                                              for t, s in tasks.items()))
+        if problems:
+            worker.fail('Container %s runs but is not confined as asked (%s); it is rolled back.'
+                        % (name, ', '.join(problems)), confinement=worker.result['confinement'])
+
+    def task_state(self, pid, level):
+        problems = []
+        try:
+            with open('/proc/%d/cgroup' % pid) as handle:
+                paths = cgroup_lib.parse_proc_cgroup(handle.read())
+            with open('/proc/%d/status' % pid) as handle:
+                status_text = handle.read()
+            status = seccomp_lib.parse_status_seccomp(status_text)
+        except (IOError, OSError):
+            return {'seccomp': None, 'filters': None, 'problems': []}   # ended meanwhile
+        controllers = [c for c in cgroup_lib.MANAGED_CONTROLLERS if self.layout.version == 1] or ['']
+        outside = cgroup_outside(paths, '/' + level.path, controllers)
+        if outside:
+            problems.append('outside %s (%s)' % ('/' + level.path, ', '.join(outside)))
+        if self.opts['seccomp'] and status['mode'] != 2:
+            problems.append('without a seccomp filter (Seccomp %s)' % status['mode'])
+        expected = self.expected.get(namespace_pid(status_text))
+        if self.opts['seccomp'] and expected is not None and status['filters'] != expected:
+            problems.append('with %s seccomp filters, not %d' % (status['filters'], expected))
+        return {'seccomp': status['mode'], 'filters': status['filters'], 'problems': problems}
 
 
 def end_lazy_daemon(tls_dir):

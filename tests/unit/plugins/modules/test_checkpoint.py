@@ -745,3 +745,41 @@ def test_given_dest_that_others_can_write_is_refused_before_the_freeze(scene, tm
     os.chmod(str(shared), 0o1777)
     result = run(scene, dest=str(shared))
     assert result['bundle'] == str(shared / 'm-1') and mode(str(shared)) == 0o1777
+
+
+# seccomp_precheck (confinement on arrival): before anything is frozen, in check mode too
+
+def _with_pid(scene):
+    scene['container']['State']['Pid'] = 4242
+
+
+def test_seccomp_precheck_reports_what_the_target_will_extend(scene, monkeypatch):
+    _with_pid(scene)
+    statuses = {7: 'Seccomp:\t2\nSeccomp_filters:\t1\n', 8: 'Seccomp:\t0\nSeccomp_filters:\t0\n'}
+    monkeypatch.setattr(checkpoint, 'task_statuses', lambda pid: statuses)
+    result = run(scene, seccomp_precheck=True, _ansible_check_mode=True)
+    assert result['seccomp_precheck'] == {'criu_version': '4.1.1', 'threads': 2, 'filtered': 1, 'unfiltered': 1,
+                                          'machine': os.uname().machine}
+    assert_untouched(scene)
+
+
+@pytest.mark.parametrize('criu, statuses, expected', [
+    (fakes.FAKE_CRIU.replace('Version: 4.1.1', 'Version: 9.0'), {7: 'Seccomp:\t0\n'},
+     'CRIU 9.0.0 writes an image format this collection does not know'),
+    (fakes.FAKE_CRIU, {7: 'Seccomp:\t1\n'}, 'Thread 7 is in seccomp strict mode'),
+])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_seccomp_precheck_refuses_before_the_freeze(scene, monkeypatch, tmp_path, criu, statuses, expected,
+                                                    check_mode):
+    _with_pid(scene)
+    monkeypatch.setattr(checkpoint, 'task_statuses', lambda pid: statuses)
+    result = run(scene, fail=True, seccomp_precheck=True, _ansible_check_mode=check_mode,
+                 criu_path=fakes.write_script(tmp_path / 'criu-other', criu))
+    assert expected in result['msg']
+    assert_untouched(scene)
+    assert not os.path.exists(scene['bundle'])
+
+
+def test_seccomp_precheck_without_a_process_refuses(scene):
+    result = run(scene, fail=True, seccomp_precheck=True, _ansible_check_mode=True)
+    assert 'names no process of container it-web' in result['msg']

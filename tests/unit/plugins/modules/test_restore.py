@@ -19,8 +19,11 @@ import time
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
+from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
+from ansible_collections.mtd.containers.plugins.module_utils import _confine
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
+from ansible_collections.mtd.containers.tests.unit.plugins.modules import test_confine as confine_tests
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 model = fakes.model
@@ -908,3 +911,113 @@ def test_a_volume_archive_is_checked_before_anything_is_created(model, tmp_path,
         assert model.container('it-web') is None and model.state_changes() == []
     else:
         assert result['container']['state'] == 'running'
+
+
+# ---------------------------------------------------------------------------------------------------
+# Option confine (confinement on arrival)
+
+cgroupfs = confine_tests.cgroupfs
+V1_FILES = confine_tests.V1_FILES
+
+CONFINE = {'limits': {'memory': '48m', 'pids': 40}, 'source_usage': {'memory': 8 << 20, 'pids': 2}}
+
+
+def _arrival_info(model):
+    model.info.update(CgroupVersion='1', CgroupDriver='cgroupfs', SecurityOptions=['name=seccomp,profile=default'])
+
+
+@pytest.fixture
+def kernel_mkdir(cgroupfs, monkeypatch):
+    """mkdir in the fake cgroupfs makes the interface files, as the kernel does."""
+    original = cgroup_lib.Cgroup._mkdir_checked
+
+    def mkdir(self, directory):
+        original(self, directory)
+        for controller, root in cgroupfs.v1_mounts.items():
+            if directory.startswith(root + '/'):
+                for name, value in V1_FILES[controller].items():
+                    with open(os.path.join(directory, name), 'w') as handle:
+                        handle.write(value)
+
+    def write(self, filename, value):   # an interface file takes the whole value (no O_CREAT either)
+        with open(filename, 'r+') as handle:
+            handle.truncate()
+            handle.write(str(value))
+    monkeypatch.setattr(cgroup_lib.Cgroup, '_mkdir_checked', mkdir)
+    monkeypatch.setattr(cgroup_lib.Cgroup, '_write', write)
+    return cgroupfs
+
+
+def test_prepared_confined_creates_the_standby_under_the_limited_level(model, kernel_mkdir):
+    layout = kernel_mkdir
+    _arrival_info(model)
+    captured = copy.deepcopy(CAPTURED)
+    captured['host_config']['CgroupnsMode'] = 'host'
+    result = run(model, state='prepared', config=captured, confine=CONFINE)
+    inspect = model.container('it-web')
+    host_config, labels = inspect['HostConfig'], inspect['Config']['Labels']
+    assert host_config['CgroupParent'] == '/mtd/it-web' and host_config['CgroupnsMode'] == 'host'
+    assert _confine.current_confinement(inspect)['seccomp_sha256'] == _confine.desired_confinement('/mtd/it-web', False)[
+        'seccomp_sha256']
+    assert labels['mtd.confine.arrival'] == '/mtd/it-web' and labels['mtd.confine.cgroupns'] == 'host-as-dumped'
+    memory = os.path.join(layout.v1_mounts['memory'], 'mtd', 'it-web')
+    with open(os.path.join(memory, 'memory.limit_in_bytes')) as handle:
+        assert int(handle.read()) == 48 << 20
+    with open(os.path.join(layout.v1_mounts['pids'], 'mtd', 'it-web', 'pids.max')) as handle:
+        assert handle.read().strip() == '40'
+    assert result['confinement']['how'] == 'arrival' and result['confinement']['cgroup']['path'] == '/mtd/it-web'
+    assert result['confinement']['cgroupns_mode'] == 'host'
+
+
+@pytest.mark.parametrize('confine, captured_mode, expected', [
+    (dict(CONFINE, source_usage={'memory': 8 << 20, 'pids': 41}), 'host', '41 tasks reach the pids limit 40'),
+    (dict(CONFINE, source_usage={'memory': 60 << 20, 'pids': 2}), 'host', 'memory 60 MiB is at or above the limit'),
+    (dict(CONFINE, cgroupns='private'), 'host', 'A private cgroup namespace cannot be given on arrival'),
+])
+def test_prepared_confined_refusals_change_nothing(model, cgroupfs, confine, captured_mode, expected):
+    _arrival_info(model)
+    captured = copy.deepcopy(CAPTURED)
+    captured['host_config']['CgroupnsMode'] = captured_mode
+    result = run(model, fail=True, state='prepared', config=captured, confine=confine)
+    assert expected in result['msg']
+    assert 'POST /containers/create' not in model.calls() and not model.container('it-web')
+    assert not os.path.exists(os.path.join(cgroupfs.v1_mounts['memory'], 'mtd'))
+
+
+def test_prepared_confined_refuses_a_privileged_configuration(model, cgroupfs):
+    _arrival_info(model)
+    captured = copy.deepcopy(CAPTURED)
+    captured['host_config']['Binds'] = ['/sys/fs/cgroup:/cg:ro']
+    result = run(model, fail=True, state='prepared', config=captured, confine=CONFINE,
+                 policy={'bind_prefixes': ['/sys/fs/cgroup']})
+    assert 'cgroup' in result['msg'] and not model.container('it-web')
+
+
+def test_confine_labels_from_the_source_are_dropped(model):
+    captured = copy.deepcopy(CAPTURED)
+    captured['config']['Labels'].update({'mtd.confine.arrival': '/mtd/it-web', 'mtd.confine.cgroupns': 'host-as-dumped'})
+    run(model, state='prepared', config=captured)
+    labels = model.container('it-web')['Config']['Labels']
+    assert not [k for k in labels if k.startswith('mtd.confine.')] and labels['mtd.units'] == '5'
+
+
+def test_started_refuses_a_standby_prepared_without_confine(model, bundle, cgroupfs):
+    _arrival_info(model)
+    run(model, state='prepared', config=CAPTURED)
+    result = run(model, fail=True, bundle=bundle, config=CAPTURED, confine=CONFINE)
+    assert 'was not created confined under /mtd/it-web' in result['msg']
+    assert model.status('it-web') == 'created'
+
+
+def test_limits_spec_is_shared():
+    assert restore.ARGUMENT_SPEC['confine']['options']['limits']['options'] is _confine.LIMITS_SPEC
+    assert cgroup_lib.LIMIT_KEYS   # the keys the spec normalises into
+
+
+@pytest.mark.parametrize('text, pid', [
+    ('Name:\tsh\nNSpid:\t48213\t1\nSeccomp:\t2\n', 1),          # the container's pid namespace is the last
+    ('NSpid:\t48213\n', 48213),                                # no nested namespace
+    ('Name:\tsh\n', None), ('NSpid:\t\n', None), ('', None),
+])
+def test_namespace_pid(text, pid):
+    assert restore.namespace_pid(text) == pid
