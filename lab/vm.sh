@@ -163,7 +163,7 @@ build_image() { # dir
   rm -rf "$tmp"
   mkdir -p "$tmp"
   root="$tmp/root"
-  say "building the VM image ($VM_SUITE: $(echo $VM_PACKAGES | wc -w) packages) into $out (log: $tmp/build.log)"
+  say "building the VM image ($VM_SUITE: $(echo "$VM_PACKAGES" | wc -w) packages) into $out (log: $tmp/build.log)"
   {
     build_rootfs "$root"
     configure_rootfs "$root"
@@ -284,9 +284,9 @@ stop_guest() {
   pid=$(pid_of "$V/qemu.pid")
   if alive "$pid" && grep -qa 'mtd-lab-vm' "/proc/$pid/cmdline"; then
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    local n=0
+    while alive "$pid" && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$V/qemu.pid"
 }
