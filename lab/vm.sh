@@ -56,6 +56,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # Image build (runs on the machine, at native speed).
 chroot_run() { # root command...: in a private mount namespace with /proc, /sys and /dev of the build only
   local root=$1; shift
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
   unshare --mount --propagation private --fork -- bash -euc '
     root=$1; shift
     mount -t proc proc "$root/proc"; mount -t sysfs sys "$root/sys"; mount --rbind /dev "$root/dev"
@@ -168,8 +169,9 @@ build_image() { # dir
     build_rootfs "$root"
     configure_rootfs "$root"
   } >"$tmp/build.log" 2>&1 || { tail -n 30 "$tmp/build.log" >&2; return 1; }
-  cp "$(ls -1 "$root"/boot/vmlinuz-* | sort -V | tail -n1)" "$tmp/vmlinuz"
-  cp "$(ls -1 "$root"/boot/initrd.img-* | sort -V | tail -n1)" "$tmp/initrd.img"
+  cp "$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)" "$tmp/vmlinuz"
+  cp "$(find "$root/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -n1)" "$tmp/initrd.img"
+  # shellcheck disable=SC2016  # dpkg-query's format, not a shell expression
   chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' >"$tmp/packages.txt"
   mke2fs -q -t ext4 -L mtdroot -d "$root" "$tmp/rootfs.raw" "$VM_DISK_SIZE" >>"$tmp/build.log" 2>&1 ||
     { tail -n 20 "$tmp/build.log" >&2; return 1; }
@@ -218,6 +220,7 @@ ssh_opts() {
     -o "ProxyCommand=ip netns exec $NETNS socat STDIO TCP:%h:%p"
 }
 
+# shellcheck disable=SC2029  # the command runs in the guest, as given
 vssh() { local o; mapfile -t o < <(ssh_opts); ssh "${o[@]}" "root@$VM_ADDR" "$@"; }
 
 boot() { # image dir
@@ -348,6 +351,7 @@ cmd_down() {
 }
 
 cmd_status() {
+  # shellcheck disable=SC2016  # expanded by the guest's shell
   if alive "$(pid_of "$V/qemu.pid")" && out=$(vssh '. /etc/os-release; echo "$(hostname) $ID $VERSION_ID kernel=$(uname -r) cgroup=$(stat -fc %T /sys/fs/cgroup) engine=$(docker version -f "{{.Server.Version}}") driver=$(docker info -f "{{.CgroupDriver}}")"' 2>/dev/null); then
     say "$VM_ADDR (netns $NETNS) up: $out"
   else
