@@ -96,12 +96,13 @@ def test_confine_container_on_a_systemd_slice_and_the_control_escapes(tmp_path):
           tasks:
             - name: Containers, and cleanup
               block:
+                # The guest's engine has no bridge network (bridge: none), as on every lab host: --network none.
                 # Both with CAP_SYS_ADMIN, 64 MiB and Docker's default seccomp profile (which allows mount with
                 # that capability) in the host's cgroup namespace; confine gives the first one a private one.
                 - name: The container to confine and the control
                   ansible.builtin.command:
                     argv: [docker, run, -d, --name, "{{ item }}", --cap-add, SYS_ADMIN, --memory, 64m,
-                           --cgroupns, host, "{{ image }}", sleep, "3600"]
+                           --cgroupns, host, --network, none, "{{ image }}", sleep, "3600"]
                   loop: ["{{ ctr }}", "{{ ctl }}"]
                   changed_when: true
 
