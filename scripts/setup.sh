@@ -28,6 +28,8 @@ APT_PKGS=(docker.io docker-registry openssh-server openssh-client iproute2 busyb
   uuid-dev libaio-dev libdrm-dev iptables)
 # headless rendering of the run report in tests/integration/test_report.py (chromium --headless)
 APT_PKGS+=(chromium)
+# the lab's virtual machine host (lab/vm.sh): TCG emulator, qcow2 overlays, ssh through its namespace
+APT_PKGS+=(qemu-system-x86 qemu-utils socat e2fsprogs)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

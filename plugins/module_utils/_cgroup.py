@@ -61,7 +61,8 @@ PAGE_SIZE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
 
 _SIZE_RE = re.compile(r'^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$', re.IGNORECASE)
 _SIZE_UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
-_NAME_RE = re.compile(r'^[A-Za-z0-9_.@:+-]+$')
+# \xNN: systemd's escapes in slice names (a '-' inside a level of mtd-web\x2d1.slice)
+_NAME_RE = re.compile(r'^(?:[A-Za-z0-9_.@:+-]|\\x[0-9a-f]{2})+$')
 
 
 class CgroupError(MtdError):
@@ -658,6 +659,10 @@ class Cgroup:
         """What a newly created level holds."""
         return {'memory': MAX, 'memory_swap': MAX, 'cpu_quota': MAX, 'cpu_period': DEFAULT_CPU_PERIOD,
                 'cpu_weight': 100, 'pids': MAX}
+
+    def check_usage(self, writes: Sequence[Tuple[str, str, str, str]]) -> None:
+        """Refuse planned writes whose limits are below the current usage (see _precheck)."""
+        self._precheck(writes)
 
     def _precheck(self, writes):
         """Refuse limits below the current usage, with the numbers (v2 would reclaim or OOM-kill instead

@@ -21,6 +21,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._cgroup import (
     format_size,
     normalise_limits,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._systemd_slice import driver_refusal
 from ansible_collections.mtd.containers.plugins.module_utils._seccomp import (
     docker_profile,
     find_seccomp_opt,
@@ -326,10 +327,13 @@ def limits_from_params(limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def container_refusal(inspect: Dict[str, Any], engine_version: Optional[str], info: Dict[str, Any],
-                      limits: Dict[str, Any], engine_socket: Optional[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
+                      limits: Dict[str, Any], engine_socket: Optional[str],
+                      cgroup_version: Optional[int] = None) -> Optional[Tuple[str, Dict[str, Any]]]:
     """``(sentence, details)`` when the container (an inspect, or a create body shaped like one) cannot be
     confined on this engine, else None: privileged, host PID/IPC, forbidden binds, no seccomp, a cgroup
-    driver other than cgroupfs, its own CPU limit above the confinement's."""
+    driver it cannot use, its own CPU limit above the confinement's. With ``cgroup_version`` (the confine
+    module), the systemd driver is accepted on cgroup v2 (slices); without it (confinement on arrival, whose
+    levels are plain paths), only the cgroupfs driver."""
     refusal = privileged_refusal(inspect, engine_version) or host_namespace_refusal(inspect)
     if refusal:
         return refusal, {}
@@ -344,9 +348,13 @@ def container_refusal(inspect: Dict[str, Any], engine_version: Optional[str], in
         return ('The Docker engine has no seccomp support (SecurityOptions: %s), so the container cannot be '
                 'confined.' % (options or 'none'), {})
     driver = info.get('CgroupDriver') or 'cgroupfs'
-    if driver != 'cgroupfs':
-        return ('The Docker engine uses the %s cgroup driver; confine supports only the cgroupfs driver, whose cgroup '
-                'parents are plain paths.' % driver, {})
+    if cgroup_version is not None:
+        refusal = driver_refusal(driver, cgroup_version)
+        if refusal:
+            return refusal, {}
+    elif driver != 'cgroupfs':
+        return ('The Docker engine uses the %s cgroup driver; confinement on arrival supports only the cgroupfs '
+                'driver, whose cgroup parents are plain paths.' % driver, {})
     conflict = cpu_conflict(inspect, limits)
     if conflict:
         return conflict, {}

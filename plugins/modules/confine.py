@@ -152,6 +152,9 @@ options:
   cgroup_parent:
     description:
       - The path, below the root of each cgroup hierarchy, under which the levels are created.
+      - With O(mode=container) on an engine that uses the C(systemd) cgroup driver (cgroup v2), the level is the
+        systemd slice made of O(cgroup_parent) and the level name, each part escaped like C(systemd-escape)
+        does (C(mtd) and C(web-1) give C(mtd-web\x2d1.slice), at C(/mtd.slice/mtd-web\x2d1.slice)).
     type: str
     default: mtd
   cgroup_name:
@@ -241,14 +244,20 @@ notes:
     RV(layer.deleted_not_replayed). Volumes, named or anonymous, are reattached by name.
   - cgroup levels live in memory. After a reboot, Docker recreates the parent of a confined container without
     limits; run the module (or the C(mtd.containers.confine) role) again at boot.
-  - Only the C(cgroupfs) cgroup driver of Docker is supported; with the C(systemd) driver the module fails.
+  - With Docker's C(cgroupfs) driver the module writes the level's cgroup files itself. With the C(systemd)
+    driver (cgroup v2 only; on cgroup v1 that driver is refused) the level is a slice unit - the container's
+    C(CgroupParent) is the slice name, its scope is created below the slice - and the limits are the slice's
+    unit properties (C(systemctl set-property), persistent, so they survive a reboot); systemd writes them to
+    the cgroup files, which the module reads back and compares. systemd would overwrite limits written
+    directly into the files of a slice it manages.
   - A limit below the current usage fails with the numbers (cgroup v1 memory - when the kernel cannot
     reclaim enough; cgroup v2 memory and pids - checked before writing, since v2 would reclaim or OOM-kill
     instead of failing).
 requirements:
   - Linux with seccomp filter support, root on the managed host, Python 3.8+ (standard library only).
   - For O(mode=container), Docker Engine 20.10 or newer (Engine API 1.41) with seccomp support and the cgroupfs
-    cgroup driver, reachable at O(docker_host) on the same host (the cgroup files are written locally).
+    cgroup driver, or the systemd cgroup driver on cgroup v2 (then C(systemctl) on the host), reachable at
+    O(docker_host) on the same host (the cgroup files are written or read locally).
 seealso:
   - module: mtd.containers.host_facts
   - name: systemd.exec(5) SystemCallFilter @mount
@@ -322,6 +331,13 @@ cgroup:
       type: list
       elements: str
       sample: [/sys/fs/cgroup/memory/mtd/web-1, /sys/fs/cgroup/cpu/mtd/web-1, /sys/fs/cgroup/pids/mtd/web-1]
+    systemd_slice:
+      description:
+        - With O(mode=container) and Docker's systemd cgroup driver, the slice unit that holds the limits (the
+          container's C(CgroupParent)); C(path) is then the slice's cgroup.
+      type: str
+      returned: when the engine uses the systemd cgroup driver
+      sample: mtd-web.slice
 limits:
   description:
     - The managed limits after the run (predicted in check mode) - C(memory) and C(memory_swap) in bytes or
@@ -474,6 +490,12 @@ from ansible_collections.mtd.containers.plugins.module_utils import _common as c
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
+from ansible_collections.mtd.containers.plugins.module_utils._systemd_slice import (
+    expected_cpu_quota,
+    slice_cgroup_path,
+    slice_properties,
+    slice_unit,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     CGROUPNS_MIN_API,
@@ -835,6 +857,8 @@ class ContainerConfiner(Confiner):
     def __init__(self, mod: MtdModule) -> None:
         super().__init__(mod)
         self.client = mod.docker
+        # Docker's systemd cgroup driver: the level is this slice unit (None with the cgroupfs driver).
+        self.slice: Optional[str] = None
 
     def engine_socket(self) -> Optional[str]:
         host = self.client.docker_host
@@ -855,7 +879,8 @@ class ContainerConfiner(Confiner):
                        % (name, self.client.docker_host))
 
     def preflight(self, inspect: Dict[str, Any], version: Dict[str, Any], info: Dict[str, Any]) -> None:
-        refusal = container_refusal(inspect, version.get('Version'), info, self.limits, self.engine_socket())
+        refusal = container_refusal(inspect, version.get('Version'), info, self.limits, self.engine_socket(),
+                                    self.layout.version)
         if refusal:
             raise MtdError(refusal[0], **refusal[1])
 
@@ -869,7 +894,7 @@ class ContainerConfiner(Confiner):
     def plan_container(self, inspect: Dict[str, Any], cgroup: cgroup_lib.Cgroup) -> Tuple[Dict[str, Any], bool, List[str]]:
         """(desired confinement, cgroupns, differences); fills the first result and diff entries."""
         cgroupns = api_at_least(self.client.api_version, CGROUPNS_MIN_API) and os.path.exists('/proc/self/ns/cgroup')
-        desired = desired_confinement('/' + cgroup.path, cgroupns)
+        desired = desired_confinement(self.slice or '/' + cgroup.path, cgroupns)
         current = current_confinement(inspect)
         self.diff['before']['container'] = current
         self.diff['after']['container'] = desired
@@ -886,8 +911,10 @@ class ContainerConfiner(Confiner):
         inspect = self.find()
         info = self.client.info() or {}
         self.preflight(inspect, self.client.version() or {}, info)
-        cgroup = self.level(self.params['cgroup_name'] or container_name(inspect))
+        cgroup = self.container_level(info, self.params['cgroup_name'] or container_name(inspect))
         before, writes = self.plan_limits(cgroup)
+        if self.slice:
+            self.result['cgroup']['systemd_slice'] = self.slice
         self.check_version_match(info)
         plan = self.plan_container(inspect, cgroup)
         if self.mod.check_mode:
@@ -908,7 +935,10 @@ class ContainerConfiner(Confiner):
               writes: Any, plan: Tuple[Dict[str, Any], bool, List[str]]) -> None:
         """Write the limits; recreate the container when it differs from the plan; verify it."""
         desired, cgroupns, differences = plan
-        self.apply_limits(cgroup, writes)
+        if self.slice:
+            self.apply_slice(cgroup, before, writes)
+        else:
+            self.apply_limits(cgroup, writes)
         cid = inspect['Id']
         if differences:
             try:
@@ -916,10 +946,7 @@ class ContainerConfiner(Confiner):
             except MtdError:
                 if before is None:
                     # The level was made for this container only: do not leave it behind.
-                    try:
-                        cgroup.remove()
-                    except cgroup_lib.CgroupError:
-                        pass
+                    self.remove_level(cgroup)
                 raise
             self.result['changed'] = True
         final = self.client.inspect_container(cid)
@@ -928,6 +955,54 @@ class ContainerConfiner(Confiner):
             cgroupns_mode=(final.get('HostConfig') or {}).get('CgroupnsMode'))
         if self.result['container']['running']:
             self.verify(cid, enforce=True)
+
+    # -- the level under the systemd driver -----------------------------------------------------
+
+    def container_level(self, info: Dict[str, Any], name: str) -> cgroup_lib.Cgroup:
+        """The confinement level: a plain cgroup (cgroupfs driver) or a systemd slice (systemd driver)."""
+        if (info.get('CgroupDriver') or 'cgroupfs') != 'systemd':
+            return self.level(name)
+        # the level's plain form is checked like the cgroupfs one before it is escaped into a unit name
+        cgroup_lib.validate_relative_path('%s/%s' % (self.params['cgroup_parent'] or '', name))
+        self.slice = slice_unit(self.params['cgroup_parent'], name)
+        return cgroup_lib.Cgroup(self.layout, slice_cgroup_path(self.slice))
+
+    def apply_slice(self, cgroup: cgroup_lib.Cgroup, before: Optional[Dict[str, Any]], writes: Any) -> None:
+        """Give the slice its limits as unit properties (systemd rewrites the files of the slices it manages
+        whenever it realises a unit below them), start it, and read the files back."""
+        quota = self.limits.get('cpu_quota')
+        period = self.limits.get('cpu_period') or cgroup_lib.DEFAULT_CPU_PERIOD
+        if quota is not None and expected_cpu_quota(quota, period) != quota:
+            raise MtdError('cpus gives a quota of %s us per %s us, which systemd cannot express (CPUQuota keeps two '
+                           'decimals of a percent); round cpus to a multiple of 0.0001.' % (quota, period))
+        if before is not None:
+            cgroup.check_usage(writes)
+        systemctl = CmdRunner('systemctl', timeout=60)
+        if writes or before is None:
+            systemctl.run(['set-property', self.slice] + slice_properties(self.limits), check=True,
+                          what='systemctl set-property %s' % self.slice)
+            self.result['changed'] = True
+        systemctl.run(['start', self.slice], check=True, what='systemctl start %s' % self.slice)
+        after = cgroup.read_limits()
+        self.result['limits'] = project(after, self.managed_keys())
+        self.diff['after']['cgroup']['limits'] = self.result['limits']
+        wrong = [key for key in self.managed_keys() if (after or {}).get(key) != self.limits[key]]
+        if wrong:
+            raise MtdError('The slice %s does not hold the limits systemd was given (%s differ in %s); check '
+                           'systemctl show %s.' % (self.slice, ', '.join(wrong), cgroup.directory(), self.slice),
+                           limits=after)
+
+    def remove_level(self, cgroup: cgroup_lib.Cgroup) -> None:
+        """Remove a level made for this run only (best effort: the error being raised is the one to show)."""
+        if not self.slice:
+            try:
+                cgroup.remove()
+            except cgroup_lib.CgroupError:
+                pass
+            return
+        systemctl = CmdRunner('systemctl', timeout=60)
+        systemctl.run(['stop', self.slice])
+        systemctl.run(['revert', self.slice])
 
     # -- recreation ----------------------------------------------------------------------------
 
