@@ -20,8 +20,10 @@ Version = Tuple[int, ...]
 
 # runc >= 1.2 takes criu from PATH and ignores --criu (runc 1.2.0 release notes).
 RUNC_CRIU_FROM_PATH = (1, 2)
-# network modes in which Docker 28 restores work (no network namespace set up by the engine; moby#50750)
-DOCKER_28_NETWORK_MODES = ('host', 'none')
+# network modes in which Docker 28 restores work: no network namespace set up by the engine (moby#50750).
+# Not none: the engine makes a namespace (with only loopback) for it too, and on the lab Docker 28.5.2
+# restores of --network none containers failed ("bind-mount /proc/0/ns/net -> /var/run/docker/netns/...").
+DOCKER_28_NETWORK_MODES = ('host',)
 COMPONENTS = ('engine', 'containerd', 'runc', 'criu')
 
 
@@ -55,7 +57,7 @@ def engine_refusal(engine_version: Any, network_mode: Any = None) -> Optional[st
 
     - 25.0.0 - 25.0.3: restore fails "content digest ... not found" (fixed in 25.0.4 and 26.0).
     - 28.x: restore fails where the engine sets up a network namespace (moby#50750): refused unless
-      ``network_mode`` is host or none.
+      ``network_mode`` is host (none gets a namespace too; measured on Docker 28.5.2).
     """
     version = parse_version(engine_version)
     if version is None:
@@ -66,8 +68,8 @@ def engine_refusal(engine_version: Any, network_mode: Any = None) -> Optional[st
                 'engine' % engine_version)
     if padded[0] == 28 and str(network_mode or '') not in DOCKER_28_NETWORK_MODES:
         return ('Docker %s fails restores of a container whose network namespace the engine sets up (moby#50750); '
-                'network mode %s is affected, only host and none are not: use Docker 27 or 29, or run the '
-                'container with --network none or host' % (engine_version, network_mode or 'unknown'))
+                'network mode %s is affected (every mode but host, none too): use Docker 27 or 29, or run the '
+                'container with --network host' % (engine_version, network_mode or 'unknown'))
     return None
 
 
