@@ -27,6 +27,12 @@ DOCKER_28_NETWORK_MODES = ('host',)
 COMPONENTS = ('engine', 'containerd', 'runc', 'criu')
 
 
+def _sub(facts: Any, key: str) -> Mapping[str, Any]:
+    """``facts[key]`` when both are mappings, else an empty mapping."""
+    value = facts.get(key) if isinstance(facts, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
 def parse_version(text: Any) -> Optional[Version]:
     """The leading numeric release of a version string: ``'26.1.5+dfsg1'`` -> ``(26, 1, 5)``.
 
@@ -95,14 +101,9 @@ def criu_mismatch(runc: Mapping[str, Any], criu: Mapping[str, Any]) -> Optional[
 
 def host_versions(facts: Mapping[str, Any]) -> Dict[str, Optional[str]]:
     """The upstream releases of one host's engine, containerd, runc and CRIU (host_facts' ``mtd``)."""
-    docker = facts.get('docker') if isinstance(facts.get('docker'), Mapping) else {}
-    criu = facts.get('criu') if isinstance(facts.get('criu'), Mapping) else {}
-
-    def part(key):
-        value = docker.get(key)
-        return value.get('version') if isinstance(value, Mapping) else None
-    return {'engine': release(docker.get('version')), 'containerd': release(part('containerd')),
-            'runc': release(part('runc')), 'criu': release(criu.get('version'))}
+    docker, criu = _sub(facts, 'docker'), _sub(facts, 'criu')
+    return {'engine': release(docker.get('version')), 'containerd': release(_sub(docker, 'containerd').get('version')),
+            'runc': release(_sub(docker, 'runc').get('version')), 'criu': release(criu.get('version'))}
 
 
 def untested(facts: Mapping[str, Any], tested: Optional[Mapping[str, Iterable[Any]]]) -> List[str]:
@@ -133,9 +134,8 @@ def version_gates(hosts: Mapping[str, Mapping[str, Any]], network_mode: Any = No
     for role, facts in hosts.items():
         if not isinstance(facts, Mapping) or not facts:
             continue
-        docker = facts.get('docker') if isinstance(facts.get('docker'), Mapping) else {}
-        criu = facts.get('criu') if isinstance(facts.get('criu'), Mapping) else {}
-        runc = docker.get('runc') if isinstance(docker.get('runc'), Mapping) else {}
+        docker, criu = _sub(facts, 'docker'), _sub(facts, 'criu')
+        runc = _sub(docker, 'runc')
         for reason in (engine_refusal(docker.get('version'), network_mode), criu_mismatch(runc, criu)):
             if reason:
                 refuse.append('%s: %s' % (role, reason))
@@ -152,17 +152,15 @@ def engine_components(version: Mapping[str, Any], info: Mapping[str, Any]) -> Di
     default runtime's path as configured in the engine (often the bare name ``runc``, found on the
     engine's PATH). Unknown values are None.
     """
-    parts = {}
+    parts: Dict[str, Mapping[str, Any]] = {}
     for comp in version.get('Components') or []:
         if isinstance(comp, Mapping) and comp.get('Name'):
             parts[str(comp['Name']).lower()] = comp
     result: Dict[str, Dict[str, Any]] = {}
     for name, commit_key in (('containerd', 'ContainerdCommit'), ('runc', 'RuncCommit')):
         comp = parts.get(name) or {}
-        details = comp.get('Details') if isinstance(comp.get('Details'), Mapping) else {}
-        commit = info.get(commit_key) if isinstance(info.get(commit_key), Mapping) else {}
-        result[name] = {'version': comp.get('Version'), 'commit': details.get('GitCommit') or commit.get('ID')}
-    runtimes = info.get('Runtimes') if isinstance(info.get('Runtimes'), Mapping) else {}
-    default = runtimes.get(info.get('DefaultRuntime') or 'runc')
-    result['runc']['path'] = default.get('path') if isinstance(default, Mapping) else None
+        commit = _sub(comp, 'Details').get('GitCommit') or _sub(info, commit_key).get('ID')
+        result[name] = {'version': comp.get('Version'), 'commit': commit}
+    default = _sub(_sub(info, 'Runtimes'), str(info.get('DefaultRuntime') or 'runc'))
+    result['runc']['path'] = default.get('path')
     return result
