@@ -156,8 +156,9 @@ HOST_NET = ['-e', '{"migrate_policy_host_namespaces": ["network"]}']
 
 
 def test_docker_28_host_network_migrates_and_warns_when_untested(fleet, tmp_path, request):
-    """--network host is the mode moby#50750 spares: lab-1 -> lab-t (Docker 28) -> lab-1 works. With tested
-    versions that do not name lab-t's engine, the preflight warns and the migration goes on."""
+    """--network host is the mode moby#50750 spares: lab-1 -> lab-t (Docker 28) works; with tested versions that
+    do not name lab-t's engine, the preflight warns and the migration goes on. The way back to lab-1 is refused
+    before the freeze: lab-t's CRIU (4.2) is newer than lab-1's (4.1), and such images failed to restore there."""
     version = docker_28(fleet)
     name = 'it-vf-host-%d' % os.getpid()
     tested = ['-e', json.dumps({'_migrate_tested_versions': {'engine': ['20.10.24', '26.1.5']}})]
@@ -165,14 +166,21 @@ def test_docker_28_host_network_migrates_and_warns_when_untested(fleet, tmp_path
         docker('lab-1', 'run', '-d', '--name', name, '--network', 'host', '-v', '%s-vol:/vol' % name,
                IMAGE, 'sh', '-c', COUNTER)
         time.sleep(1.5)
-        for step, (here, there) in enumerate((('lab-1', 'lab-t'), ('lab-t', 'lab-1'))):
-            report = str(tmp_path / ('%d.json' % step))
-            proc = migrate(name, here, target=there, report=report, extra=INV + ID_VERSION + HOST_NET + tested)
-            rec = record(report)
-            assert rec['state'] == 'Succeeded' and rec['target'] == there, rec
-            role = 'target' if there == 'lab-t' else 'source'
-            assert 'WARNING %s: no integration test has run engine %s' % (role, release(version)) in proc.stdout
-            assert_consecutive(counter_lines(there, name, '/vol/counter.log'), 'the volume file on %s' % there)
+        report = str(tmp_path / 'there.json')
+        proc = migrate(name, 'lab-1', target='lab-t', report=report, extra=INV + ID_VERSION + HOST_NET + tested)
+        rec = record(report)
+        assert rec['state'] == 'Succeeded' and rec['target'] == 'lab-t', rec
+        assert 'WARNING target: no integration test has run engine %s' % release(version) in proc.stdout
+        assert_consecutive(counter_lines('lab-t', name, '/vol/counter.log'), 'the volume file on lab-t')
+        src, tgt = fleet['lab-t']['criu']['version'], fleet['lab-1']['criu']['version']
+        if tuple(map(int, release(src).split('.')[:2])) > tuple(map(int, release(tgt).split('.')[:2])):
+            back = str(tmp_path / 'back.json')
+            proc = migrate(name, 'lab-t', target='lab-1', report=back, check=False,
+                           extra=INV + ID_VERSION + HOST_NET)
+            failed = record(back)
+            assert failed['state'] == 'Failed' and 'refused before the freeze' in failed['error'], failed
+            assert "the target's CRIU %s is older than the source's %s" % (tgt, src) in failed['error']
+            assert status('lab-t', name) == 'running' and status('lab-1', name) == 'absent'
     finally:
         remove(name, ('lab-1', 'lab-t'))
     passed(request, fleet, 'lab-1', 'lab-t')

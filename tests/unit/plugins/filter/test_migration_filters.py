@@ -35,7 +35,7 @@ def test_filters_are_registered():
 
 def test_preflight_passes():
     assert migration_preflight(CHOICE, host(), host()) == {'ok': True, 'reason': '', 'warnings': []}
-    assert migration_preflight(CHOICE, host(), host(version='4.0'), 'lazy') == {'ok': True, 'reason': '', 'warnings': []}
+    assert migration_preflight(CHOICE, host(), host(version='4.2'), 'lazy') == {'ok': True, 'reason': '', 'warnings': []}
 
 
 def test_no_target_names_the_rejected_hosts():

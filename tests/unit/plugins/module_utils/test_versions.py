@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._versions import (
+    criu_downgrade,
     criu_mismatch,
     engine_components,
     engine_refusal,
@@ -104,3 +105,21 @@ def test_engine_components_from_the_api():
     assert engine_components({}, info)['runc'] == {'version': None, 'commit': None, 'path': '/usr/bin/crun'}
     # an old engine without Components: the commits from /info
     assert engine_components({}, {'RuncCommit': {'ID': 'v1.0.0'}})['runc']['commit'] == 'v1.0.0'
+
+
+@pytest.mark.parametrize('source, target, refused', [
+    ('4.2.1', '4.1.1', True), ('4.1.1', '4.2.1', False), ('4.1.1', '4.1.0', False), ('4.1.1', '4.1.1', False),
+    ('5.0', '4.2.1', False), (None, '4.1.1', False), ('4.2.1', None, False),
+])
+def test_criu_downgrade(source, target, refused):
+    assert bool(criu_downgrade(source, target)) is refused
+
+
+def test_version_gates_refuse_a_target_with_an_older_criu():
+    newer = {'docker': {'version': '28.5.2', 'runc': {'version': '1.3.6', 'criu_path': '/usr/sbin/criu'}},
+             'criu': {'version': '4.2.1', 'path': '/usr/sbin/criu'}}
+    gates = version_gates({'source': newer, 'target': FACTS_26}, 'host')
+    assert gates['refuse'] == ["target: the target's CRIU 4.1.1 is older than the source's 4.2.1, and images of a "
+                               "newer CRIU failed to restore (vdso: ELF header magic mismatch): move it to a host "
+                               "with CRIU 4.2 or newer"]
+    assert version_gates({'source': FACTS_26, 'target': newer}, 'host')['refuse'] == []
