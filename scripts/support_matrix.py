@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
 # Copyright (c) mtd.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -13,9 +13,9 @@ cgroup version and driver as host_facts read them. This script takes the newest 
 - writes roles/migrate/vars/main.yml: the releases the tests ran, per component, which the migrate role's
   preflight gives the engine version gates (versions not in it give a warning).
 
-    scripts/support_matrix.py [--record FILE] [--all-runs]   # from a test run's record (or all its runs)
-    scripts/support_matrix.py --render          # again from the committed docs/support-record.json
-    scripts/support_matrix.py --check           # exit 1 when README or the role's vars are out of date
+    python3 scripts/support_matrix.py [--record FILE] [--all-runs]   # from a test run's record (or all its runs)
+    python3 scripts/support_matrix.py --render          # again from the committed docs/support-record.json
+    python3 scripts/support_matrix.py --check           # exit 1 when README or the role's vars are out of date
 """
 
 from __future__ import annotations
