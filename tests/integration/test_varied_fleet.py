@@ -134,56 +134,60 @@ def docker_28(fleet):
     return version
 
 
-def test_docker_28_gate_refuses_network_none_before_the_freeze(fleet, wanderer, tmp_path, request):
+def test_docker_28_gate_refuses_network_none_before_the_freeze(fleet, tmp_path, request):
     """Docker 28 gives a --network none container a network namespace too; its restores fail (moby#50750; on
     this lab "bind-mount /proc/0/ns/net -> /var/run/docker/netns/...: no such file or directory"), so the
-    preflight refuses lab-t as its target, before anything is frozen."""
+    preflight refuses lab-t as its target, before anything is frozen (the source is lab-13, Docker 26)."""
     version = docker_28(fleet)
-    name = wanderer
-    report = str(tmp_path / 'refused.json')
-    proc = migrate(name, 'lab-1', target='lab-t', report=report, extra=INV + ID_VERSION, check=False)
-    assert proc.returncode != 0 and 'Traceback' not in proc.stdout
-    rec = record(report)
-    assert rec['state'] == 'Failed' and 'refused before the freeze' in rec['error'], rec
-    assert 'target: Docker %s fails restores' % version in rec['error'] and 'moby#50750' in rec['error']
-    assert 'network mode none' in rec['error'], rec['error']
-    assert status('lab-1', name) == 'running' and status('lab-t', name) == 'absent'
-    assert_consecutive(counter_lines('lab-1', name, '/vol/counter.log'), 'the volume file after the refusal')
-    passed(request, fleet, 'lab-1', 'lab-t')
+    name = start_workload('lab-13')
+    try:
+        report = str(tmp_path / 'refused.json')
+        proc = migrate(name, 'lab-13', target='lab-t', report=report, extra=INV + ID_VERSION, check=False)
+        assert proc.returncode != 0 and 'Traceback' not in proc.stdout
+        rec = record(report)
+        assert rec['state'] == 'Failed' and 'refused before the freeze' in rec['error'], rec
+        assert 'target: Docker %s fails restores' % version in rec['error'] and 'moby#50750' in rec['error']
+        assert 'network mode none' in rec['error'], rec['error']
+        assert status('lab-13', name) == 'running' and status('lab-t', name) == 'absent'
+        assert_consecutive(counter_lines('lab-13', name, '/vol/counter.log'), 'the volume file after the refusal')
+    finally:
+        remove(name, NEW)
+    passed(request, fleet, 'lab-13', 'lab-t')
 
 
 HOST_NET = ['-e', '{"migrate_policy_host_namespaces": ["network"]}']
 
 
 def test_docker_28_host_network_migrates_and_warns_when_untested(fleet, tmp_path, request):
-    """--network host is the mode moby#50750 spares: lab-1 -> lab-t (Docker 28) works; with tested versions that
-    do not name lab-t's engine, the preflight warns and the migration goes on. The way back to lab-1 is refused
-    before the freeze: lab-t's CRIU (4.2) is newer than lab-1's (4.1), and such images failed to restore there."""
+    """--network host is the mode moby#50750 spares: lab-13 (Docker 26) -> lab-t (Docker 28) works; with tested
+    versions that do not name lab-t's engine, the preflight warns and the migration goes on. The way back is
+    refused before the freeze: lab-t's CRIU (4.2) is newer than lab-13's (4.1), and images of lab-t's CRIU failed
+    to restore with 4.1.1 (measured lab-t -> lab-1: "vdso: ELF header magic mismatch")."""
     version = docker_28(fleet)
     name = 'it-vf-host-%d' % os.getpid()
     tested = ['-e', json.dumps({'_migrate_tested_versions': {'engine': ['20.10.24', '26.1.5']}})]
     try:
-        docker('lab-1', 'run', '-d', '--name', name, '--network', 'host', '-v', '%s-vol:/vol' % name,
+        docker('lab-13', 'run', '-d', '--name', name, '--network', 'host', '-v', '%s-vol:/vol' % name,
                IMAGE, 'sh', '-c', COUNTER)
         time.sleep(1.5)
         report = str(tmp_path / 'there.json')
-        proc = migrate(name, 'lab-1', target='lab-t', report=report, extra=INV + ID_VERSION + HOST_NET + tested)
+        proc = migrate(name, 'lab-13', target='lab-t', report=report, extra=INV + ID_VERSION + HOST_NET + tested)
         rec = record(report)
         assert rec['state'] == 'Succeeded' and rec['target'] == 'lab-t', rec
         assert 'WARNING target: no integration test has run engine %s' % release(version) in proc.stdout
         assert_consecutive(counter_lines('lab-t', name, '/vol/counter.log'), 'the volume file on lab-t')
-        src, tgt = fleet['lab-t']['criu']['version'], fleet['lab-1']['criu']['version']
+        src, tgt = fleet['lab-t']['criu']['version'], fleet['lab-13']['criu']['version']
         if tuple(map(int, release(src).split('.')[:2])) > tuple(map(int, release(tgt).split('.')[:2])):
             back = str(tmp_path / 'back.json')
-            proc = migrate(name, 'lab-t', target='lab-1', report=back, check=False,
+            proc = migrate(name, 'lab-t', target='lab-13', report=back, check=False,
                            extra=INV + ID_VERSION + HOST_NET)
             failed = record(back)
             assert failed['state'] == 'Failed' and 'refused before the freeze' in failed['error'], failed
             assert "the target's CRIU %s is older than the source's %s" % (tgt, src) in failed['error']
-            assert status('lab-t', name) == 'running' and status('lab-1', name) == 'absent'
+            assert status('lab-t', name) == 'running' and status('lab-13', name) == 'absent'
     finally:
-        remove(name, ('lab-1', 'lab-t'))
-    passed(request, fleet, 'lab-1', 'lab-t')
+        remove(name, NEW)
+    passed(request, fleet, 'lab-13', 'lab-t')
 
 
 def test_docker_28_gate_refuses_a_container_in_another_network_namespace(fleet, tmp_path, request):
@@ -196,15 +200,15 @@ def test_docker_28_gate_refuses_a_container_in_another_network_namespace(fleet, 
         docker('lab-t', 'run', '-d', '--name', name, '--network', 'container:%s-ns' % name, IMAGE,
                'sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done')
         report = str(tmp_path / 'refused.json')
-        proc = migrate(name, 'lab-t', target='lab-1', report=report, extra=INV + ID_VERSION, check=False)
+        proc = migrate(name, 'lab-t', target='lab-13', report=report, extra=INV + ID_VERSION, check=False)
         assert proc.returncode != 0 and 'Traceback' not in proc.stdout
         rec = record(report)
         assert rec['state'] == 'Failed' and 'refused before the freeze' in rec['error'], rec
         assert 'source: Docker %s fails restores' % fleet['lab-t']['docker']['version'] in rec['error']
         assert 'moby#50750' in rec['error'] and 'network mode container:' in rec['error'], rec['error']
-        assert status('lab-t', name) == 'running' and status('lab-1', name) == 'absent'
+        assert status('lab-t', name) == 'running' and status('lab-13', name) == 'absent'
     finally:
-        remove(name, ('lab-t', 'lab-1'))
+        remove(name, NEW)
         remove(name + '-ns', ('lab-t',))
     passed(request, fleet, 'lab-t')
 
