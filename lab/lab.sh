@@ -311,6 +311,7 @@ cmd_up() {
   mv "$STATE/ssh/known_hosts.tmp" "$STATE/ssh/known_hosts"
   images_up "$first"
   write_inventory
+  varied_hook up
   vm_hook up
   cmd_status
 }
@@ -324,6 +325,7 @@ vm_hook() {
 
 cmd_down() {
   local name rest
+  varied_hook down || true
   vm_hook down
   if [ -d "$STATE" ]; then
     while read -r name rest; do
@@ -367,10 +369,19 @@ cmd_status() {
     [ "$eng" != down ] && [ "$ssh" = up ] || bad=1
     say "$(printf '%-6s %-10s ssh=%-4s engine=%-16s os=%s' "$name" "$addr" "$ssh" "$eng" "$os")"
   done < <(hosts)
+  varied_hook status || bad=1
   vm_hook status
   return $bad
 }
 
+# The hosts with their own userland (lab/debhost.sh); MTD_LAB_VARIED=0 leaves them out.
+varied_hook() {
+  [ "${MTD_LAB_VARIED:-1}" != 0 ] || return 0
+  bash "$LAB_DIR/debhost.sh" "$1"
+}
+
+# debhost.sh sources this file for its functions (MTD_LAB_SOURCED=1) and runs its own commands.
+[ -z "${MTD_LAB_SOURCED:-}" ] || return 0
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;

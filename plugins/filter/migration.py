@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.mtd.containers.plugins.module_utils._versions import version_gates
+
 STATES = ('Pending', 'Ready', 'Started', 'Migrating', 'Completed', 'Succeeded', 'Failed')
 
 
@@ -24,17 +26,30 @@ def _major(version: Any) -> Optional[str]:
     return str(version).split('.', maxsplit=1)[0] if version else None
 
 
-def migration_preflight(choice: Any, source: Any, target: Any, memory: str = 'copy') -> Dict[str, Any]:
-    """Whether the source and the chosen target can take part, and if not, why (``{ok, reason}``).
+def migration_preflight(choice: Any, source: Any, target: Any, memory: str = 'copy', network_mode: Any = None,
+                        tested: Any = None) -> Dict[str, Any]:
+    """Whether the source and the chosen target can take part, and if not, why (``{ok, reason, warnings}``).
 
     ``choice`` is the result of mtd.containers.target_host, ``source`` and ``target`` the hosts'
-    ``ansible_facts.mtd`` (host_facts), ``memory`` the role's migrate_memory (copy | lazy).
+    ``ansible_facts.mtd`` (host_facts), ``memory`` the role's migrate_memory (copy | lazy),
+    ``network_mode`` the container's and ``tested`` the versions the integration tests ran (the role's
+    vars, written by scripts/support_matrix.py): the engine version gates (module_utils/_versions.py)
+    refuse known-broken engines and runc/CRIU pairs, and warn about versions no test has run.
     """
-    choice, src, tgt = _dict(choice), _dict(source), _dict(target)
+    choice = _dict(choice)
     if not choice.get('target'):
         rejected = choice.get('rejected') or []
-        return {'ok': False, 'reason': 'no target host fits: ' + '; '.join(
+        return {'ok': False, 'warnings': [], 'reason': 'no target host fits: ' + '; '.join(
             '%s: %s' % (r.get('name'), r.get('reason')) for r in rejected if isinstance(r, Mapping))}
+    base = _preflight_checks(_dict(source), _dict(target), memory)
+    gates = version_gates({'source': _dict(source), 'target': _dict(target)}, network_mode,
+                          tested if isinstance(tested, Mapping) else None)
+    reasons = ([base['reason']] if not base['ok'] else []) + gates['refuse']
+    return {'ok': not reasons, 'reason': '; '.join(reasons), 'warnings': gates['warn']}
+
+
+def _preflight_checks(src: Dict[str, Any], tgt: Dict[str, Any], memory: str) -> Dict[str, Any]:
+    """The engines' experimental mode, CRIU on both sides (same major) and lazy pages when asked."""
     docker = [_dict(src.get('docker')), _dict(tgt.get('docker'))]
     criu = [_dict(src.get('criu')), _dict(tgt.get('criu'))]
     ok = (all(d.get('available') for d in docker) and all(d.get('experimental') for d in docker)

@@ -217,6 +217,48 @@ ansible_facts:
               description: The engine's cgroup driver.
               type: str
               sample: cgroupfs
+            containerd:
+              description: The containerd the engine uses, as the engine reports it (C(GET /version) components).
+              type: dict
+              contains:
+                version:
+                  description: containerd's version, V(null) when the engine does not say.
+                  type: str
+                  sample: 1.7.24~ds1
+                commit:
+                  description: containerd's commit or package version.
+                  type: str
+                  sample: 1.7.24~ds1-6+deb13u1
+            runc:
+              description:
+                - The runc the engine runs containers with (its default runtime) and the CRIU that runc will run.
+                - runc 1.2 and later ignore C(--criu) and run the C(criu) found on the engine's PATH
+                  (RV(ansible_facts.mtd.docker.runc.criu_from_path=true)); older ones run the CRIU the collection
+                  names, the one RV(ansible_facts.mtd.criu.path) checked.
+              type: dict
+              contains:
+                version:
+                  description: runc's version as the engine reports it.
+                  type: str
+                  sample: 1.1.15+ds1
+                commit:
+                  description: runc's commit or package version.
+                  type: str
+                  sample: 1.1.15+ds1-2+b4
+                path:
+                  description: The default runtime's binary, resolved on the engine's PATH when configured by name.
+                  type: str
+                  sample: /usr/sbin/runc
+                criu_from_path:
+                  description: Whether this runc takes C(criu) from PATH (runc >= 1.2), V(null) when its version is unknown.
+                  type: bool
+                  sample: false
+                criu_path:
+                  description:
+                    - The CRIU binary runc will run; equal to RV(ansible_facts.mtd.criu.path) when it is that same file.
+                    - V(null) when runc takes CRIU from PATH and none is on the engine's PATH.
+                  type: str
+                  sample: /usr/sbin/criu
             containers:
               description:
                 - The running containers.
@@ -279,6 +321,7 @@ ansible_facts:
 
 import os
 import platform
+import shutil
 import socket
 from typing import Any, Dict, List, Tuple
 
@@ -309,12 +352,18 @@ from ansible_collections.mtd.containers.plugins.module_utils._hostinfo import (
     zero_reservations,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._module import run_module
+from ansible_collections.mtd.containers.plugins.module_utils._versions import (
+    engine_components,
+    runc_takes_criu_from_path,
+)
 
 # Internal paths; tests patch them. They are not options: /proc is not something users point elsewhere.
 PROC_MEMINFO = '/proc/meminfo'
 PROC_CPUINFO = '/proc/cpuinfo'
 PROC_MOUNTINFO = '/proc/self/mountinfo'
 OS_RELEASE_FALLBACK = '/usr/lib/os-release'
+ENGINE_PIDFILE = '/var/run/docker.pid'
+DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 DEFAULT_UNITS = 100
 SUBSETS = ('docker', 'criu', 'cgroup')
@@ -407,10 +456,45 @@ class HostFactsCollector:
             'experimental': None,
             'operating_system': None,
             'cgroup_driver': None,
+            'containerd': {'version': None, 'commit': None},
+            'runc': {'version': None, 'commit': None, 'path': None, 'criu_from_path': None, 'criu_path': None},
             'containers': [],
         }
 
-    def docker(self):
+    @staticmethod
+    def engine_path():
+        """The engine's PATH (its runc and, for runc >= 1.2, its criu come from there): /proc of the pid in
+        the engine's pidfile, else the standard PATH."""
+        try:
+            with open(ENGINE_PIDFILE) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/environ' % pid, 'rb') as handle:
+                env = handle.read().split(b'\0')
+        except (IOError, OSError, ValueError):
+            return DEFAULT_PATH
+        for item in env:
+            if item.startswith(b'PATH='):
+                return to_text(item[5:], errors='surrogate_or_strict')
+        return DEFAULT_PATH
+
+    def runc_facts(self, version, info, criu_path):
+        """containerd and runc of the engine; ``runc.criu_path`` is the criu that runc will run: the one the
+        collection passes with --criu (``criu_path``) for runc < 1.2, the engine's PATH's for runc >= 1.2."""
+        parts = engine_components(version, info)
+        runc = parts['runc']
+        path_env = self.engine_path()
+        if runc['path'] and '/' not in runc['path']:
+            runc['path'] = shutil.which(runc['path'], path=path_env)
+        runc['criu_from_path'] = runc_takes_criu_from_path(runc['version'])
+        if runc['criu_from_path']:
+            found = shutil.which('criu', path=path_env)
+            same = bool(found and criu_path and os.path.realpath(found) == os.path.realpath(criu_path))
+            runc['criu_path'] = criu_path if same else found
+        else:
+            runc['criu_path'] = criu_path
+        return parts
+
+    def docker(self, criu_path=None):
         if 'docker' not in self.subsets:
             return self._docker_unavailable('Not gathered: docker is not in gather_subset.')
         client = self.mod.docker
@@ -434,7 +518,7 @@ class HostFactsCollector:
         experimental = info.get('ExperimentalBuild')
         if experimental is None:
             experimental = version.get('Experimental', False)
-        return {
+        facts = {
             'available': True,
             'error': None,
             'version': version.get('Version'),
@@ -444,6 +528,8 @@ class HostFactsCollector:
             'cgroup_driver': info.get('CgroupDriver'),
             'containers': containers,
         }
+        facts.update(self.runc_facts(version, info, criu_path))
+        return facts
 
     def criu(self):
         facts: Dict[str, Any] = {
@@ -481,8 +567,8 @@ class HostFactsCollector:
         overrides = self.local_fact()
         capacity, capacity_source = merge_capacity(self.proc_capacity(), overrides, DEFAULT_UNITS)
         cgroup = self.cgroup()
-        docker = self.docker()
         criu = self.criu()
+        docker = self.docker(criu['path'])
         if docker['available']:
             reserved = sum_reservations([c['reservations'] for c in docker['containers']])
         else:

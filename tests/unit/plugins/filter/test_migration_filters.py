@@ -34,15 +34,15 @@ def test_filters_are_registered():
 # ---- migration_preflight ---------------------------------------------------------------------------
 
 def test_preflight_passes():
-    assert migration_preflight(CHOICE, host(), host()) == {'ok': True, 'reason': ''}
-    assert migration_preflight(CHOICE, host(), host(version='4.0'), 'lazy') == {'ok': True, 'reason': ''}
+    assert migration_preflight(CHOICE, host(), host()) == {'ok': True, 'reason': '', 'warnings': []}
+    assert migration_preflight(CHOICE, host(), host(version='4.2'), 'lazy') == {'ok': True, 'reason': '', 'warnings': []}
 
 
 def test_no_target_names_the_rejected_hosts():
     choice = {'target': None, 'rejected': [{'name': 'lab-2', 'reason': 'same OS'},
                                            {'name': 'lab-4', 'reason': 'not enough memory'}]}
     assert migration_preflight(choice, host(), {}) == {
-        'ok': False, 'reason': 'no target host fits: lab-2: same OS; lab-4: not enough memory'}
+        'ok': False, 'reason': 'no target host fits: lab-2: same OS; lab-4: not enough memory', 'warnings': []}
 
 
 @pytest.mark.parametrize('src, tgt, memory, reason', [
@@ -59,7 +59,7 @@ def test_no_target_names_the_rejected_hosts():
      'lazy pages (userfaultfd) on the target False'),
 ])
 def test_preflight_reason_shows_what_was_compared(src, tgt, memory, reason):
-    assert migration_preflight(CHOICE, src, tgt, memory) == {'ok': False, 'reason': reason}
+    assert migration_preflight(CHOICE, src, tgt, memory) == {'ok': False, 'reason': reason, 'warnings': []}
 
 
 def test_an_engine_that_does_not_answer_fails_the_preflight():
@@ -69,6 +69,56 @@ def test_an_engine_that_does_not_answer_fails_the_preflight():
 
 def test_lazy_pages_matter_only_for_post_copy():
     assert migration_preflight(CHOICE, host(), host(lazy=False), 'copy')['ok'] is True
+
+
+def engine(version, runc='1.1.15+ds1', criu_path='/usr/sbin/criu', checked='/usr/sbin/criu'):
+    facts = host()
+    facts['docker'].update(version=version, containerd={'version': '1.7.24~ds1'},
+                           runc={'version': runc, 'criu_path': criu_path})
+    facts['criu'].update(path=checked)
+    return facts
+
+
+TESTED = {'engine': ['20.10.24', '26.1.5'], 'containerd': ['1.6.20', '1.7.24'], 'runc': ['1.1.5', '1.1.15'],
+          'criu': ['4.1.1']}
+
+
+def test_preflight_refuses_docker_25_0_2_on_the_target():
+    result = migration_preflight(CHOICE, engine('20.10.24+dfsg1'), engine('25.0.2'), 'copy', 'none', TESTED)
+    assert result['ok'] is False
+    assert result['reason'].startswith('target: Docker 25.0.2 fails restores ("content digest not found"')
+
+
+def test_preflight_docker_28_depends_on_the_network_mode():
+    assert migration_preflight(CHOICE, engine('26.1.5'), engine('28.5.2+dfsg4'), 'copy', 'host')['ok'] is True
+    assert migration_preflight(CHOICE, engine('26.1.5'), engine('28.5.2+dfsg4'), 'copy', 'none')['ok'] is False
+    result = migration_preflight(CHOICE, engine('28.5.2+dfsg4'), engine('26.1.5'), 'copy', 'bridge')
+    assert result['ok'] is False and 'source: Docker 28.5.2+dfsg4' in result['reason']
+    assert 'moby#50750' in result['reason'] and 'network mode bridge' in result['reason']
+
+
+def test_preflight_gate_reasons_come_after_the_base_reason():
+    src = engine('25.0.0')
+    src['docker']['experimental'] = False
+    reason = migration_preflight(CHOICE, src, engine('26.1.5'))['reason']
+    assert reason.startswith('engines experimental [False, True]') and '; source: Docker 25.0.0' in reason
+
+
+def test_preflight_refuses_runc_running_another_criu():
+    tgt = engine('27.5.1', runc='1.2.5', criu_path='/usr/sbin/criu', checked='/usr/local/sbin/criu')
+    result = migration_preflight(CHOICE, engine('26.1.5'), tgt, 'copy', 'none')
+    assert result['ok'] is False
+    assert result['reason'] == ('target: runc 1.2.5 runs /usr/sbin/criu (the criu on the engine\'s PATH; it ignores '
+                                '--criu), not the checked /usr/local/sbin/criu: make them the same binary')
+
+
+def test_preflight_warns_about_untested_versions_only():
+    result = migration_preflight(CHOICE, engine('20.10.24+dfsg1', runc='1.1.5+ds1'),
+                                 engine('27.5.1+dfsg4', runc='1.1.15'), 'copy', 'none', TESTED)
+    assert result == {'ok': True, 'reason': '',
+                      'warnings': ['target: no integration test has run engine 27.5.1']}
+    # without the tested data there is nothing to warn about
+    assert migration_preflight(CHOICE, engine('20.10.24'), engine('27.5.1'))['warnings'] == []
 
 
 # ---- migration_completed ---------------------------------------------------------------------------

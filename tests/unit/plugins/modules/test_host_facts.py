@@ -45,8 +45,8 @@ esac
 
 CONTRACT_KEYS = ['capacity', 'capacity_source', 'cgroup', 'criu', 'docker', 'gathered_at', 'hostname', 'os',
                  'remaining', 'reserved']
-DOCKER_KEYS = ['api_version', 'available', 'cgroup_driver', 'containers', 'error', 'experimental',
-               'operating_system', 'version']
+DOCKER_KEYS = ['api_version', 'available', 'cgroup_driver', 'containerd', 'containers', 'error', 'experimental',
+               'operating_system', 'runc', 'version']
 CONTAINER_KEYS = ['attacked', 'created', 'id', 'image', 'image_id', 'ip', 'labels', 'name', 'network_mode',
                   'reservations', 'severity', 'started_at', 'state', 'uptime_seconds']
 CRIU_KEYS = ['available', 'check_ok', 'check_output', 'dirty_tracking', 'lazy_pages', 'path', 'version']
@@ -73,6 +73,15 @@ def host(monkeypatch, tmp_path):
     criu.write_text(FAKE_CRIU)
     criu.chmod(criu.stat().st_mode | stat.S_IXUSR)
     paths['criu'] = str(criu)
+    # the engine's PATH: no pidfile here, so the standard PATH, which is a directory with a runc and a criu
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    for name in ('runc', 'criu'):
+        (bindir / name).write_text('#!/bin/sh\nexit 0\n')
+        (bindir / name).chmod(0o755)
+    monkeypatch.setattr(host_facts, 'ENGINE_PIDFILE', str(tmp_path / 'no-docker.pid'))
+    monkeypatch.setattr(host_facts, 'DEFAULT_PATH', str(bindir))
+    paths['bin'] = str(bindir)
     paths['local_fact'] = str(tmp_path / 'mtd.fact')
     paths['tmp'] = tmp_path
     return paths
@@ -134,7 +143,7 @@ def test_full_facts(host, engine):
 
     docker = mtd['docker']
     assert sorted(docker) == DOCKER_KEYS
-    assert {k: v for k, v in docker.items() if k != 'containers'} == {
+    assert {k: v for k, v in docker.items() if k not in ('containers', 'containerd', 'runc')} == {
         'available': True, 'error': None, 'version': '20.10.24+dfsg1', 'api_version': '1.41',
         'experimental': True, 'operating_system': 'Debian GNU/Linux 12 (bookworm)', 'cgroup_driver': 'cgroupfs'}
     assert [c['name'] for c in docker['containers']] == ['web-1', 'db-1']
@@ -145,6 +154,11 @@ def test_full_facts(host, engine):
     assert web['started_at'] == '2026-11-28T09:30:01Z'
     assert web['network_mode'] == 'none' and web['ip'] is None
     assert docker['containers'][1]['attacked'] is True
+    assert docker['containerd'] == {'version': '1.6.20~ds1', 'commit': '1.6.20~ds1-1+b1'}
+    # runc 1.1 runs the criu the collection names: the checked one
+    assert docker['runc'] == {'version': '1.1.5+ds1', 'commit': '1.1.5+ds1-1+deb12u1',
+                              'path': os.path.join(host['bin'], 'runc'), 'criu_from_path': False,
+                              'criu_path': host['criu']}
 
     assert mtd['criu'] == {'available': True, 'path': host['criu'], 'version': '4.1.1', 'check_ok': True,
                            'check_output': 'Looks good.', 'dirty_tracking': False, 'lazy_pages': True}
@@ -333,3 +347,37 @@ def test_bad_docker_host_fails(host, docker_host, message):
     result = run_module(base_args(host, docker_host=docker_host))
     assert result['failed'] is True
     assert result['msg'].startswith(message)
+
+
+def _runc_version(engine, version):
+    body = fake_engine.load_json('docker-version-20.10.json')
+    for comp in body['Components']:
+        if comp['Name'] == 'runc':
+            comp['Version'] = version
+    engine.routes[('GET', '/version')] = (200, body)
+
+
+def test_runc_1_2_reports_the_criu_on_the_engine_path(host, engine):
+    """runc >= 1.2 ignores --criu: the criu it runs is the engine's PATH's (here not the checked one)."""
+    _runc_version(engine, '1.3.6+ds1')
+    runc = run_module(base_args(host, engine))['ansible_facts']['mtd']['docker']['runc']
+    assert runc['criu_from_path'] is True
+    assert runc['criu_path'] == os.path.join(host['bin'], 'criu') != host['criu']
+
+
+def test_runc_1_2_with_the_checked_criu_on_path(host, engine, monkeypatch):
+    _runc_version(engine, '1.2.0')
+    monkeypatch.setattr(host_facts, 'DEFAULT_PATH', '%s:%s' % (os.path.dirname(host['criu']), host['bin']))
+    runc = run_module(base_args(host, engine))['ansible_facts']['mtd']['docker']['runc']
+    assert (runc['criu_from_path'], runc['criu_path']) == (True, host['criu'])
+
+
+def test_engine_path_is_read_from_the_engine_process(host, engine, monkeypatch):
+    """The pidfile names a process: its PATH decides (here this test's own process, PATH set to bin)."""
+    pidfile = host['tmp'] / 'docker.pid'
+    pidfile.write_text('%d\n' % os.getpid())
+    monkeypatch.setattr(host_facts, 'ENGINE_PIDFILE', str(pidfile))
+    monkeypatch.setattr(host_facts, 'DEFAULT_PATH', '/nonexistent')
+    with open('/proc/self/environ', 'rb') as handle:
+        own = [e[5:].decode() for e in handle.read().split(b'\0') if e.startswith(b'PATH=')]
+    assert host_facts.HostFactsCollector.engine_path() == (own[0] if own else '/nonexistent')
