@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import time
+import uuid
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -37,6 +38,7 @@ ARGUMENT_SPEC = {
     'outcome': {'type': 'str', 'default': ''},
     'timeout': {'type': 'float', 'default': 3600},
     'poll': {'type': 'float', 'default': 0.25},
+    'run': {'type': 'str', 'default': ''},
 }
 
 
@@ -89,14 +91,25 @@ def do_init(path, args):
         os.makedirs(directory, mode=0o700)
     limits = dict((key, args[key]) for key in ('concurrency', 'max_outbound', 'max_inbound', 'stagger'))
     ledger = _fleet.new_ledger(args['moves'], args['containers'], args['hosts'], limits, args['granularity'])
+    ledger['run'] = uuid.uuid4().hex
     with Locked(path):
         write_ledger(path, ledger)
-    return dict(summary(ledger), changed=True, moves=len(ledger['moves']))
+    return dict(summary(ledger), changed=True, moves=len(ledger['moves']), run=ledger['run'])
 
 
-def claim_once(path, lane):
+def read_own(path, run):
+    """The ledger, when it is the one of ``run`` (a worker of an earlier, killed run must not take moves from the
+    ledger a re-run wrote at the same path)."""
+    ledger = read_ledger(path)
+    if run and ledger.get('run') != run:
+        raise MtdError('the ledger now belongs to another run (%s, not %s); this lane is left from an earlier run'
+                       % (ledger.get('run'), run))
+    return ledger
+
+
+def claim_once(path, lane, run):
     with Locked(path):
-        ledger = read_ledger(path)
+        ledger = read_own(path, run)
         decision = _fleet.claim(ledger, lane, time.time())
         if decision['action'] in ('start', 'alert'):
             write_ledger(path, ledger)
@@ -110,7 +123,7 @@ def do_claim(path, args):
     deadline = time.time() + args['timeout']
     waited = 0.0
     while True:
-        decision, ledger = claim_once(path, args['lane'])
+        decision, ledger = claim_once(path, args['lane'], args['run'])
         if decision['action'] != 'wait':
             break
         if time.time() >= deadline:
@@ -131,7 +144,7 @@ def do_release(path, args):
     if not args['key']:
         raise MtdError('state=release needs key, the host/name of the move that ended')
     with Locked(path):
-        ledger = read_ledger(path)
+        ledger = read_own(path, args['run'])
         move = _fleet.release(ledger, args['key'], args['outcome'], time.time())
         if move is not None:
             write_ledger(path, ledger)

@@ -123,6 +123,13 @@ options:
     description: With O(state=claim) - seconds between two looks at the ledger while waiting.
     type: float
     default: 0.25
+  run:
+    description:
+      - With O(state=claim) and O(state=release) - the RV(run) that O(state=init) returned. When given, a ledger
+        written by another run (a re-run at the same path after the controller was killed: the killed run's
+        workers may still be waiting in a claim) is refused instead of handing its moves out.
+    type: str
+    default: ''
 notes:
   - The transfer port of a claimed move (RV(move.port)) differs, with the next one (the post-copy page server's),
     from those of all migrations in flight, so that two migrations into or out of one host never collide.
@@ -174,6 +181,11 @@ reserved:
   returned: always
   type: dict
   sample: {lab-3: {cpus: 0.5, memory_mb: 64, units: 10}}
+run:
+  description: With O(state=init) - the id of this ledger (pass it to O(run) in the claims and releases).
+  returned: when state is init
+  type: str
+  sample: 3f1c2a9e6b7d4c0e8a5f1b2c3d4e5f60
 moves:
   description: With O(state=init) - the number of moves in the ledger.
   returned: when state is init

@@ -162,7 +162,9 @@ def start_proxies(mode, offset, receiver_port):
     procs = [subprocess.Popen([sys.executable, PROXY, str(base + n), '127.0.1.%d' % n, str(receiver_port), mode,
                                str(offset)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in (2, 3)]
     time.sleep(0.3)
-    connect = '127.0.0.1:{{ %d + (hostvars[_migrate_target].ansible_host.split(".")[-1] | int) }}' % base
+    # templated where the role uses it (_migrate_target is set by then; empty while the role checks its arguments)
+    connect = ('{{ ("127.0.0.1:%%d" %% (%d + (hostvars[_migrate_target].ansible_host.split(".")[-1] | int)))'
+               ' if _migrate_target | default("") else "" }}' % base)
     return procs, ['-e', json.dumps({'migrate_transfer_port': receiver_port, 'migrate_transfer_connect': connect})]
 
 

@@ -113,6 +113,18 @@ def test_misuse_fails_with_the_fix(tmp_path):
     init(str(tmp_path / 'l.json'), 1, 1)
     with pytest.raises(AnsibleActionFail, match='needs lane'):
         run({'path': str(tmp_path / 'l.json'), 'state': 'claim'})
+    assert run({'path': str(tmp_path / 'l.json'), 'state': 'claim', 'lane': 'a'})['action'] == 'start'
     with pytest.raises(AnsibleActionFail, match='waited 0 s for a migration to end'):
-        run({'path': str(tmp_path / 'l.json'), 'state': 'claim', 'lane': 'a', 'timeout': 0.1, 'poll': 0.05}) and \
-            run({'path': str(tmp_path / 'l.json'), 'state': 'claim', 'lane': 'b', 'timeout': 0.1, 'poll': 0.05})
+        run({'path': str(tmp_path / 'l.json'), 'state': 'claim', 'lane': 'b', 'timeout': 0.1, 'poll': 0.05})
+
+
+def test_a_lane_left_from_a_killed_run_takes_nothing_from_the_rerun_ledger(tmp_path):
+    path = str(tmp_path / 'ledger.json')
+    old = init(path, 2, 1, concurrency=2)['run']
+    new = init(path, 2, 1, concurrency=2)['run']          # the re-run writes its ledger at the same path
+    assert old != new
+    with pytest.raises(AnsibleActionFail, match='belongs to another run'):
+        run({'path': path, 'state': 'claim', 'lane': 'lane-1', 'run': old})
+    with pytest.raises(AnsibleActionFail, match='belongs to another run'):
+        run({'path': path, 'state': 'release', 'key': 'lab-1/web-0', 'outcome': 'Failed', 'run': old})
+    assert run({'path': path, 'state': 'claim', 'lane': 'lane-1', 'run': new})['action'] == 'start'
