@@ -73,7 +73,8 @@ class Locked:
         return self
 
     def __exit__(self, *exc):
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
         return False
 
 

@@ -38,7 +38,7 @@ PORT_SPAN = 2000
 
 def check_limits(limits: Dict[str, Any]) -> Dict[str, Any]:
     """Return the limits as numbers: ``concurrency``, ``max_outbound``, ``max_inbound`` >= 1, ``stagger`` >= 0."""
-    result = {}
+    result: Dict[str, Any] = {}
     for key in ('concurrency', 'max_outbound', 'max_inbound'):
         try:
             value = int(limits.get(key, 1))
@@ -177,7 +177,7 @@ def next_move(ledger: Dict[str, Any], now: float) -> Dict[str, Any]:
 def free_port(seed: str, used: List[int]) -> int:
     """A transfer port in 47000-48998 for a new migration: derived from ``seed``, moved on by 2 until neither
     it nor the next one (the post-copy page server's) is one of ``used`` (the running migrations' ports)."""
-    taken = set()
+    taken: set = set()
     for port in used:
         if port:
             taken.update((int(port) - 1, int(port), int(port) + 1))
@@ -194,7 +194,7 @@ def claim(ledger: Dict[str, Any], lane: str, now: float) -> Dict[str, Any]:
     port and its resources reserved; an alerted one becomes unplaced. Returns the decision (its ``move`` is the
     updated entry)."""
     decision = next_move(ledger, now)
-    move = decision.get('move')
+    move = decision.get('move') or {}
     if decision['action'] == 'start':
         used = [m['port'] for m in ledger['moves'] if m['status'] == 'running']
         move.update(status='running', target=decision['target'], lane=lane, started=now,
