@@ -126,8 +126,8 @@ options:
   run:
     description:
       - With O(state=claim) and O(state=release) - the RV(run) that O(state=init) returned. When given, a ledger
-        written by another run (a re-run at the same path after the controller was killed: the killed run's
-        workers may still be waiting in a claim) is refused instead of handing its moves out.
+        written by another run (a re-run at the same path after the controller was killed, whose
+        workers may still wait in a claim) is refused instead of handing its moves out.
     type: str
     default: ''
 notes:
