@@ -125,6 +125,11 @@ def table(rows):
     return '\n'.join(lines)
 
 
+def on_term(*dummy):
+    cleanup()
+    sys.exit(143)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--n', type=int, nargs='+', default=[12, 24])
@@ -132,7 +137,7 @@ def main():
                         help='concurrency:max_outbound:max_inbound')
     parser.add_argument('--json', help='also write the rows as JSON to this file')
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(143)))
+    signal.signal(signal.SIGTERM, on_term)
     rows = []
     workdir = tempfile.mkdtemp(prefix='mtd-fleet-bench-')
     print('# %s, %d CPUs, %s' % (platform.node(), os.cpu_count() or 0, time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())))

@@ -108,7 +108,7 @@ options:
     type: str
     default: ''
   key:
-    description: With O(state=release) - the move that ended, C(<source host>/<container name>) (RV(move.key)).
+    description: With O(state=release) - the move that ended, C(<source host>/<container name>) (the C(key) of RV(move)).
     type: str
     default: ''
   outcome:
@@ -131,7 +131,7 @@ options:
     type: str
     default: ''
 notes:
-  - The transfer port of a claimed move (RV(move.port)) differs, with the next one (the post-copy page server's),
+  - The transfer port of a claimed move (the C(port) of RV(move)) differs, with the next one (the post-copy page server's),
     from those of all migrations in flight, so that two migrations into or out of one host never collide.
 seealso:
   - module: mtd.containers.target_host

@@ -55,8 +55,8 @@ def test_big_containers_fit_only_the_largest_host_two_at_a_time_and_the_rest_rai
     _fleet.release(ledger, 'a/a2', 'Succeeded', 3.0)
     alerts = [_fleet.claim(ledger, 'lane-1', 3.0) for dummy in range(3)]
     assert [(d['action'], d['move']['key']) for d in alerts] == [('alert', 'd/d1'), ('alert', 'd/d2'), ('alert', 'd/d3')]
-    assert 'insufficient units: remaining 50 < required 100' in [r['reason'] for r in alerts[0]['choice']['rejected']
-                                                                   if r['name'] == 'b'][0]
+    [on_b] = [r['reason'] for r in alerts[0]['choice']['rejected'] if r['name'] == 'b']
+    assert 'insufficient units: remaining 50 < required 100' in on_b
     assert _fleet.next_move(ledger, 3.0)['action'] == 'done'
     assert [m['status'] for m in ledger['moves']] == ['succeeded', 'succeeded', 'unplaced', 'unplaced', 'unplaced']
 
