@@ -87,12 +87,27 @@ def most_at_once(records):
     return most
 
 
-def run_defend(moves, concurrency, outbound, inbound, workdir):
+def config_file(workdir, poll):
+    """ansible.cfg of the repo, with internal_poll_interval set when ``poll`` is given (it has no environment
+    variable): how long the controller's strategy loop sleeps between two looks at its hosts and results."""
+    if poll is None:
+        return os.path.join(ROOT, 'ansible.cfg')
+    path = os.path.join(workdir, 'ansible.cfg')
+    with open(os.path.join(ROOT, 'ansible.cfg')) as handle:
+        text = handle.read()
+    text = text.replace('[defaults]\n', '[defaults]\ninternal_poll_interval = %s\n' % poll, 1)
+    text = text.replace('./.build/collections', os.path.join(ROOT, '.build', 'collections'))
+    with open(path, 'w') as handle:
+        handle.write(text)
+    return path
+
+
+def run_defend(moves, concurrency, outbound, inbound, workdir, poll=None):
     report = os.path.join(workdir, 'defend-%d-%d-%d-%d.json' % (len(moves), concurrency, outbound, inbound))
     extra = {'mtd_defend_attacked': moves, 'mtd_defend_attacked_only': True, 'mtd_defend_concurrency': concurrency,
              'mtd_defend_max_outbound': outbound, 'mtd_defend_max_inbound': inbound, 'mtd_defend_report': report,
              'mtd_defend_health_cmd': ['true']}
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    env = dict(os.environ, ANSIBLE_CONFIG=config_file(workdir, poll), ANSIBLE_NOCOLOR='1')
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', os.path.join(ROOT, 'lab', 'inventory.yml'),
            os.path.join(ROOT, 'playbooks', 'defend.yml'), '-e', json.dumps(extra)]
     began = time.monotonic()
@@ -104,7 +119,7 @@ def run_defend(moves, concurrency, outbound, inbound, workdir):
         sys.stderr.write(proc.stdout[-6000:])
     totals = [r['duration_seconds'] for r in ok if r.get('duration_seconds') is not None]
     frozen = [r['frozen_seconds'] for r in ok if r.get('frozen_seconds') is not None]
-    return {'n': len(moves), 'concurrency': concurrency, 'max_outbound': outbound, 'max_inbound': inbound,
+    return {'n': len(moves), 'concurrency': concurrency, 'poll': poll, 'max_outbound': outbound, 'max_inbound': inbound,
             'wall': round(wall, 1), 'succeeded': len(ok), 'rc': proc.returncode, 'most_at_once': most_at_once(records),
             'total_median': round(statistics.median(totals), 2) if totals else None,
             'total_max': round(max(totals), 2) if totals else None,
@@ -135,6 +150,7 @@ def main():
     parser.add_argument('--n', type=int, nargs='+', default=[12, 24])
     parser.add_argument('--configs', nargs='+', default=['1:1:1', '3:1:1', '6:1:1', '6:2:2'],
                         help='concurrency:max_outbound:max_inbound')
+    parser.add_argument('--poll', type=float, help='internal_poll_interval of the controller (default: ansible.cfg)')
     parser.add_argument('--json', help='also write the rows as JSON to this file')
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_term)
@@ -147,7 +163,7 @@ def main():
                 concurrency, outbound, inbound = (int(x) for x in config.split(':'))
                 try:
                     moves = start_fleet(n)
-                    rows.append(run_defend(moves, concurrency, outbound, inbound, workdir))
+                    rows.append(run_defend(moves, concurrency, outbound, inbound, workdir, args.poll))
                 finally:
                     cleanup()
                 print(json.dumps(rows[-1]), flush=True)
