@@ -118,22 +118,7 @@ EOF
   printf '{"capacity": {"cpus": %s, "memory_mb": %s, "units": %s}}\n' "$cpus" "$mem" "$units" \
     >"$U/etc/ansible/facts.d/mtd.fact"
   [ -f "$H/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$H/ssh_host_ed25519_key"
-  cat >"$U/etc/ssh/sshd_config.mtd-lab" <<EOF
-# sshd of lab host $name (Debian $suite rootfs)
-ListenAddress $addr:22
-HostKey $H/ssh_host_ed25519_key
-PidFile /run/sshd.pid
-AuthorizedKeysFile $STATE/ssh/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PrintMotd no
-AcceptEnv LANG LC_*
-MaxSessions 64
-MaxStartups 64:30:128
-Subsystem sftp /usr/lib/openssh/sftp-server
-EOF
+  sshd_config "$name" "$addr" "$H/ssh_host_ed25519_key" "Debian $suite rootfs" >"$U/etc/ssh/sshd_config.mtd-lab"
 }
 
 varied_running() { host_running "$1"; }

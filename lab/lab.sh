@@ -78,6 +78,26 @@ ensure_host_mountpoints() {
   done
 }
 
+# The sshd configuration of a lab host: name, address, host key file [, comment].
+sshd_config() {
+  cat <<EOF
+# sshd of lab host $1${4:+ ($4)}
+ListenAddress $2:22
+HostKey $3
+PidFile /run/sshd.pid
+AuthorizedKeysFile $STATE/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PrintMotd no
+AcceptEnv LANG LC_*
+MaxSessions 64
+MaxStartups 64:30:128
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+}
+
 write_host_files() {
   local name=$1 addr=$2 osfile=$3 cpus=$4 mem=$5 units=$6 H="$STATE/$1"
   mkdir -p "$H"/{tmp,var-tmp,etc-docker,etc-ansible/facts.d,etc-criu,var-lib-docker,var-lib-mtd}
@@ -100,22 +120,7 @@ EOF
   printf '{"capacity": {"cpus": %s, "memory_mb": %s, "units": %s}}\n' "$cpus" "$mem" "$units" \
     >"$H/etc-ansible/facts.d/mtd.fact"
   [ -f "$H/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$H/ssh_host_ed25519_key"
-  cat >"$H/sshd_config" <<EOF
-# sshd of lab host $name
-ListenAddress $addr:22
-HostKey $H/ssh_host_ed25519_key
-PidFile /run/sshd.pid
-AuthorizedKeysFile $STATE/ssh/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PrintMotd no
-AcceptEnv LANG LC_*
-MaxSessions 64
-MaxStartups 64:30:128
-Subsystem sftp /usr/lib/openssh/sftp-server
-EOF
+  sshd_config "$name" "$addr" "$H/ssh_host_ed25519_key" >"$H/sshd_config"
 }
 
 host_running() {

@@ -855,19 +855,20 @@ def parse_proc_cgroup(text: str) -> Dict[str, str]:
     return result
 
 
-def memory_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '/proc') -> Optional[int]:
-    """Bytes the memory cgroup of process ``pid`` charges now (v1 memory.usage_in_bytes, v2
-    memory.current), or None when it cannot be read."""
+def _counter_of_pid(pid: int, controller: str, v1_file: str, v2_file: str, layout: Optional[Layout],
+                    proc: str) -> Optional[int]:
+    """The integer in one counter file of the cgroup process ``pid`` is in (``v1_file`` in the v1 hierarchy
+    of ``controller``, ``v2_file`` in the unified one), or None when it cannot be read."""
     try:
         layout = layout or Layout.from_host()
         with open(os.path.join(proc, str(pid), 'cgroup')) as handle:
             paths = parse_proc_cgroup(handle.read())
     except (CgroupError, IOError, OSError):
         return None
-    if layout.version == 1 and 'memory' in layout.v1_mounts and 'memory' in paths:
-        path = os.path.join(layout.v1_mounts['memory'], paths['memory'].lstrip('/'), 'memory.usage_in_bytes')
+    if layout.version == 1 and controller in layout.v1_mounts and controller in paths:
+        path = os.path.join(layout.v1_mounts[controller], paths[controller].lstrip('/'), v1_file)
     elif layout.unified and '' in paths:
-        path = os.path.join(layout.unified, paths[''].lstrip('/'), 'memory.current')
+        path = os.path.join(layout.unified, paths[''].lstrip('/'), v2_file)
     else:
         return None
     try:
@@ -875,28 +876,18 @@ def memory_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '
             return int(handle.read().strip())
     except (IOError, OSError, ValueError):
         return None
+
+
+def memory_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '/proc') -> Optional[int]:
+    """Bytes the memory cgroup of process ``pid`` charges now (v1 memory.usage_in_bytes, v2
+    memory.current), or None when it cannot be read."""
+    return _counter_of_pid(pid, 'memory', 'memory.usage_in_bytes', 'memory.current', layout, proc)
 
 
 def pids_usage_of_pid(pid: int, layout: Optional[Layout] = None, proc: str = '/proc') -> Optional[int]:
     """Tasks the pids cgroup of process ``pid`` counts now (``pids.current``, v1 and v2), or None when it
     cannot be read."""
-    try:
-        layout = layout or Layout.from_host()
-        with open(os.path.join(proc, str(pid), 'cgroup')) as handle:
-            paths = parse_proc_cgroup(handle.read())
-    except (CgroupError, IOError, OSError):
-        return None
-    if layout.version == 1 and 'pids' in layout.v1_mounts and 'pids' in paths:
-        path = os.path.join(layout.v1_mounts['pids'], paths['pids'].lstrip('/'), 'pids.current')
-    elif layout.unified and '' in paths:
-        path = os.path.join(layout.unified, paths[''].lstrip('/'), 'pids.current')
-    else:
-        return None
-    try:
-        with open(path) as handle:
-            return int(handle.read().strip())
-    except (IOError, OSError, ValueError):
-        return None
+    return _counter_of_pid(pid, 'pids', 'pids.current', 'pids.current', layout, proc)
 
 
 def freeze_cgroup_of_pid(pid: int, proc: str = '/proc', mountinfo_path: str = '/proc/self/mountinfo') -> str:
