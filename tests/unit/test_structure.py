@@ -93,3 +93,13 @@ def test_programs_are_run_only_by_the_command_runner():
     users = dict((k, v) for k, v in users.items() if v)
     # the confine launcher execs the confined command itself, after installing the filter: that is its job
     assert sorted(users) in (['module_utils/_cmd.py'], ['module_utils/_cmd.py', 'module_utils/_confine_launcher.py']), users
+
+
+def test_test_files_have_unique_names():
+    """make test collects tests/unit and tests/integration in one pytest session without packages: two test
+    files of one name stop the whole collection ("import file mismatch")."""
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    seen = {}
+    for path in sorted(tests.rglob('test_*.py')):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
