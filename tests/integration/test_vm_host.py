@@ -19,6 +19,7 @@ import textwrap
 
 import pytest
 
+import support_record
 from lab_helpers import ROOT, STATE, VENV_BIN
 
 INVENTORY_VM = ROOT / 'lab' / 'inventory-vm.yml'
@@ -39,6 +40,18 @@ def vm_ready():
     return status
 
 
+@pytest.fixture(scope='module')
+def vm_facts(vm_ready, tmp_path_factory):
+    """host_facts of the VM, gathered once, for the support matrix."""
+    return support_record.gather(['lab-vm'], str(tmp_path_factory.mktemp('vm-facts')), '-i', str(INVENTORY_VM))
+
+
+@pytest.fixture
+def passed(request, vm_facts):
+    """Call at the end of a test: the support matrix records that it passed on the VM."""
+    return lambda: support_record.record(request.node.name, [support_record.versions_row('lab-vm', vm_facts['lab-vm'])])
+
+
 def play(tmp_path, text, timeout=900):
     """Run a playbook (YAML text) against the VM's inventory; fail with its output when it fails."""
     playbook = tmp_path / 'play.yml'
@@ -53,7 +66,7 @@ def play(tmp_path, text, timeout=900):
     return proc
 
 
-def test_facts_report_cgroup_v2_the_systemd_driver_and_the_guests_own_kernel(tmp_path):
+def test_facts_report_cgroup_v2_the_systemd_driver_and_the_guests_own_kernel(tmp_path, passed):
     play(tmp_path, '''
         - hosts: vm
           gather_facts: false
@@ -71,9 +84,10 @@ def test_facts_report_cgroup_v2_the_systemd_driver_and_the_guests_own_kernel(tmp
                   - ansible_facts.mtd.criu.dirty_tracking
                 fail_msg: "{{ ansible_facts.mtd | to_nice_json }}"
     ''' % os.uname().release)
+    passed()
 
 
-def test_confine_container_on_a_systemd_slice_and_the_control_escapes(tmp_path):
+def test_confine_container_on_a_systemd_slice_and_the_control_escapes(tmp_path, passed):
     """Container mode under the systemd driver: limits on the slice, private cgroupns, mount refused; an
     unconfined control with the same capabilities, in the host's cgroup namespace as both start, mounts cgroup2
     and raises its own memory limit. (With a private cgroup namespace alone the kernel already refuses writes to
@@ -172,9 +186,10 @@ def test_confine_container_on_a_systemd_slice_and_the_control_escapes(tmp_path):
                     systemctl stop 'mtd-it\\x2dvm\\x2dc\\x2d%(s)d.slice'; systemctl revert 'mtd-it\\x2dvm\\x2dc\\x2d%(s)d.slice'; true
                   changed_when: true
     ''' % {'s': suffix})
+    passed()
 
 
-def test_confine_process_on_cgroup_v2_and_the_control_escapes(tmp_path):
+def test_confine_process_on_cgroup_v2_and_the_control_escapes(tmp_path, passed):
     """Process mode on cgroup v2 beside systemd: the level gets its limits; the confined command (an
     unprivileged user) can neither raise them nor leave the level; root unconfined can."""
     suffix = random.randint(100000, 999999)
@@ -236,3 +251,4 @@ def test_confine_process_on_cgroup_v2_and_the_control_escapes(tmp_path):
                   ansible.builtin.shell: "rmdir {{ level }}-ctl {{ level }} 2>/dev/null; rmdir /sys/fs/cgroup/mtd 2>/dev/null; true"
                   changed_when: true
     ''' % {'s': suffix})
+    passed()
