@@ -102,21 +102,7 @@ write_varied_files() {
   mkdir -p "$H"/{work,root,var-lib-docker} "$U"/etc/{docker,ansible/facts.d,criu,ssh} "$U"/var/lib/{docker,mtd} "$U/tmp" "$U/var/tmp"
   chmod 1777 "$U/tmp" "$U/var/tmp"
   chmod 0700 "$U/var/lib/mtd"
-  cat >"$U/etc/docker/daemon.json" <<EOF
-{
-  "experimental": true,
-  "bridge": "none",
-  "iptables": false,
-  "ip6tables": false,
-  "ip-forward": false,
-  "ip-masq": false,
-  "hosts": ["unix:///var/run/docker.sock", "unix://$H/docker.sock"],
-  "log-driver": "json-file",
-  "storage-driver": "overlay2"
-}
-EOF
-  printf '{"capacity": {"cpus": %s, "memory_mb": %s, "units": %s}}\n' "$cpus" "$mem" "$units" \
-    >"$U/etc/ansible/facts.d/mtd.fact"
+  engine_files "$H" "$U/etc/docker/daemon.json" "$U/etc/ansible/facts.d/mtd.fact" "$cpus" "$mem" "$units"
   [ -f "$H/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$H/ssh_host_ed25519_key"
   sshd_config "$name" "$addr" "$H/ssh_host_ed25519_key" "Debian $suite rootfs" >"$U/etc/ssh/sshd_config.mtd-lab"
 }

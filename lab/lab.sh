@@ -78,6 +78,25 @@ ensure_host_mountpoints() {
   done
 }
 
+# A lab host's engine configuration and capacity fact: host state dir, daemon.json path, fact path, cpus,
+# memory_mb, units.
+engine_files() {
+  cat >"$2" <<EOF
+{
+  "experimental": true,
+  "bridge": "none",
+  "iptables": false,
+  "ip6tables": false,
+  "ip-forward": false,
+  "ip-masq": false,
+  "hosts": ["unix:///var/run/docker.sock", "unix://$1/docker.sock"],
+  "log-driver": "json-file",
+  "storage-driver": "overlay2"
+}
+EOF
+  printf '{"capacity": {"cpus": %s, "memory_mb": %s, "units": %s}}\n' "$4" "$5" "$6" >"$3"
+}
+
 # The sshd configuration of a lab host: name, address, host key file [, comment].
 sshd_config() {
   cat <<EOF
@@ -104,21 +123,7 @@ write_host_files() {
   chmod 1777 "$H/tmp" "$H/var-tmp"
   chmod 0700 "$H/var-lib-mtd"
   cp "$LAB_DIR/os-release/$osfile" "$H/os-release"
-  cat >"$H/etc-docker/daemon.json" <<EOF
-{
-  "experimental": true,
-  "bridge": "none",
-  "iptables": false,
-  "ip6tables": false,
-  "ip-forward": false,
-  "ip-masq": false,
-  "hosts": ["unix:///var/run/docker.sock", "unix://$H/docker.sock"],
-  "log-driver": "json-file",
-  "storage-driver": "overlay2"
-}
-EOF
-  printf '{"capacity": {"cpus": %s, "memory_mb": %s, "units": %s}}\n' "$cpus" "$mem" "$units" \
-    >"$H/etc-ansible/facts.d/mtd.fact"
+  engine_files "$H" "$H/etc-docker/daemon.json" "$H/etc-ansible/facts.d/mtd.fact" "$cpus" "$mem" "$units"
   [ -f "$H/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$H/ssh_host_ed25519_key"
   sshd_config "$name" "$addr" "$H/ssh_host_ed25519_key" >"$H/sshd_config"
 }
