@@ -70,3 +70,24 @@ attributes:
   facts:
     support: full
 """
+
+    # Action plugins that run wholly on the controller and write a file there.
+    CONTROLLER = r"""
+options: {}
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
+    support: full
+    details: All of it runs on the controller.
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+  bypass_host_loop:
+    description: Forces a 'global' task that does not execute per host.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+    details: The file is written on the controller, whatever the task's host is.
+"""

@@ -20,17 +20,8 @@ description:
   - The file is only rewritten when its content would change.
 extends_documentation_fragment:
   - mtd.containers.attributes
+  - mtd.containers.attributes.controller
 attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
-    support: full
-    details: All of it runs on the controller.
-  async:
-    description: Supports being used with the C(async) keyword.
-    support: none
-  bypass_host_loop:
-    description: Forces a 'global' task that does not execute per host.
-    support: none
   check_mode:
     support: full
     details: Reports whether the file would change and writes nothing.
@@ -39,11 +30,6 @@ attributes:
     details: Shows the old and the new JSON text.
   idempotent:
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
-    details: The file is written on the controller, whatever the task's host is.
 options:
   path:
     description:

@@ -28,17 +28,8 @@ description:
   - It is an action plugin that runs in the controller's own process; no module is sent anywhere.
 extends_documentation_fragment:
   - mtd.containers.attributes
+  - mtd.containers.attributes.controller
 attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the work run on the controller.
-    support: full
-    details: All of it runs on the controller.
-  async:
-    description: Supports being used with the C(async) keyword.
-    support: none
-  bypass_host_loop:
-    description: Forces a 'global' task that does not execute per host.
-    support: none
   check_mode:
     support: full
     details: Reports whether the file would change and writes nothing.
@@ -47,11 +38,6 @@ attributes:
     details: The page is not shown as a diff (it is large); the records it is drawn from are.
   idempotent:
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
-    details: The file is written on the controller, whatever the task's host is.
 options:
   path:
     description:

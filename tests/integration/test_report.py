@@ -218,14 +218,11 @@ def test_chromium_renders_two_overlapping_migrations_and_a_rolled_back_one(tmp_p
 
 # ---- real runs on the lab ------------------------------------------------------------------------
 
-def test_defend_draws_every_migration_of_the_run(tmp_path, monkeypatch):
+def test_defend_draws_every_migration_of_the_run(tmp_path):
     report = tmp_path / 'defend.json'
-    # Under the default (linear) strategy the included migrations of different hosts run one after another
-    # whatever mtd_defend_concurrency says (the picture showed it); with the free strategy each host moves
-    # its containers at its own pace, so those of lab-1 and lab-2 overlap (one attacked container on each, so
-    # that both have one due whatever the uptimes).
+    # defend runs its migrations in lanes (one play host per lane, the free strategy), so those of lab-1 and
+    # lab-2 overlap; one attacked container on each, so that both have one due whatever the uptimes.
     run_playbook('lab/demo/workloads.yml')
-    monkeypatch.setenv('ANSIBLE_STRATEGY', 'free')
     try:
         proc = run_playbook('playbooks/defend.yml', '-e', '@lab/demo/plan-vars.yml',
                             '-e', '{"mtd_defend_reference": [6, 8, 10], "mtd_defend_delta_t": 3}',
