@@ -113,7 +113,7 @@ def one_run(mode, ids, src, root, mb):
                     break
                 sock.sendall(buf[:n])
     else:
-        for dummy in range(mb):
+        for _dummy in range(mb):
             sock.sendall(buf)
     got = int(os.read(pipe_r, 64).strip() or 0)
     seconds = time.time() - t0
@@ -142,10 +142,10 @@ def main():
                    for name in ('sender', 'receiver'))
         src = os.path.join(root, 'src')
         with open(src, 'wb') as handle:
-            for dummy in range(args.mb):
+            for _dummy in range(args.mb):
                 handle.write(os.urandom(CHUNK))
         results = {}
-        for dummy in range(args.repeat):
+        for _dummy in range(args.repeat):
             for mode in MODES:
                 results.setdefault(mode, []).append(one_run(mode, ids, src, root, args.mb))
     finally:
