@@ -154,7 +154,7 @@ options:
         after every record of the stream passed its check (TLS, or HMAC-SHA256 with O(receive.encryption=none)).
         The content was then checked on arrival, so only the presence and size of every file are checked
         again, which keeps a second full hash pass out of the time the container is frozen. Without a stamp,
-        a file without a sha256 in the manifest is refused: every file is vouched for by the stream or by its hash.
+        a file without a sha256 in the manifest is refused, so that every file is vouched for by the stream or by its hash.
       - The stamp is the file C(<bundle>.received) beside the bundle, owned by root and 0600, bound to the
         bundle directory and to the sha256 of its manifest; a file inside the bundle never counts as one.
     type: str
