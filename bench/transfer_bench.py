@@ -12,8 +12,9 @@ compression none: encryption tls (the default, identities made by the collection
 (HMAC-SHA256 per record), interleaved. Prints the median seconds from the first to the last byte and the
 bundle MB/s, per size and mode, and the ratio tls / none, with the machine's description. With
 ``--hashes`` the sender also takes every file's sha256 from the bytes as it sends them (as the checkpoint
-module does for the manifest). "sender CPU s" is the CPU time of the sending process and of the
-programs it ran and reaped (the ``tar`` of older versions).
+module does for the manifest with ``send.hashes: true``, and did by default before 2026-12-02).
+"sender CPU s" is the CPU time of the sending process and of the programs it ran and reaped (the ``tar``
+of older versions).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--mb', type=int, nargs='+', default=[256, 1024])
     parser.add_argument('--repeat', type=int, default=5)
-    parser.add_argument('--hashes', action='store_true', help='hash every file as it is sent (as checkpoint does)')
+    parser.add_argument('--hashes', action='store_true',
+                        help='hash every file as it is sent (as checkpoint does with send.hashes true)')
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix='mtd-transfer-bench-', dir='/dev/shm' if os.path.isdir('/dev/shm') else None)
     try:

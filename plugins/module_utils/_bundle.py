@@ -10,7 +10,8 @@ Private module_utils file (leading underscore): its API may change without notic
 A checkpoint bundle is one directory::
 
     BUNDLE/
-      manifest.json         every other file with its size and sha256, plus the captured config
+      manifest.json         every other file with its size and sha256 (null for a file the authenticated
+                            stream carried unhashed, see ManifestJob), plus the captured config
       criu/                 CRIU images of the container's process tree
       rootfs-diff.tar       the writable layer (overlay2 upper dir, whiteouts and opaque dirs kept)
       volumes/NAME.tar      the contents of each named volume
@@ -111,11 +112,12 @@ def part_bytes(manifest: Mapping[str, Any]) -> Dict[str, int]:
 # The manifest
 
 def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None,
-                   known: Optional[Mapping[str, Tuple[int, str]]] = None) -> Dict[str, Any]:
+                   known: Optional[Mapping[str, Tuple[int, Optional[str]]]] = None) -> Dict[str, Any]:
     """Hash every file of the bundle and write manifest.json (mode 0600). Returns the manifest.
 
     ``known`` maps a relative path to (size, sha256) already computed from the file's bytes (by the
-    sender, as it streamed them); such a file is not read again unless its size differs.
+    sender, as it streamed them); such a file is not read again unless its size differs. A known sha256
+    of None (a file the authenticated stream carried without hashing it) is written as null.
     """
     files = []
     total = 0
@@ -143,13 +145,22 @@ def write_manifest(bundle: str, captured: Mapping[str, Any], extra: Optional[Map
 
 class ManifestJob:
     """The manifest of a bundle that is being sent: the sender fills ``hashes`` (path -> (size, sha256))
-    from the very bytes it sends (``_transfer.send(hashes=...)``), and calls ``wait()`` once every other
-    file went out; ``wait()`` writes the manifest from those hashes (hashing only a file the stream did not
-    read, or one whose size changed), so the bundle is read once, not once to hash and once to send."""
+    from the very bytes it sends (``_transfer.send(hashes=..., digest=...)``), and calls ``wait()`` once
+    every other file went out; ``wait()`` writes the manifest from those hashes (hashing only a file the
+    stream did not read, or one whose size changed), so the bundle is read once, not once to hash and once
+    to send.
 
-    def __init__(self, bundle: str, captured: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    ``digest`` (False by default): whether the sender hashes the files it streams. Without it they are
+    listed with their size and ``sha256: null``: the stream is authenticated (TLS 1.3 with pinned
+    certificates, or HMAC-SHA256 per record) and the receiver stamps the bundle only when every record
+    passed that check, which proves the same as a hash taken by the same source would, without a pass
+    over every byte while the container is frozen. ``verify_manifest`` refuses such a file unless the
+    caller trusts the stamp (see docs/threat-model.md)."""
+
+    def __init__(self, bundle: str, captured: Mapping[str, Any], extra: Mapping[str, Any], digest: bool = False) -> None:
         self.bundle, self.captured, self.extra = bundle, captured, extra
-        self.hashes: Dict[str, Tuple[int, str]] = {}
+        self.digest = digest
+        self.hashes: Dict[str, Tuple[int, Optional[str]]] = {}
         self.manifest: Optional[Dict[str, Any]] = None
         self.seconds: Optional[float] = None
 
@@ -188,8 +199,9 @@ def _check_files(files: Any) -> None:
         seen.add(rel)
         if not _is_int(entry.get('size')) or entry['size'] < 0:
             raise MigrationError('the size of %s is not a non-negative integer' % rel)
-        if not isinstance(entry.get('sha256'), str) or not _SHA256.match(entry['sha256']):
-            raise MigrationError('the sha256 of %s is not 64 hexadecimal digits' % rel)
+        digest = entry.get('sha256', 'missing')
+        if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
+            raise MigrationError('the sha256 of %s is neither 64 hexadecimal digits nor null' % rel)
 
 
 def check_manifest(manifest: Any) -> Dict[str, Any]:
@@ -250,7 +262,8 @@ def read_manifest(bundle: str) -> Dict[str, Any]:
 def verify_manifest(bundle: str, manifest: Mapping[str, Any], moved: Optional[Mapping[str, str]] = None,
                     hashes: bool = True) -> int:
     """Check every file's size and (with ``hashes``) sha256. ``moved`` maps a bundle subdirectory to where
-    it lives now.
+    it lives now. With ``hashes``, a file whose sha256 is null (streamed unhashed) is refused: only the
+    receiver's stamp of the stream vouches for it, and the caller did not rely on one.
 
     Raises MigrationError naming the first file that differs. Returns the number of bytes checked.
     """
@@ -277,6 +290,11 @@ def verify_manifest(bundle: str, manifest: Mapping[str, Any], moved: Optional[Ma
         if size != entry['size']:
             raise MigrationError('Checkpoint file %s has %d bytes, the manifest says %d: the checkpoint is '
                                  'corrupt or incomplete.' % (rel, size, entry['size']), file=rel)
+        if hashes and entry['sha256'] is None:
+            raise MigrationError('Checkpoint file %s has no sha256 in the manifest: the source streamed it without '
+                                 'hashing it, so only the receiver\'s stamp of the authenticated stream vouches for '
+                                 'it; use verify auto on a bundle the receiver stamped, or checkpoint with '
+                                 'send.hashes true.' % rel, file=rel)
         if hashes and sha256_file(full) != entry['sha256']:
             raise MigrationError('Checkpoint file %s does not match its sha256 in the manifest: the checkpoint '
                                  'was corrupted.' % rel, file=rel)

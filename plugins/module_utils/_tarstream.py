@@ -15,9 +15,11 @@ Only directories and regular files are read (opened ``O_NOFOLLOW``; anything els
 error, as it cannot be part of a checkpoint); the archive carries mode 0600/0700 and no owner names,
 which the receiver ignores anyway (``_archive.StreamExtractor``).
 
-With ``hashes`` (a dict), the sha256 of every file is computed from the very bytes that are sent and
-stored as ``hashes[relative path] = (size, hex digest)``, for the manifest: the bundle is read once,
-not once to hash and once to send. The hashing is handed out in ``take_work()`` so that the caller can
+With ``hashes`` (a dict), every file sent is recorded as ``hashes[relative path] = (size, hex digest)``
+for the manifest, the sha256 computed from the very bytes that are sent: the bundle is read once, not
+once to hash and once to send. With ``digest=False`` the files are recorded with their size and a
+digest of None, and nothing is hashed: the authenticated stream itself proves that they arrived intact
+(the receiver's stamp), and a hash would only cost CPU time while the container is frozen. The hashing is handed out in ``take_work()`` so that the caller can
 run it in a second thread while it sends the same buffer (hashlib and ssl both release the GIL on
 large buffers); ``hash_work()`` does it.
 """
@@ -74,10 +76,11 @@ class BundleReader:
     """
 
     def __init__(self, path: str, late: Optional[Tuple[str, Callable[[], Any]]] = None,
-                 hashes: Optional[Dict[str, Tuple[int, str]]] = None) -> None:
+                 hashes: Optional[Dict[str, Tuple[int, Optional[str]]]] = None, digest: bool = True) -> None:
         self.path = path
         self.late = late
         self.hashes = hashes
+        self.digest = digest
         self.bytes = 0
         self._entries = bundle_entries(path, late[0] if late else None)
         self._pending = memoryview(b'')
@@ -107,7 +110,7 @@ class BundleReader:
             raise StreamReadError('%s in the bundle is not a regular file' % rel[2:])
         self._file = os.fdopen(fd, 'rb', buffering=0)
         self._rel, self._size, self._left = rel[2:], info.st_size, info.st_size
-        self._hash = hashlib.sha256() if self.hashes is not None else None
+        self._hash = hashlib.sha256() if self.hashes is not None and self.digest else None
         self._pending = memoryview(tar_header(rel, 'file', info.st_size, info.st_mtime))
         if not info.st_size:
             self._close_file()
@@ -115,6 +118,8 @@ class BundleReader:
     def _close_file(self) -> None:
         if self._hash is not None:
             self._work.append((self._hash, None, self._rel, self._size))
+        elif self.hashes is not None:
+            self.hashes[self._rel] = (self._size, None)   # sent, not hashed (digest=False)
         self._file.close()
         self._file, self._hash = None, None
         pad = (-self._size) % BLOCK

@@ -424,8 +424,8 @@ class _DirectSource:
         self.reader.close()
 
 
-def _source(path, compression, late, hashes):
-    reader = BundleReader(path, late, hashes)
+def _source(path, compression, late, hashes, digest=True):
+    reader = BundleReader(path, late, hashes, digest)
     if COMPRESSORS[compression][0] is None:
         return _DirectSource(reader)
     return _CompressedSource(reader, compression)
@@ -464,13 +464,13 @@ def _late_verdict(session):
         return None
 
 
-def _send_stream(session, path, compression, late, hashes):
+def _send_stream(session, path, compression, late, hashes, digest=True):
     """Header, data, end, verdict over ``session``; returns (verdict, bytes_raw, files, sent, seconds)."""
     packer = None
     try:
         raw_bytes, files = _bundle_size(path, late)
         _send_json(session, HEADER, {'compression': compression, 'bytes': raw_bytes, 'files': files})
-        packer = _source(path, compression, late, hashes)
+        packer = _source(path, compression, late, hashes, digest)
         started = time.time()
         sent = _stream_frames(session, packer)
         packer.finish()
@@ -499,7 +499,7 @@ def _send_stream(session, path, compression, late, hashes):
 def send(path: str, address: str, port: int, token: str, compression: str = 'zstd', connect_timeout: float = 60.0,
          io_timeout: float = 300.0, late: Optional[Tuple[str, Callable[[], Any]]] = None,
          channel: Optional['Channel'] = None, tls: Any = False, auth_timeout: float = 5.0,
-         hashes: Optional[Dict[str, Tuple[int, str]]] = None) -> Dict[str, Any]:
+         hashes: Optional[Dict[str, Tuple[int, Optional[str]]]] = None, digest: bool = True) -> Dict[str, Any]:
     """Stream the bundle directory ``path`` to a receiver. Returns stats; raises TransferError.
 
     ``late`` is an optional ``(name, wait)`` pair: a file at the top of the bundle that is still being
@@ -507,8 +507,10 @@ def send(path: str, address: str, port: int, token: str, compression: str = 'zst
     an exception from ``wait()`` aborts the transfer (the receiver then discards everything).
     ``channel`` is a Channel from connect() (it is closed here); without one, send() connects itself
     with ``tls`` (a Pinned identity, or None for plaintext: it must be given). With ``hashes`` (a
-    dict) the sha256 of every file is taken from the bytes as they are sent (``_tarstream``), as
-    ``hashes[relative path] = (size, hex digest)``; ``late``'s ``wait()`` may use them.
+    dict) every file sent is recorded as ``hashes[relative path] = (size, hex digest)``, the sha256 taken
+    from the bytes as they are sent (``_tarstream``); with ``digest=False`` nothing is hashed and the
+    digest is None (the stream's own integrity check, TLS or HMAC-SHA256, vouches for the bytes).
+    ``late``'s ``wait()`` may use them.
     """
     if not os.path.isdir(path):
         if channel is not None:
@@ -521,7 +523,7 @@ def send(path: str, address: str, port: int, token: str, compression: str = 'zst
     session = channel.session
     session.sock.settimeout(io_timeout)
     try:
-        verdict, raw_bytes, files, sent, elapsed = _send_stream(session, path, compression, late, hashes)
+        verdict, raw_bytes, files, sent, elapsed = _send_stream(session, path, compression, late, hashes, digest)
     finally:
         session.close()
     if not verdict.get('ok'):

@@ -440,7 +440,8 @@ ARGUMENT_SPEC = dict(
     seccomp_precheck=dict(type='bool', default=False),
     timeout=dict(type='int', default=300),
     dump_timeout=dict(type='int', default=300),
-    send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False))),
+    send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False),
+                                                 hashes=dict(type='bool', default=False))),
     policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
     lazy_pages=dict(type='dict', options=dict(
         address=dict(type='str', required=True),
@@ -808,7 +809,7 @@ class Checkpointer(Worker):
         if lazy:
             extra['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'source_cert': LAZY_CERT}
         if self.p['send']:
-            return ManifestJob(bundle, captured, extra)
+            return ManifestJob(bundle, captured, extra, digest=self.p['send']['hashes'])
         with self.phase('manifest'):
             self.manifest = write_manifest(bundle, captured, extra=extra)
         return None
@@ -821,7 +822,8 @@ class Checkpointer(Worker):
                 self.result['transfer'] = send_bundle(bundle, opts['address'], opts['port'], opts['token'],
                                                       compression=compression, connect_timeout=opts['connect_timeout'],
                                                       io_timeout=self.p['timeout'], late=(MANIFEST, manifest_job.wait),
-                                                      channel=channel, hashes=manifest_job.hashes)
+                                                      channel=channel, hashes=manifest_job.hashes,
+                                                      digest=manifest_job.digest)
             except BaseException as exc:
                 # the bundle (process memory) goes whatever failed; the frozen container is the rollback's
                 manifest_job.abandon()

@@ -20,7 +20,7 @@ description:
     is frozen, never overwritten; the message names the earlier migration that left it (a migration back to
     a host the container left, where a copy was kept or a cleanup did not run) or says that no migration made
     it, and how to remove it.
-  - O(state=started) verifies every file of the bundle against the manifest's sha256, creates the
+  - O(state=started) verifies every file of the bundle against the manifest (see O(verify)), creates the
     standby if it is missing, lays back the writable-layer changes and the volume contents, starts the
     container from the checkpoint (C(docker start --checkpoint)) and waits until it runs and
     O(health_cmd) passes. On CRIU failure the tail of CRIU's restore.log is returned.
@@ -147,11 +147,14 @@ options:
   verify:
     description:
       - How the bundle is checked against its manifest before anything starts.
-      - V(sha256) hashes every file and compares it with the manifest.
-      - V(auto) does that too, unless the M(mtd.containers.checkpoint_transfer) receiver stamped the bundle
+      - V(sha256) hashes every file and compares it with the manifest. A bundle whose manifest lists a file
+        without a sha256 (streamed by M(mtd.containers.checkpoint) with the default
+        O(mtd.containers.checkpoint#module:send.hashes=false)) is refused.
+      - V(auto) does that too, unless the receiver (O(receive), or M(mtd.containers.checkpoint_transfer)) stamped the bundle
         after every record of the stream passed its check (TLS, or HMAC-SHA256 with O(receive.encryption=none)).
         The content was then checked on arrival, so only the presence and size of every file are checked
-        again, which keeps a second full hash pass out of the time the container is frozen.
+        again, which keeps a second full hash pass out of the time the container is frozen. Without a stamp,
+        a file without a sha256 in the manifest is refused, so that every file is vouched for by the stream or by its hash.
       - The stamp is the file C(<bundle>.received) beside the bundle, owned by root and 0600, bound to the
         bundle directory and to the sha256 of its manifest; a file inside the bundle never counts as one.
     type: str

@@ -78,7 +78,7 @@ class GnuTarSource:
     setuid bits included). The collection's own sender refuses such files and writes modes 0600/0700
     (``_tarstream``), so the attacker is given the stream the collection's sender used to make."""
 
-    def __init__(self, path, compression, late, hashes):   # pylint: disable=unused-argument
+    def __init__(self, path, compression, late, hashes, digest=True):   # pylint: disable=unused-argument
         self.proc = subprocess.Popen(['tar', '--numeric-owner', '-C', path, '-cf', '-', '.'], stdout=subprocess.PIPE)
 
     def readinto(self, view):

@@ -411,6 +411,38 @@ def test_verify_manifest_wrong_size(written):
                                'checkpoint is corrupt or incomplete.')
 
 
+def test_streamed_unhashed_files_are_listed_with_a_null_sha256(tmp_path):
+    """A file the stream carried unhashed (known digest None) is written as null; the rest are hashed."""
+    bundle = make_bundle(tmp_path)
+    manifest = _bundle.write_manifest(str(bundle), CAPTURED, known={'criu/pages-1.img': (16384, None),
+                                                                    'criu/core-1.img': (3, None)})
+    digests = dict((f['path'], f['sha256']) for f in manifest['files'])
+    assert digests['criu/pages-1.img'] is None
+    # a known size that differs from the file's: hashed from the file
+    assert digests['criu/core-1.img'] == '0d45f5fd462b8c70bffb10021ac1bcff3f58f29b1faf7568595095427d42812c'
+    again = _bundle.read_manifest(str(bundle))
+    assert _bundle.verify_manifest(str(bundle), again, hashes=False) == 16888
+    with pytest.raises(MigrationError) as info:
+        _bundle.verify_manifest(str(bundle), again)
+    assert str(info.value).startswith('Checkpoint file criu/pages-1.img has no sha256 in the manifest: the source '
+                                      'streamed it without hashing it')
+
+
+@pytest.mark.parametrize('digest, ok', [(None, True), ('0' * 64, True), ('x', False), (1, False), ('missing', False)])
+def test_manifest_sha256_is_hex_or_null(written, digest, ok):
+    bundle, manifest = written
+    entry = manifest['files'][0]
+    if digest == 'missing':
+        del entry['sha256']
+    else:
+        entry['sha256'] = digest
+    if ok:
+        assert _bundle.check_manifest(manifest) is manifest
+    else:
+        with pytest.raises(MigrationError, match='is neither 64 hexadecimal digits nor null'):
+            _bundle.check_manifest(manifest)
+
+
 @pytest.mark.parametrize('path', ['../outside', 'criu/../../etc/passwd', '/etc/passwd', '..'])
 def test_verify_manifest_refuses_unsafe_paths(written, path):
     bundle, manifest = written

@@ -135,3 +135,24 @@ def test_a_link_or_a_file_that_shrinks_is_refused(tmp_path):
     os.truncate(str(bundle / 'criu' / 'pages-1.img'), 1000)
     with pytest.raises(_tarstream.StreamReadError, match='shrank while it was sent'):
         read_all(reader)
+
+
+def test_without_digest_the_files_are_listed_unhashed(tmp_path):
+    """digest=False: every file sent is recorded with its size and no digest, and nothing is hashed."""
+    bundle = tmp_path / 'b'
+    (bundle / 'criu').mkdir(parents=True)
+    (bundle / 'criu' / 'pages-1.img').write_bytes(b'x' * 5000)
+    (bundle / 'empty').write_bytes(b'')
+    hashes = {}
+    reader = _tarstream.BundleReader(str(bundle), None, hashes, digest=False)
+    view = memoryview(bytearray(4096))
+    total = 0
+    while True:
+        got = reader.readinto(view)
+        if not got:
+            break
+        assert reader.take_work() == []
+        total += got
+    assert hashes == {'criu/pages-1.img': (5000, None), 'empty': (0, None)}
+    # 4 headers (., empty, criu, pages-1.img), 10 blocks of data, the two end-of-archive blocks
+    assert total == 512 * (1 + 1 + 1 + 10 + 1) + 1024

@@ -17,6 +17,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.plugins.module_utils._migration import MigrationError
 from ansible_collections.mtd.containers.plugins.modules import checkpoint
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
@@ -406,11 +407,37 @@ def test_send_streams_the_bundle_in_the_same_task(scene, tmp_path):
     assert result['transfer']['compression'] == 'gzip'
     assert result['transfer']['receiver']['ok'] is True
     assert 'send' in result['timings']
-    assert _bundle.verify_manifest(dest, _bundle.read_manifest(dest)) > 0
+    # the stream vouches for the files (the receiver's stamp), they were not hashed inside the freeze:
+    # sizes check, a sha256 check refuses them
+    manifest = _bundle.read_manifest(dest)
+    assert manifest['files'] and all(entry['sha256'] is None for entry in manifest['files'])
+    assert _transfer.read_stamp(dest)['integrity'] == 'tls'
+    assert _bundle.verify_manifest(dest, manifest, hashes=False) > 0
+    with pytest.raises(MigrationError, match='has no sha256 in the manifest: the source streamed it without hashing'):
+        _bundle.verify_manifest(dest, manifest)
     assert TOKEN not in repr(result)
     # once the receiver confirmed it, the source's copy of the memory is gone (the frozen container is
     # the rollback)
     assert result['bundle_removed'] is True and not os.path.exists(scene['bundle'])
+
+
+def test_send_with_hashes_writes_every_sha256(scene, tmp_path):
+    """send.hashes true: the sha256 of every file, taken from the bytes as they were sent, checks on arrival."""
+    port = free_port()
+    dest = str(tmp_path / 'received' / 'm-1')
+    os.makedirs(os.path.dirname(dest))
+    source_cert = run(scene, state='prepared')['transfer_cert']
+    receiver_cert, dummy = _channel.ensure_identity(dest + '.tls', 'unit-receiver')
+    tls = _channel.load_identity(dest + '.tls', source_cert, 'the test')
+    thread, holder = _transfer.start_background(
+        lambda: _transfer.receive(dest, '127.0.0.1', port, TOKEN, 20.0, tls=tls))
+    run(scene, send={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'compression': 'none',
+                     'peer_cert': receiver_cert, 'hashes': True})
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    manifest = _bundle.read_manifest(dest)
+    assert manifest['files'] and all(len(entry['sha256']) == 64 for entry in manifest['files'])
+    assert _bundle.verify_manifest(dest, manifest) > 0
 
 
 def test_send_without_an_identity_fails_before_the_freeze(scene):
@@ -478,7 +505,7 @@ def test_send_can_keep_the_bundle(scene, tmp_path):
     thread.join(20)
     assert 'result' in holder, holder.get('error')
     assert 'bundle_removed' not in result
-    assert _bundle.verify_manifest(scene['bundle'], _bundle.read_manifest(scene['bundle'])) > 0
+    assert _bundle.verify_manifest(scene['bundle'], _bundle.read_manifest(scene['bundle']), hashes=False) > 0
 
 
 def test_send_without_receiver_fails_before_the_freeze(scene):
