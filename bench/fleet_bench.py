@@ -37,6 +37,8 @@ import tempfile
 import time
 import uuid
 
+from ansible_collections.mtd.containers.plugins.module_utils._fleet import most_at_once
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.environ.get('MTD_LAB_STATE', '/var/lib/mtd-lab')
 DOCKER = '/usr/bin/docker'
@@ -75,16 +77,6 @@ def start_fleet(n):
         moves.append('%s/%s' % (host, name))
     time.sleep(1)
     return moves
-
-
-def most_at_once(records):
-    events = sorted([(r['history'][0]['epoch'], 1) for r in records if r.get('history')]
-                    + [(r['history'][-1]['epoch'], -1) for r in records if r.get('history')])
-    most = count = 0
-    for _epoch, step in events:
-        count += step
-        most = max(most, count)
-    return most
 
 
 def config_file(workdir, poll):

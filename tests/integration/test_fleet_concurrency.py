@@ -19,6 +19,7 @@ import time
 import pytest
 from lab_helpers import INVENTORY, ROOT, VENV_BIN, docker, require_lab, run_playbook
 
+from ansible_collections.mtd.containers.plugins.module_utils._fleet import most_at_once
 from ansible_collections.mtd.containers.plugins.module_utils._placement import remaining_of
 
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
@@ -80,15 +81,6 @@ def fleet():
 
 def interval(rec):
     return rec['history'][0]['epoch'], rec['history'][-1]['epoch']
-
-
-def most_at_once(records):
-    events = sorted([(interval(r)[0], 1) for r in records] + [(interval(r)[1], -1) for r in records])
-    most = count = 0
-    for _epoch, step in events:
-        count += step
-        most = max(most, count)
-    return most
 
 
 def overlapping_pairs(records, field):
