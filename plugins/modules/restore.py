@@ -472,10 +472,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
+import traceback
 from typing import Any, Dict, Optional
 from urllib.parse import quote
+
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.common.warnings import get_warnings
 
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
@@ -547,7 +550,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     migration_labels,
     named_volumes,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module, run_with
+from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, error_message, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     POLICY_SPEC,
     cgroup_version,
@@ -894,28 +897,43 @@ class Restorer(Worker):
         self.result['detached'] = {'result': self.result_path, 'lock': self.lock_path}
 
     def detached_receiver(self, lock):
-        """The detached process: this module's state=started run, its result written to <bundle>.result (the
-        result file appears complete, by a rename, before the lock is released by the exit)."""
+        """The detached process: this module's state=started run, its result written as JSON to <bundle>.result (the
+        file appears complete, by a rename, before the exit releases the lock). The result is written here, not by
+        exit_json: Ansible's module wrapper has removed its payload by then, so nothing may be imported late."""
         part = self.result_path + '.part'
         out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         null = os.open(os.devnull, os.O_RDWR)
-        for fd, target in ((null, 0), (out, 1), (null, 2)):
-            os.dup2(fd, target)
-        os.close(out)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
         os.close(null)
         mod = self.mod
         mod.params.update(state='started', bundle=self.bundle, detach=False)
         mod.reset()
         try:
-            def started(mod):
+            try:
                 worker = Restorer(mod)
                 worker._lock = lock   # pylint: disable=protected-access
                 worker.run_started()
-            run_with(mod, started)
-        except SystemExit:
-            pass
-        sys.stdout.flush()
-        os.fsync(1)
+                result = dict(mod.result)
+            except MtdError as exc:
+                result = mod.failure_result(dict(exc.details))
+                result.update(failed=True, msg=error_message(exc, 'the detached restore'))
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                result = mod.failure_result({'exception': traceback.format_exc()})
+                result.update(failed=True, msg=error_message(exc, 'the detached restore'))
+            finally:
+                mod.close()
+            warnings = list(get_warnings())
+            if warnings:
+                result['warnings'] = warnings
+            text = json.dumps(remove_values(result, mod.module.no_log_values), default=str)
+        except BaseException as exc:  # pylint: disable=broad-exception-caught
+            text = json.dumps({'failed': True, 'changed': False,
+                               'msg': 'The detached restore failed: %s' % (error_message(exc, 'the detached restore'),)})
+        with os.fdopen(out, 'w') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.rename(part, self.result_path)
 
     def collect_detached(self):

@@ -1086,3 +1086,26 @@ def test_a_result_others_can_read_or_write_is_not_used(model, tmp_path):
 def test_detach_and_wait_detached_misuse(model, tmp_path, args, message):
     result = run(model, fail=True, bundle=str(tmp_path / 'm-1'), **args)
     assert result['msg'] == message and model.state_changes() == []
+
+
+def test_prepared_with_detach_starts_the_receiver_and_wait_detached_gets_its_result(model, bundle, tmp_path):
+    """The real fork: the detached receiver (a process of its own, talking to the fake engine of this test) receives
+    over mutual TLS, restores, and leaves its result; wait_detached ends with it."""
+    port = free_port()
+    target = str(tmp_path / 'incoming' / 'm-1')
+    source_cert = _channel.ensure_identity(str(tmp_path / 'source.tls'), 'unit-source')[0]
+    prepared = run(model, state='prepared', config=CAPTURED, bundle=target, source_host='lab-1', detach=True,
+                   receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 20, 'peer_cert': source_cert})
+    assert prepared['detached'] == {'result': target + '.result', 'lock': target + '.lock'}
+    # the receiver holds the migration's lock: a second restore of it is refused
+    with open(target + '.lock') as probe:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    tls = _channel.load_identity(str(tmp_path / 'source.tls'), prepared['transfer_cert'], 'the test')
+    thread, holder = _send_later(bundle, port, delay=0, tls=tls)
+    result = run(model, bundle=target, wait_detached=30)
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert result['changed'] is True and result['container']['state'] == 'running'
+    assert result['received']['encryption'] == 'tls' and model.started_from_checkpoint == [('it-web', 'm-1')]
+    assert TOKEN not in repr(result) and not os.path.exists(target + '.result')
