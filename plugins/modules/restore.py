@@ -412,6 +412,13 @@ received:
   type: dict
   sample: {"bytes_received": 268697600, "bytes_raw": 268697600, "compression": "none", "files": 38,
            "seconds": 0.41, "waited_seconds": 2.3, "peer": "127.0.1.1"}
+detached:
+  description:
+    - With O(detach) - where the detached receiver leaves its result (C(result)) and the lock it holds (C(lock)).
+    - With O(wait_detached) - C(waited_seconds), how long this run waited for that result.
+  returned: with O(detach) outside check mode, and with O(wait_detached)
+  type: dict
+  sample: {"result": "/dev/shm/mtd-incoming/m-1a2b3c4d5e6f.result", "lock": "/dev/shm/mtd-incoming/m-1a2b3c4d5e6f.lock"}
 resumed_at:
   description: Epoch seconds (this host's clock) at which the engine reported the container started from its checkpoint.
   returned: when O(state=started) started the container
