@@ -14,6 +14,7 @@ import stat
 import tempfile
 import time
 import uuid
+from typing import Any, Dict
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -179,13 +180,14 @@ def do_absent(path, args):
     return {'changed': removed}
 
 
-def in_check_mode(state, path, args):
+def in_check_mode(state, args):
     """Check mode: the ledger lives in the run's private directory under the controller's temporary directory
     (lanes of the run still share it, so the run shows what it would do); the path given is never written, and
     state=absent removes that directory. Returns the result."""
     run = args['run'] or (uuid.uuid4().hex if state == 'init' else '')
     directory = check_mode_dir(run)
     scratch = os.path.join(directory, 'ledger.json')
+    result: Dict[str, Any]
     if state == 'absent':
         changed = os.path.isdir(directory) and not os.path.islink(directory)
         if changed:
@@ -213,7 +215,7 @@ class ActionModule(ActionBase):
         steps = {'init': do_init, 'claim': do_claim, 'release': do_release, 'absent': do_absent}
         try:
             if self._task.check_mode:
-                result.update(in_check_mode(args['state'], path, args))
+                result.update(in_check_mode(args['state'], args))
             else:
                 result.update(steps[args['state']](path, args))
         except (OSError, ValueError, UnicodeError, MtdError) as exc:

@@ -222,7 +222,7 @@ def most_at_once(records: List[Dict[str, Any]]) -> int:
     # at the same instant an end (-1) sorts before a start (+1)
     events = sorted([(start, 1) for start, dummy in spans] + [(end, -1) for dummy, end in spans])
     most = count = 0
-    for dummy, step in events:
+    for _instant, step in events:
         count += step
         most = max(most, count)
     return most
