@@ -120,7 +120,7 @@ options:
       - With O(state=claim) and O(state=release) - the RV(run) that O(state=init) returned. When given, a ledger
         written by another run (a re-run at the same path after the controller was killed, whose
         workers may still wait in a claim) is refused instead of handing its moves out.
-      - In check mode it is required for every state but V(init): it names the run's private copy of the ledger.
+      - In check mode it is required for every state but V(init) - it names the run's private copy of the ledger.
     type: str
     default: ''
 notes:
