@@ -243,3 +243,22 @@ def test_controller_killed_at_concurrency_3_then_the_rerun_converges(fleet, tmp_
         else:
             assert status(host, name) == 'running' and (rec is None or rec['state'] != 'Succeeded'), rec
     assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_a_check_mode_run_leaves_no_ledger_and_moves_nothing(fleet, tmp_path, monkeypatch):
+    moves = [(h, fleet(h)) for h in ('lab-1', 'lab-4')]
+    time.sleep(1)
+    # the controller's temporary directory of this run: where a check-mode run keeps its private copy of the ledger
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setenv('TMPDIR', str(scratch))
+    report = tmp_path / 'defend.json'
+    proc = run_playbook('playbooks/defend.yml', *defend_args(report, moves, 2), '--check', check=False)
+    out = proc.stdout
+    # the lanes shared the private copy (each took its own move) and the report play removed it at the end
+    assert 'TASK [Take the next move from the ledger]' in out and 'TASK [Remove the check-mode copy of the ledger]' in out, \
+        out[-6000:]
+    assert not (tmp_path / 'defend-ledger.json').exists() and not (tmp_path / 'defend-ledger.json.lock').exists()
+    assert not list(scratch.glob('mtd-fleet-ledger-check-*')), list(scratch.iterdir())
+    for host, name in moves:
+        assert copies(name) == [host], 'a check-mode run moved %s' % name
