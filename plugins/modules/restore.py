@@ -472,6 +472,7 @@ removed:
 """
 
 import base64
+import fcntl
 import glob
 import json
 import os
@@ -890,25 +891,29 @@ class Restorer(Worker):
         # under the lock no receiver of this migration runs: what is there is an earlier attempt's
         for path in (self.result_path, self.result_path + '.part'):
             unlink_quietly(path)
+        # the receiver's result file, locked while it lives (the lock goes with it through the rename): made here,
+        # so that from now on it is there, locked, or complete
+        out = os.open(self.result_path + '.part', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(out, fcntl.LOCK_EX)
         pid = os.fork()
         if pid == 0:
             try:
                 os.setsid()
                 if os.fork() == 0:
-                    self.detached_receiver(lock)
+                    self.detached_receiver(lock, out)
             finally:
                 os._exit(0)   # pylint: disable=protected-access
-        lock.close()   # the receiver holds its own copy of the locked file
+        lock.close()   # the receiver holds its own copies of the locked files
+        os.close(out)
         os.waitpid(pid, 0)
         self.result['changed'] = True
         self.result['detached'] = {'result': self.result_path, 'lock': self.lock_path}
 
-    def detached_receiver(self, lock):
+    def detached_receiver(self, lock, out):
         """The detached process: this module's state=started run, its result written as JSON to <bundle>.result (the
         file appears complete, by a rename, before the exit releases the lock). The result is written here, not by
         exit_json: Ansible's module wrapper has removed its payload by then, so nothing may be imported late."""
         part = self.result_path + '.part'
-        out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
@@ -951,9 +956,9 @@ class Restorer(Worker):
         t = time.time()
         deadline = t + self.p['wait_detached']
         while not os.path.lexists(self.result_path):
-            if self.receiver_gone() and not os.path.lexists(self.result_path):
+            if not self.receiver_running() and not os.path.lexists(self.result_path):
                 self.fail('The detached restore of migration %s ended without a result (%s is missing; was it '
-                          'killed?); roll the migration back.' % (self.migration_id, self.result_path))
+                          'killed, or called off?); roll the migration back.' % (self.migration_id, self.result_path))
             if time.time() >= deadline:
                 self.fail('The detached restore of migration %s gave no result within %d s (wait_detached); it still '
                           'holds %s.' % (self.migration_id, self.p['wait_detached'], self.lock_path))
@@ -973,13 +978,19 @@ class Restorer(Worker):
             raise MigrationError(got.pop('msg', 'the detached restore failed'), **got)
         self.result.update(got)
 
-    def receiver_gone(self):
-        """True when no process holds the migration's lock (the detached receiver has ended)."""
-        handle = acquire_lock(self.lock_path, 0)
-        if handle is None:
+    def receiver_running(self):
+        """True while the detached receiver lives: its unfinished result file is there and locked."""
+        try:
+            fd = os.open(self.result_path + '.part', os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
             return False
-        handle.close()
-        return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def tls_identity(self):
         """This host's key and certificate for this migration (the bundle stream and the post-copy page

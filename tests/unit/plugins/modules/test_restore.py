@@ -1059,12 +1059,17 @@ def test_wait_detached_without_a_receiver_or_past_its_time(model, tmp_path):
     # nobody holds the lock and there is no result: the receiver was killed
     gone = run(model, fail=True, bundle=target, wait_detached=5)
     assert gone['msg'].startswith('The detached restore of migration m-1 ended without a result')
-    # a receiver that still runs (it holds the lock) past the wait
-    with open(target + '.lock', 'w') as holder:
+    # a receiver that still runs (its unfinished result file is locked) past the wait
+    with open(target + '.result.part', 'w') as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         late = run(model, fail=True, bundle=target, wait_detached=1)
+    # one that was killed: its unfinished result is there, unlocked
+    killed = run(model, fail=True, bundle=target, wait_detached=5)
     assert late['msg'] == ('The detached restore of migration m-1 gave no result within 1 s (wait_detached); it still '
                            'holds %s.lock.' % target)
+    assert killed['msg'].startswith('The detached restore of migration m-1 ended without a result')
+    # the collector never makes a lock file of its own
+    assert not os.path.exists(target + '.lock')
 
 
 def test_a_result_others_can_read_or_write_is_not_used(model, tmp_path):
