@@ -13,7 +13,11 @@ loop, --network none, mtd.units=1) are started round-robin on lab-1, lab-2 and l
 (host/name, mtd_defend_attacked_only), and defend moves them. Reported per run: the wall time of the whole
 ansible-playbook run, the median and max per-migration total (the records' duration_seconds) and frozen time
 (frozen_seconds), the most migrations in flight at one instant (from the records' history), and the ratio of
-the wall time to the concurrency-1 run of the same N.
+the wall time to the concurrency-1 run of the same N, and what the run cost the CPUs: the machine's busy CPU
+seconds during the run (/proc/stat: everything that ran, the lab hosts, their engines and CRIU, the controller, and
+whatever else the machine did meanwhile), of which the controller's own (the ansible-playbook process and its forks),
+per migration, and the wall-time floor that cost allows on this machine's CPUs (busy seconds / CPUs): no concurrency
+can bring a run's wall time below the CPU time it needs divided by the CPUs.
 
 Everything it creates is named bench-fl-*, removed after each run (also on failure or SIGTERM). Needs the lab
 (lab/lab.sh up); run it under the lab lock.
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -36,6 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
+
+from ansible_collections.mtd.containers.plugins.module_utils._fleet import most_at_once
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.environ.get('MTD_LAB_STATE', '/var/lib/mtd-lab')
@@ -77,16 +84,6 @@ def start_fleet(n):
     return moves
 
 
-def most_at_once(records):
-    events = sorted([(r['history'][0]['epoch'], 1) for r in records if r.get('history')]
-                    + [(r['history'][-1]['epoch'], -1) for r in records if r.get('history')])
-    most = count = 0
-    for _epoch, step in events:
-        count += step
-        most = max(most, count)
-    return most
-
-
 def config_file(workdir, poll):
     """ansible.cfg of the repo, with internal_poll_interval set when ``poll`` is given (it has no environment
     variable): how long the controller's strategy loop sleeps between two looks at its hosts and results."""
@@ -102,6 +99,20 @@ def config_file(workdir, poll):
     return path
 
 
+def machine_cpu():
+    """(busy, all) CPU seconds of the whole machine since boot, from /proc/stat (busy: all but idle and iowait)."""
+    with open('/proc/stat') as handle:
+        fields = [int(x) for x in handle.readline().split()[1:9]]
+    tick = os.sysconf('SC_CLK_TCK')
+    return (sum(fields) - fields[3] - fields[4]) / tick, sum(fields) / tick
+
+
+def controller_cpu():
+    """User + system CPU seconds of this process's ended children (the ansible-playbook run and its forks)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_defend(moves, concurrency, outbound, inbound, workdir, poll=None):
     report = os.path.join(workdir, 'defend-%d-%d-%d-%d.json' % (len(moves), concurrency, outbound, inbound))
     extra = {'mtd_defend_attacked': moves, 'mtd_defend_attacked_only': True, 'mtd_defend_concurrency': concurrency,
@@ -110,9 +121,14 @@ def run_defend(moves, concurrency, outbound, inbound, workdir, poll=None):
     env = dict(os.environ, ANSIBLE_CONFIG=config_file(workdir, poll), ANSIBLE_NOCOLOR='1')
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', os.path.join(ROOT, 'lab', 'inventory.yml'),
            os.path.join(ROOT, 'playbooks', 'defend.yml'), '-e', json.dumps(extra)]
+    busy0, dummy = machine_cpu()
+    ctl0 = controller_cpu()
+    load0 = os.getloadavg()[0]
     began = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     wall = time.monotonic() - began
+    busy = machine_cpu()[0] - busy0
+    controller = controller_cpu() - ctl0
     records = json.load(open(report))['migrations'] if os.path.exists(report) else []
     ok = [r for r in records if r.get('state') == 'Succeeded']
     if proc.returncode != 0 or len(ok) != len(moves):
@@ -124,19 +140,26 @@ def run_defend(moves, concurrency, outbound, inbound, workdir, poll=None):
             'total_median': round(statistics.median(totals), 2) if totals else None,
             'total_max': round(max(totals), 2) if totals else None,
             'frozen_median': round(statistics.median(frozen), 3) if frozen else None,
-            'frozen_max': round(max(frozen), 3) if frozen else None}
+            'frozen_max': round(max(frozen), 3) if frozen else None,
+            # what the run cost the machine's CPUs (everything that ran meanwhile: the lab, the controller, and
+            # whatever else the machine did), per migration, and the wall time that cost allows at best
+            'cpu_busy': round(busy, 1), 'cpu_controller': round(controller, 1),
+            'cpu_per_migration': round(busy / len(moves), 2), 'wall_floor': round(busy / (os.cpu_count() or 1), 1),
+            'load': [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
 def table(rows):
     base = dict((r['n'], r['wall']) for r in rows if r['concurrency'] == 1)
     lines = ['| N | concurrency | max out/in per host | wall s | wall / C=1 | most at once | succeeded | '
-             'per-migration total s (median / max) | frozen s (median / max) |',
-             '|---|---|---|---|---|---|---|---|---|']
+             'per-migration total s (median / max) | frozen s (median / max) | machine CPU s (controller) | '
+             'CPU s / migration | wall floor = CPU / %d CPUs | load 1 min (start / end) |' % (os.cpu_count() or 1),
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         ratio = '%.2f' % (r['wall'] / base[r['n']]) if base.get(r['n']) else '-'
-        lines.append('| %d | %d | %d / %d | %.1f | %s | %d | %d/%d | %s / %s | %s / %s |' % (
+        lines.append('| %d | %d | %d / %d | %.1f | %s | %d | %d/%d | %s / %s | %s / %s | %s (%s) | %s | %s | %s / %s |' % (
             r['n'], r['concurrency'], r['max_outbound'], r['max_inbound'], r['wall'], ratio, r['most_at_once'],
-            r['succeeded'], r['n'], r['total_median'], r['total_max'], r['frozen_median'], r['frozen_max']))
+            r['succeeded'], r['n'], r['total_median'], r['total_max'], r['frozen_median'], r['frozen_max'],
+            r['cpu_busy'], r['cpu_controller'], r['cpu_per_migration'], r['wall_floor'], r['load'][0], r['load'][1]))
     return '\n'.join(lines)
 
 

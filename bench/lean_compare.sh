@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A small container's whole migration, this tree against another revision, side by side in one run:
-#   bench/lean_compare.sh REV [ROUNDS]
+#   bench/lean_compare.sh REV|DIR [ROUNDS]
+# (DIR: a checkout with its own .build/collections link, e.g. a worktree of main, used as it is)
 # Each round starts a busybox counter (32 MB limit, network none) on lab-1 and moves it to lab-2 once per
 # tree (alternating which goes first) and per way of calling the role:
 #   standalone  playbooks/migrate.yml (the role gathers the facts of source and target itself);
@@ -11,7 +12,7 @@
 # lock (flock /tmp/mtd-lab.lock). Writes nothing to RESULTS.md (paste the printed table there).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-REV="${1:?usage: bench/lean_compare.sh REV [ROUNDS]}"
+REV="${1:?usage: bench/lean_compare.sh REV|DIR [ROUNDS]}"
 ROUNDS="${2:-5}"
 [ -f "$ROOT/lab/inventory.yml" ] || { echo "the lab is not up: run lab/lab.sh up" >&2; exit 1; }
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/mtd-lean.XXXXXX")"
@@ -19,13 +20,19 @@ BASE="$OUT/base"
 NAME=""
 docker_on() { /usr/bin/docker -H "unix:///var/lib/mtd-lab/$1/docker.sock" "${@:2}"; }
 remove_ctr() { [ -z "$NAME" ] || for h in lab-1 lab-2; do docker_on "$h" rm -f "$NAME" >/dev/null 2>&1 || true; done; }
-cleanup() { remove_ctr; git -C "$ROOT" worktree remove --force "$BASE" >/dev/null 2>&1 || true; rm -rf "$OUT"; }
+OWN_BASE=1
+if [ -d "$REV" ]; then BASE="$(cd "$REV" && pwd)"; OWN_BASE=0; REV="$BASE@$(git -C "$BASE" rev-parse --short HEAD)"; fi
+cleanup() {
+  remove_ctr
+  [ "$OWN_BASE" = 0 ] || git -C "$ROOT" worktree remove --force "$BASE" >/dev/null 2>&1 || true
+  rm -rf "$OUT"
+}
 trap cleanup EXIT
-git -C "$ROOT" worktree add -q --detach "$BASE" "$REV"
-ln -s "$ROOT/.venv" "$BASE/.venv"
-mkdir -p "$BASE/.build/collections/ansible_collections/mtd" "$BASE/lab"
-ln -sfn ../../../.. "$BASE/.build/collections/ansible_collections/mtd/containers"
-ln -sfn "$ROOT/lab/inventory.yml" "$BASE/lab/inventory.yml"
+if [ "$OWN_BASE" = 1 ]; then
+  git -C "$ROOT" worktree add -q --detach "$BASE" "$REV"
+  mkdir -p "$BASE/.build/collections/ansible_collections/mtd"
+  ln -sfn ../../../.. "$BASE/.build/collections/ansible_collections/mtd/containers"
+fi
 
 one() { # tree label way round
   local tree=$1 label=$2 way=$3 round=$4 report="$OUT/$2-$3-$4.json" start end
@@ -41,7 +48,7 @@ one() { # tree label way round
     playbook="$ROOT/bench/lean_migrate.yml"
   fi
   start=$(date +%s.%N)
-  (cd "$tree" && ANSIBLE_CONFIG="$tree/ansible.cfg" "$ROOT/.venv/bin/ansible-playbook" -i lab/inventory.yml \
+  (cd "$tree" && ANSIBLE_CONFIG="$tree/ansible.cfg" "$ROOT/.venv/bin/ansible-playbook" -i "$ROOT/lab/inventory.yml" \
       "$playbook" "${args[@]}" >"$OUT/$label-$way-$round.log" 2>&1) || { echo "  $label $way failed:"; tail -5 "$OUT/$label-$way-$round.log"; }
   end=$(date +%s.%N)
   echo "{\"wall\": $(echo "$end - $start" | bc)}" >"$OUT/$label-$way-$round.wall"

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
 import time
 import uuid
+from typing import Any, Dict
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -24,7 +27,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._placement import b
 
 ARGUMENT_SPEC = {
     'path': {'type': 'path', 'required': True},
-    'state': {'type': 'str', 'required': True, 'choices': ['init', 'claim', 'release']},
+    'state': {'type': 'str', 'required': True, 'choices': ['init', 'claim', 'release', 'absent']},
     'moves': {'type': 'list', 'elements': 'dict', 'default': []},
     'containers': {'type': 'list', 'elements': 'dict', 'default': []},
     'hosts': {'type': 'dict', 'default': {}},
@@ -86,13 +89,23 @@ def summary(ledger):
     return {'counts': counts, 'reserved': _fleet.reserved_on(ledger)}
 
 
-def do_init(path, args):
+def check_mode_dir(run):
+    """Where a check-mode run keeps its ledger: a private directory of its own under the controller's temporary
+    directory (never the report's directory), removed by state=absent at the end of the run."""
+    if not run or not run.isalnum():
+        raise MtdError('in check mode the ledger is found by its run id: give run (the run returned by state=init)')
+    return os.path.join(tempfile.gettempdir(), 'mtd-fleet-ledger-check-%s' % run)
+
+
+def do_init(path, args, run=None):
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
+    if run is not None:
+        os.mkdir(directory, 0o700)   # check mode: a new directory of this run (its id is fresh), never an old one
+    elif not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
     limits = dict((key, args[key]) for key in ('concurrency', 'max_outbound', 'max_inbound', 'stagger'))
     ledger = _fleet.new_ledger(args['moves'], args['containers'], args['hosts'], limits, args['granularity'])
-    ledger['run'] = uuid.uuid4().hex
+    ledger['run'] = run or uuid.uuid4().hex
     with Locked(path):
         write_ledger(path, ledger)
     return dict(summary(ledger), changed=True, moves=len(ledger['moves']), run=ledger['run'])
@@ -152,6 +165,42 @@ def do_release(path, args):
     return dict(summary(ledger), changed=move is not None, move=move)
 
 
+def do_absent(path, args):
+    """Remove the ledger and its lock file (a link or anything but a regular file there is left alone)."""
+    removed = False
+    for name in (path, path + '.lock'):
+        try:
+            info = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise MtdError('%s is not a regular file; it is not removed' % name)
+        os.unlink(name)
+        removed = True
+    return {'changed': removed}
+
+
+def in_check_mode(state, args):
+    """Check mode: the ledger lives in the run's private directory under the controller's temporary directory
+    (lanes of the run still share it, so the run shows what it would do); the path given is never written, and
+    state=absent removes that directory. Returns the result."""
+    run = args['run'] or (uuid.uuid4().hex if state == 'init' else '')
+    directory = check_mode_dir(run)
+    scratch = os.path.join(directory, 'ledger.json')
+    result: Dict[str, Any]
+    if state == 'absent':
+        changed = os.path.isdir(directory) and not os.path.islink(directory)
+        if changed:
+            shutil.rmtree(directory)
+        result = {'changed': changed}
+    elif state == 'init':
+        result = do_init(scratch, args, run)
+    else:
+        result = {'claim': do_claim, 'release': do_release}[state](scratch, args)
+    result['check_mode_path'] = scratch
+    return result
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -163,9 +212,12 @@ class ActionModule(ActionBase):
         del tmp
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         path = os.path.abspath(args['path'])
-        steps = {'init': do_init, 'claim': do_claim, 'release': do_release}
+        steps = {'init': do_init, 'claim': do_claim, 'release': do_release, 'absent': do_absent}
         try:
-            result.update(steps[args['state']](path, args))
+            if self._task.check_mode:
+                result.update(in_check_mode(args['state'], args))
+            else:
+                result.update(steps[args['state']](path, args))
         except (OSError, ValueError, UnicodeError, MtdError) as exc:
             raise AnsibleActionFail('Ledger %s: %s' % (path, to_native(exc)))
         result['path'] = path

@@ -212,3 +212,17 @@ def release(ledger: Dict[str, Any], key: str, outcome: str, now: float) -> Optio
             move.update(status='succeeded' if outcome == 'Succeeded' else 'failed', ended=now)
             return move
     return None
+
+
+def most_at_once(records: List[Dict[str, Any]]) -> int:
+    """The most migrations in flight at one instant, from migration records (a record is in flight from its
+    first to its last history entry's ``epoch``; a record without history is not counted). One that ends at
+    the instant another starts does not overlap it."""
+    spans = [(r['history'][0]['epoch'], r['history'][-1]['epoch']) for r in records if r.get('history')]
+    # at the same instant an end (-1) sorts before a start (+1)
+    events = sorted([(start, 1) for start, dummy in spans] + [(end, -1) for dummy, end in spans])
+    most = count = 0
+    for _instant, step in events:
+        count += step
+        most = max(most, count)
+    return most

@@ -93,6 +93,14 @@ class MtdModule:
 
     # -- ending --------------------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget the result, cleanups, failure details and client so far (a forked child that starts a run of
+        its own: the parent's connection and cleanups stay the parent's)."""
+        self.result = {'changed': False}
+        self._docker = None
+        self._cleanups = []
+        self._failure_details = []
+
     def close(self) -> None:
         while self._cleanups:
             function = self._cleanups.pop()
@@ -148,7 +156,12 @@ def run_module(run: Callable[[MtdModule], Optional[Dict[str, Any]]], argument_sp
     ``run`` may return a dict: it is merged into ``mod.result``. ``module_kwargs`` go to AnsibleModule
     (``mutually_exclusive``, ``required_if``, ``required_by``, ``required_one_of`` ...).
     """
-    mod = MtdModule(argument_spec, docker=docker, supports_check_mode=supports_check_mode, **module_kwargs)
+    run_with(MtdModule(argument_spec, docker=docker, supports_check_mode=supports_check_mode, **module_kwargs), run)
+
+
+def run_with(mod: MtdModule, run: Callable[[MtdModule], Optional[Dict[str, Any]]]) -> None:
+    """``run(mod)`` and the module's one success path or one error path (exit_json / fail_json, which end the
+    process with SystemExit)."""
     failure = None
     try:
         returned = run(mod)

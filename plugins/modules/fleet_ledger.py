@@ -24,6 +24,7 @@ description:
     succeeded ones are already taken from each host's remaining figures. When no host fits, and none would
     even if every migration in flight failed, the move gets an RV(alert) instead. When no move is left it
     returns RV(action=done).
+  - O(state=absent) removes the ledger and its lock file (in check mode, the run's private copy).
   - O(state=release) ends a claimed move - V(Succeeded) keeps its reservation on the target, anything else (a
     failed, rolled-back migration) releases it.
   - It is an action plugin that runs in the controller's own process; no module is sent anywhere.
@@ -33,7 +34,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: The ledger is the run's own bookkeeping on the controller; it is kept in check mode too.
+    details:
+      - Nothing is written at O(path). The lanes of a check-mode run still share a ledger, so that the run shows
+        which moves it would start and where - in a private directory of the run under the controller's temporary
+        directory (RV(check_mode_path)), which O(state=absent) of the same O(run) removes (the defend playbook
+        does so at its end; a check-mode run killed before its end leaves that directory behind).
   diff_mode:
     support: none
   idempotent:
@@ -47,10 +52,11 @@ options:
     type: path
     required: true
   state:
-    description: V(init) writes a new ledger, V(claim) takes the next move, V(release) ends one.
+    description: V(init) writes a new ledger, V(claim) takes the next move, V(release) ends one, V(absent) removes
+      the ledger.
     type: str
     required: true
-    choices: [init, claim, release]
+    choices: [init, claim, release, absent]
   moves:
     description: With O(state=init) - the moves of the run, most urgent first (the C(due) entries of
       M(mtd.containers.migration_schedule) - C(id), C(name), C(host)).
@@ -114,6 +120,7 @@ options:
       - With O(state=claim) and O(state=release) - the RV(run) that O(state=init) returned. When given, a ledger
         written by another run (a re-run at the same path after the controller was killed, whose
         workers may still wait in a claim) is refused instead of handing its moves out.
+      - In check mode it is required for every state but V(init) - it names the run's private copy of the ledger.
     type: str
     default: ''
 notes:
@@ -157,14 +164,19 @@ path:
   returned: always
   type: str
   sample: /home/ops/.local/state/mtd-containers/defend-ledger.json
+check_mode_path:
+  description: In check mode - where the run's private copy of the ledger is (never at O(path)).
+  returned: in check mode
+  type: str
+  sample: /tmp/mtd-fleet-ledger-check-3f1c2a9e6b7d4c0e8a5f1b2c3d4e5f60/ledger.json
 counts:
   description: How many moves are queued, running, succeeded, failed and unplaced.
-  returned: always
+  returned: when state is not absent
   type: dict
   sample: {queued: 3, running: 2, succeeded: 1, failed: 0, unplaced: 0}
 reserved:
   description: The resources held on each target by the running and succeeded moves.
-  returned: always
+  returned: when state is not absent
   type: dict
   sample: {lab-3: {cpus: 0.5, memory_mb: 64, units: 10}}
 run:

@@ -37,6 +37,11 @@ description:
     before the source is frozen, and starts the container within a few milliseconds of the bundle's
     arrival. With O(receive) it is the bundle's receiver itself (the protocol of
     M(mtd.containers.checkpoint_transfer)), so one asynchronous task on the target does both.
+  - Without Ansible's C(async), O(state=prepared) with O(receive) and O(detach=true) starts that receiver itself, as a
+    process of its own that outlives the module (it holds C(<bundle>.lock) from before it is started until it
+    ends), and returns once the standby is ready; O(state=started) with O(wait_detached) then waits for that
+    receiver's result (C(<bundle>.result)) and ends with it as its own - one call before the freeze and one after it,
+    instead of an asynchronous launch and its polling.
   - The container carries the labels C(mtd.migration.id), C(mtd.migration.from) and
     C(mtd.migration.source_id).
 extends_documentation_fragment:
@@ -179,6 +184,27 @@ options:
       - Seconds to wait for the bundle to appear (a M(mtd.containers.checkpoint_transfer) receiver
         renames it into place only once it arrived complete and checked). V(0) does not wait.
       - Not used with O(receive).
+    type: int
+    default: 0
+  detach:
+    description:
+      - With O(state=prepared) and O(receive) - once the standby is ready, start the receiver (everything
+        O(state=started) with these O(receive) options does, with this run's O(config), O(policy), O(health_cmd),
+        O(image_delivery), O(confine) ...) as a detached process on this host, and return.
+      - It takes the migration's lock before it is started, so O(state=absent) calls it off and waits for it as it
+        does for any restore of the migration, and it leaves its result in C(<bundle>.result) (mode 0600, in this
+        host's private state directory) for O(wait_detached).
+      - A result left by an earlier attempt of the same migration is removed first. In check mode nothing is
+        started (the receive options are checked as O(state=started) checks them).
+    type: bool
+    default: false
+  wait_detached:
+    description:
+      - With O(state=started) (and no O(receive)) - wait up to this many seconds for the result of the receiver that
+        O(detach) started, and end with that result (its failure as this task's failure, with its message and
+        details). The result is consumed (removed).
+      - Fails at once when the receiver has ended without a result (it was killed) and after the wait when it still
+        runs. V(0) (the default) does not wait for a detached receiver.
     type: int
     default: 0
   lazy_pages:
@@ -389,6 +415,13 @@ received:
   type: dict
   sample: {"bytes_received": 268697600, "bytes_raw": 268697600, "compression": "none", "files": 38,
            "seconds": 0.41, "waited_seconds": 2.3, "peer": "127.0.1.1"}
+detached:
+  description:
+    - With O(detach) - where the detached receiver leaves its result (C(result)) and the lock it holds (C(lock)).
+    - With O(wait_detached) - C(waited_seconds), how long this run waited for that result.
+  returned: with O(detach) outside check mode, and with O(wait_detached)
+  type: dict
+  sample: {"result": "/dev/shm/mtd-incoming/m-1a2b3c4d5e6f.result", "lock": "/dev/shm/mtd-incoming/m-1a2b3c4d5e6f.lock"}
 resumed_at:
   description: Epoch seconds (this host's clock) at which the engine reported the container started from its checkpoint.
   returned: when O(state=started) started the container
@@ -442,15 +475,21 @@ removed:
 """
 
 import base64
+import fcntl
 import glob
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
+import traceback
 from typing import Any, Dict, Optional
 from urllib.parse import quote
+
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.common.warnings import get_warnings
 
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
@@ -522,7 +561,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._migration import (
     migration_labels,
     named_volumes,
 )
-from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, run_module
+from ansible_collections.mtd.containers.plugins.module_utils._module import Worker, error_message, run_module
 from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     POLICY_SPEC,
     cgroup_version,
@@ -563,6 +602,8 @@ ARGUMENT_SPEC = dict(
     keep_bundle=dict(type='bool', default=False),
     wait_for_bundle=dict(type='int', default=0),
     lazy_pages=dict(type='bool', default=False),
+    detach=dict(type='bool', default=False),
+    wait_detached=dict(type='int', default=0),
     lazy_timeout=dict(type='int', default=300),
     receive=dict(type='dict', options=transfer_spec(RECEIVER)),
     image_delivery=dict(type='str', default='auto', choices=['auto', 'direct', 'engine']),
@@ -589,6 +630,8 @@ TLS_DIR_SUFFIX = '.tls'                    # beside the bundle: this host's key 
 LAZY_PID = 'lazy-pages.pid'                # in it: the running lazy-pages daemon
 TMPFS_MARGIN = 1.25                   # room asked for in /dev/shm: expected_bytes x this + TMPFS_RESERVE
 TMPFS_RESERVE = 64 * 1024 * 1024
+RESULT_SUFFIX = '.result'              # beside the bundle: the detached receiver's result (detach, wait_detached)
+DETACHED_POLL = 0.05                  # s between two looks for that result
 LOCK_WAIT = 10                        # s a restore waits for another restore of the same migration
 LOCK_WAIT_ABSENT = 120                # s (plus health_timeout) state=absent waits for a running restore
 
@@ -615,6 +658,11 @@ class Restorer(Worker):
             check_transfer_options(self.p['receive'], 'receive.')
             if self.p['wait_for_bundle']:
                 raise MigrationError('receive and wait_for_bundle exclude each other (the receiver does the waiting).')
+        if self.p['detach'] and (self.p['state'] != 'prepared' or not self.p['receive']):
+            raise MigrationError('detach starts the receiver of state=prepared: give it with state=prepared and receive.')
+        if self.p['wait_detached'] and (self.p['state'] != 'started' or self.p['receive'] or self.p['wait_for_bundle']):
+            raise MigrationError('wait_detached waits for the receiver that state=prepared with detach started: give it '
+                                 'with state=started and without receive or wait_for_bundle.')
         # Where a bundle of this migration can be: in memory (tmpfs) or below the engine's data root.
         self.candidates = [os.path.join(INCOMING_TMPFS, self.migration_id),
                            os.path.join(self.data_root, 'mtd-migrations', self.migration_id)]
@@ -823,6 +871,129 @@ class Restorer(Worker):
                 self.result['lazy_cert'] = pem
         self.result['changed'] = self.result['changed'] or made
         self.result['timings'] = self.timings
+        if self.p['detach']:
+            self.launch_detached()
+
+    # -- the receiver started by state=prepared (detach) and its result (wait_detached) -------------
+
+    @property
+    def result_path(self):
+        return self.bundle + RESULT_SUFFIX
+
+    def launch_detached(self):
+        """Start the receiver (state=started with this run's options) as a process of its own and return. It
+        gets the migration's lock before it exists (taken here, inherited), so no moment is without a holder."""
+        if self.module.check_mode:
+            if self.receive_bundle():   # check mode: the receive options and the port, nothing started
+                self.result['changed'] = True
+            return
+        lock = acquire_lock(self.lock_path, LOCK_WAIT)
+        if lock is None:
+            self.fail('Another restore of migration %s runs on this host (it holds %s).'
+                      % (self.migration_id, self.lock_path))
+        # under the lock no receiver of this migration runs: what is there is an earlier attempt's
+        for path in (self.result_path, self.result_path + '.part'):
+            unlink_quietly(path)
+        # the receiver's result file, locked while it lives (the lock goes with it through the rename): made here,
+        # so that from now on it is there, locked, or complete
+        out = os.open(self.result_path + '.part', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(out, fcntl.LOCK_EX)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    self.detached_receiver(lock, out)
+            finally:
+                os._exit(0)   # pylint: disable=protected-access
+        lock.close()   # the receiver holds its own copies of the locked files
+        os.close(out)
+        os.waitpid(pid, 0)
+        self.result['changed'] = True
+        self.result['detached'] = {'result': self.result_path, 'lock': self.lock_path}
+
+    def detached_receiver(self, lock, out):
+        """The detached process: this module's state=started run, its result written as JSON to <bundle>.result (the
+        file appears complete, by a rename, before the exit releases the lock). The result is written here, not by
+        exit_json: Ansible's module wrapper has removed its payload by then, so nothing may be imported late."""
+        part = self.result_path + '.part'
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        mod = self.mod
+        mod.params.update(state='started', bundle=self.bundle, detach=False)
+        mod.reset()
+        try:
+            try:
+                worker = Restorer(mod)
+                worker._lock = lock   # pylint: disable=protected-access
+                worker.run_started()
+                result = dict(mod.result)
+            except MtdError as exc:
+                result = mod.failure_result(dict(exc.details))
+                result.update(failed=True, msg=error_message(exc, 'the detached restore'))
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                result = mod.failure_result({'exception': traceback.format_exc()})
+                result.update(failed=True, msg=error_message(exc, 'the detached restore'))
+            finally:
+                mod.close()
+            warnings = list(get_warnings())
+            if warnings:
+                result['warnings'] = warnings
+            text = json.dumps(remove_values(result, mod.module.no_log_values), default=str)
+        except BaseException as exc:  # pylint: disable=broad-exception-caught
+            text = json.dumps({'failed': True, 'changed': False,
+                               'msg': 'The detached restore failed: %s' % (error_message(exc, 'the detached restore'),)})
+        with os.fdopen(out, 'w') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(part, self.result_path)
+
+    def collect_detached(self):
+        """Wait for the detached receiver's result and make it this run's (its failure, this run's failure)."""
+        if self.module.check_mode:
+            self.result['changed'] = True
+            return
+        t = time.time()
+        deadline = t + self.p['wait_detached']
+        while not os.path.lexists(self.result_path):
+            if not self.receiver_running() and not os.path.lexists(self.result_path):
+                self.fail('The detached restore of migration %s ended without a result (%s is missing; was it '
+                          'killed, or called off?); roll the migration back.' % (self.migration_id, self.result_path))
+            if time.time() >= deadline:
+                self.fail('The detached restore of migration %s gave no result within %d s (wait_detached); it still '
+                          'holds %s.' % (self.migration_id, self.p['wait_detached'], self.lock_path))
+            time.sleep(DETACHED_POLL)
+        waited = round(time.time() - t, 4)
+        try:
+            got = read_private_json(self.result_path)
+        finally:
+            unlink_quietly(self.result_path)
+        for text in got.pop('warnings', None) or []:
+            self.module.warn(text)
+        for key in ('invocation', 'deprecations', '_ansible_no_log'):
+            got.pop(key, None)
+        got['detached'] = {'waited_seconds': waited}
+        if got.pop('failed', False):
+            self.result.update(changed=got.pop('changed', False))
+            raise MigrationError(got.pop('msg', 'the detached restore failed'), **got)
+        self.result.update(got)
+
+    def receiver_running(self):
+        """True while the detached receiver lives: its unfinished result file is there and locked."""
+        try:
+            fd = os.open(self.result_path + '.part', os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def tls_identity(self):
         """This host's key and certificate for this migration (the bundle stream and the post-copy page
@@ -882,6 +1053,9 @@ class Restorer(Worker):
 
     def run_started(self):
         self.secure_parent(create=not self.module.check_mode)
+        if self.p['wait_detached']:
+            self.collect_detached()
+            return
         self.take_lock()
         self.check_cancelled()
         if not self.arrive():
@@ -928,7 +1102,7 @@ class Restorer(Worker):
 
     def take_lock(self):
         """One restore of this migration at a time (state=absent waits for it); released when the module ends."""
-        if self.module.check_mode:
+        if self.module.check_mode or self._lock is not None:   # a detached receiver got it before it was started
             return
         try:
             self._lock = acquire_lock(self.lock_path, LOCK_WAIT)
@@ -1236,13 +1410,32 @@ class Restorer(Worker):
             if not self.module.check_mode:
                 self.client.delete('/volumes/%s' % quote(vol['Name'], safe=''))
         for bundle in bundles:
-            for path in (bundle, bundle + '.part', bundle + TLS_DIR_SUFFIX, bundle + STAMP_SUFFIX):
+            for path in (bundle, bundle + '.part', bundle + TLS_DIR_SUFFIX, bundle + STAMP_SUFFIX,
+                         bundle + RESULT_SUFFIX, bundle + RESULT_SUFFIX + '.part'):
                 if os.path.lexists(path):
                     removed.append('bundle:' + path)
                     if not self.module.check_mode:
                         remove_tree(path)
         self.result['removed'] = removed
         self.result['changed'] = bool(removed)
+
+
+def read_private_json(path):
+    """The JSON result a detached receiver of this host left at ``path``: a regular file of this user, readable by
+    no one else, never followed through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, 'rb') as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise MigrationError('%s is not a private regular file of this user; its result is not used.' % path)
+        text = handle.read(16 * 1024 * 1024).decode('utf-8', 'replace')
+    try:
+        got = json.loads(text)
+    except ValueError:
+        got = None
+    if not isinstance(got, dict):
+        raise MigrationError('The detached restore left no readable result in %s: %s' % (path, text[-500:] or 'empty'))
+    return got
 
 
 def namespace_pid(status_text):

@@ -19,6 +19,7 @@ import time
 import pytest
 from lab_helpers import INVENTORY, ROOT, VENV_BIN, docker, require_lab, run_playbook
 
+from ansible_collections.mtd.containers.plugins.module_utils._fleet import most_at_once
 from ansible_collections.mtd.containers.plugins.module_utils._placement import remaining_of
 
 IMAGE = '127.0.0.1:5000/mtd/busybox:latest'
@@ -80,15 +81,6 @@ def fleet():
 
 def interval(rec):
     return rec['history'][0]['epoch'], rec['history'][-1]['epoch']
-
-
-def most_at_once(records):
-    events = sorted([(interval(r)[0], 1) for r in records] + [(interval(r)[1], -1) for r in records])
-    most = count = 0
-    for _epoch, step in events:
-        count += step
-        most = max(most, count)
-    return most
 
 
 def overlapping_pairs(records, field):
@@ -251,3 +243,22 @@ def test_controller_killed_at_concurrency_3_then_the_rerun_converges(fleet, tmp_
         else:
             assert status(host, name) == 'running' and (rec is None or rec['state'] != 'Succeeded'), rec
     assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_a_check_mode_run_leaves_no_ledger_and_moves_nothing(fleet, tmp_path, monkeypatch):
+    moves = [(h, fleet(h)) for h in ('lab-1', 'lab-4')]
+    time.sleep(1)
+    # the controller's temporary directory of this run: where a check-mode run keeps its private copy of the ledger
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setenv('TMPDIR', str(scratch))
+    report = tmp_path / 'defend.json'
+    proc = run_playbook('playbooks/defend.yml', *defend_args(report, moves, 2), '--check', check=False)
+    out = proc.stdout
+    # the lanes shared the private copy (each took its own move) and the report play removed it at the end
+    assert 'TASK [Take the next move from the ledger]' in out and 'TASK [Remove the check-mode copy of the ledger]' in out, \
+        out[-6000:]
+    assert not (tmp_path / 'defend-ledger.json').exists() and not (tmp_path / 'defend-ledger.json.lock').exists()
+    assert not list(scratch.glob('mtd-fleet-ledger-check-*')), list(scratch.iterdir())
+    for host, name in moves:
+        assert copies(name) == [host], 'a check-mode run moved %s' % name

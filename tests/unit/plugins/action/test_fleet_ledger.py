@@ -23,23 +23,24 @@ DEBIAN = {'id': 'debian', 'version_id': '12'}
 UBUNTU = {'id': 'ubuntu', 'version_id': '24.04'}
 
 
-def run(args):
+def run(args, check_mode=False):
     task = mock.MagicMock()
     task.args = args
     task.async_val = 0
-    task.check_mode = False
+    task.check_mode = check_mode
     task.action = 'mtd.containers.fleet_ledger'
-    action = ActionModule(task, mock.MagicMock(), mock.MagicMock(check_mode=False, diff=False),
+    action = ActionModule(task, mock.MagicMock(), mock.MagicMock(check_mode=check_mode, diff=False),
                           loader=None, templar=None, shared_loader_obj=None)
     return action.run(task_vars={})
 
 
-def init(path, n, units, **limits):
+def init(path, n, units, check_mode=False, **limits):
     hosts = {'lab-1': {'os': DEBIAN, 'remaining': {'units': 0}},
              'lab-2': {'os': UBUNTU, 'docker': {'available': True}, 'remaining': {'units': 100}}}
     moves = [{'id': 'c%d' % i, 'name': 'web-%d' % i, 'host': 'lab-1'} for i in range(n)]
     containers = [{'id': 'c%d' % i, 'required': {'units': units}} for i in range(n)]
-    return run(dict({'path': path, 'state': 'init', 'moves': moves, 'containers': containers, 'hosts': hosts}, **limits))
+    return run(dict({'path': path, 'state': 'init', 'moves': moves, 'containers': containers, 'hosts': hosts}, **limits),
+               check_mode)
 
 
 def test_claims_reserve_a_failure_releases_and_the_file_is_private(tmp_path):
@@ -128,3 +129,36 @@ def test_a_lane_left_from_a_killed_run_takes_nothing_from_the_rerun_ledger(tmp_p
     with pytest.raises(AnsibleActionFail, match='belongs to another run'):
         run({'path': path, 'state': 'release', 'key': 'lab-1/web-0', 'outcome': 'Failed', 'run': old})
     assert run({'path': path, 'state': 'claim', 'lane': 'lane-1', 'run': new})['action'] == 'start'
+
+
+def test_check_mode_writes_nothing_at_the_path_and_absent_removes_its_private_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr('tempfile.tempdir', str(tmp_path / 'tmp'))
+    os.mkdir(str(tmp_path / 'tmp'))
+    path = str(tmp_path / 'out' / 'ledger.json')
+    opened = init(path, 2, 40, check_mode=True, max_outbound=2, max_inbound=2, concurrency=2)
+    scratch = opened['check_mode_path']
+    assert scratch == str(tmp_path / 'tmp' / ('mtd-fleet-ledger-check-%s' % opened['run']) / 'ledger.json')
+    assert stat.S_IMODE(os.stat(os.path.dirname(scratch)).st_mode) == 0o700
+    # the lanes of the check-mode run share the private copy: two different moves, then done
+    one = run({'path': path, 'state': 'claim', 'lane': 'l1', 'run': opened['run']}, check_mode=True)
+    two = run({'path': path, 'state': 'claim', 'lane': 'l2', 'run': opened['run']}, check_mode=True)
+    assert (one['move']['key'], two['move']['key']) == ('lab-1/web-0', 'lab-1/web-1')
+    assert run({'path': path, 'state': 'release', 'key': 'lab-1/web-0', 'outcome': 'Succeeded',
+                'run': opened['run']}, check_mode=True)['changed']
+    assert not os.path.exists(str(tmp_path / 'out'))
+    # without the run id a check-mode claim cannot find the copy: refused with the fix
+    with pytest.raises(AnsibleActionFail, match='give run'):
+        run({'path': path, 'state': 'claim', 'lane': 'l1'}, check_mode=True)
+    assert run({'path': path, 'state': 'absent', 'run': opened['run']}, check_mode=True)['changed']
+    assert os.listdir(str(tmp_path / 'tmp')) == [] and not os.path.exists(str(tmp_path / 'out'))
+    assert not run({'path': path, 'state': 'absent', 'run': opened['run']}, check_mode=True)['changed']
+
+
+def test_absent_removes_the_ledger_and_its_lock(tmp_path):
+    path = str(tmp_path / 'ledger.json')
+    init(path, 1, 1)
+    run({'path': path, 'state': 'claim', 'lane': 'l1'})
+    assert os.path.exists(path + '.lock')
+    assert run({'path': path, 'state': 'absent'})['changed']
+    assert os.listdir(str(tmp_path)) == []
+    assert not run({'path': path, 'state': 'absent'})['changed']

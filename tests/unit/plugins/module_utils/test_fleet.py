@@ -152,3 +152,16 @@ def test_bad_limits_and_moves_are_refused_with_the_fix():
         _fleet.new_ledger([{'host': 'a', 'name': 'x'}, {'host': 'a', 'name': 'x'}], [], {}, {})
     with pytest.raises(MtdError, match='needs a host and a name'):
         _fleet.new_ledger([{'name': 'x'}], [], {}, {})
+
+
+def _rec(*epochs):
+    return {'history': [{'epoch': e} for e in epochs]}
+
+
+def test_most_at_once_counts_the_overlap_of_the_records_histories():
+    # in flight at 6: 0-10 and 5-12; at 11: 5-12 and 11-13 (0-10 ended at 10); at 12: 5-12 ends as 12-20
+    # starts, so 11-13 and 12-20: never three
+    assert _fleet.most_at_once([_rec(0, 4, 10), _rec(5, 12), _rec(12, 20), _rec(11, 13)]) == 2
+    assert _fleet.most_at_once([_rec(0, 10), _rec(1, 9), _rec(2, 8)]) == 3
+    assert _fleet.most_at_once([_rec(0, 1), _rec(1, 2), _rec(2, 3)]) == 1
+    assert _fleet.most_at_once([{'history': []}, {}]) == 0

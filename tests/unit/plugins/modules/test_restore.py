@@ -1021,3 +1021,96 @@ def test_limits_spec_is_shared():
 ])
 def test_namespace_pid(text, pid):
     assert restore.namespace_pid(text) == pid
+
+
+# ---------------------------------------------------------------------------------------------------
+# wait_detached: the result the receiver started by state=prepared detach=true left beside the bundle
+
+def _detached_result(target, result, mode=0o600):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + restore.RESULT_SUFFIX, 'w') as handle:
+        json.dump(result, handle)
+    os.chmod(target + restore.RESULT_SUFFIX, mode)
+
+
+def test_wait_detached_ends_with_the_receivers_result_and_consumes_it(model, tmp_path):
+    target = str(tmp_path / 'incoming' / 'm-1')
+    _detached_result(target, {'changed': True, 'container': {'state': 'running'}, 'timings': {'receive': 0.2},
+                              'warnings': ['the stream was not encrypted'], 'invocation': {'module_args': {}}})
+    result = run(model, bundle=target, wait_detached=5)
+    assert result['changed'] is True and result['container'] == {'state': 'running'}
+    assert result['timings'] == {'receive': 0.2} and 'invocation' not in result
+    assert result['detached']['waited_seconds'] < 1 and result['_warnings'] == ['the stream was not encrypted']
+    assert not os.path.exists(target + restore.RESULT_SUFFIX) and model.state_changes() == []
+
+
+def test_wait_detached_fails_with_the_receivers_failure(model, tmp_path):
+    target = str(tmp_path / 'incoming' / 'm-1')
+    _detached_result(target, {'failed': True, 'changed': False, 'msg': 'Receiving the checkpoint failed: cut.',
+                              'criu_log': 'tail', 'timings': {'wait': 1.0}})
+    result = run(model, fail=True, bundle=target, wait_detached=5)
+    assert result['msg'] == 'Receiving the checkpoint failed: cut.'
+    assert result['criu_log'] == 'tail' and result['timings'] == {'wait': 1.0}
+
+
+def test_wait_detached_without_a_receiver_or_past_its_time(model, tmp_path):
+    target = str(tmp_path / 'incoming' / 'm-1')
+    os.makedirs(os.path.dirname(target))
+    # nobody holds the lock and there is no result: the receiver was killed
+    gone = run(model, fail=True, bundle=target, wait_detached=5)
+    assert gone['msg'].startswith('The detached restore of migration m-1 ended without a result')
+    # a receiver that still runs (its unfinished result file is locked) past the wait
+    with open(target + '.result.part', 'w') as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        late = run(model, fail=True, bundle=target, wait_detached=1)
+    # one that was killed: its unfinished result is there, unlocked
+    killed = run(model, fail=True, bundle=target, wait_detached=5)
+    assert late['msg'] == ('The detached restore of migration m-1 gave no result within 1 s (wait_detached); it still '
+                           'holds %s.lock.' % target)
+    assert killed['msg'].startswith('The detached restore of migration m-1 ended without a result')
+    # the collector never makes a lock file of its own
+    assert not os.path.exists(target + '.lock')
+
+
+def test_a_result_others_can_read_or_write_is_not_used(model, tmp_path):
+    target = str(tmp_path / 'incoming' / 'm-1')
+    _detached_result(target, {'changed': True}, mode=0o644)
+    result = run(model, fail=True, bundle=target, wait_detached=5)
+    assert result['msg'] == '%s.result is not a private regular file of this user; its result is not used.' % target
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'state': 'prepared', 'config': CAPTURED, 'detach': True},
+     'detach starts the receiver of state=prepared: give it with state=prepared and receive.'),
+    ({'detach': True, 'receive': {'address': '127.0.0.1', 'port': 4000, 'token': TOKEN, 'encryption': 'none'}},
+     'detach starts the receiver of state=prepared: give it with state=prepared and receive.'),
+    ({'wait_detached': 5, 'receive': {'address': '127.0.0.1', 'port': 4000, 'token': TOKEN, 'encryption': 'none'}},
+     'wait_detached waits for the receiver that state=prepared with detach started: give it with state=started and '
+     'without receive or wait_for_bundle.'),
+])
+def test_detach_and_wait_detached_misuse(model, tmp_path, args, message):
+    result = run(model, fail=True, bundle=str(tmp_path / 'm-1'), **args)
+    assert result['msg'] == message and model.state_changes() == []
+
+
+def test_prepared_with_detach_starts_the_receiver_and_wait_detached_gets_its_result(model, bundle, tmp_path):
+    """The real fork: the detached receiver (a process of its own, talking to the fake engine of this test) receives
+    over mutual TLS, restores, and leaves its result; wait_detached ends with it."""
+    port = free_port()
+    target = str(tmp_path / 'incoming' / 'm-1')
+    source_cert = _channel.ensure_identity(str(tmp_path / 'source.tls'), 'unit-source')[0]
+    prepared = run(model, state='prepared', config=CAPTURED, bundle=target, source_host='lab-1', detach=True,
+                   receive={'address': '127.0.0.1', 'port': port, 'token': TOKEN, 'timeout': 20, 'peer_cert': source_cert})
+    assert prepared['detached'] == {'result': target + '.result', 'lock': target + '.lock'}
+    # the receiver holds the migration's lock: a second restore of it is refused
+    with open(target + '.lock') as probe:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    tls = _channel.load_identity(str(tmp_path / 'source.tls'), prepared['transfer_cert'], 'the test')
+    thread, holder = _send_later(bundle, port, delay=0, tls=tls)
+    result = run(model, bundle=target, wait_detached=30)
+    thread.join(20)
+    assert 'result' in holder, holder.get('error')
+    assert result['changed'] is True and result['container']['state'] == 'running'
+    assert result['received']['encryption'] == 'tls' and model.started_from_checkpoint == [('it-web', 'm-1')]
+    assert TOKEN not in repr(result) and not os.path.exists(target + '.result')
