@@ -6,15 +6,18 @@
 
 """When does CRIU write the memory pages during a dump? The window a stream could overlap.
 
-For the workload of bench/migrate_bench.py (N MB of random anonymous memory), run outside containers,
-time `criu dump -t PID -v4` (the floor's dump) into tmpfs, --repeat times. A 2 ms poller follows the
-total size of pages-*.img in the image directory. Reported, in seconds from the command's start: when the
-first page byte appeared, when the pages reached their final size, when the command returned; and the
-largest gaps between consecutive stamps of CRIU's dump.log (where CRIU's time goes). Nothing is streamed; this only measures what an overlap of the stream
-with the dump could win at most. Needs root and CRIU at /usr/local/sbin/criu; not the lab. (The same
-for the engine's `runc checkpoint` is not here yet: it needs the lab and was not run.)
+For the workload of bench/migrate_bench.py (N MB of random anonymous memory), dump it twice per round:
 
-Run from the repo root:  .venv/bin/python bench/dump_timeline.py [--mb 256] [--repeat 3]
+  raw   `criu dump -t PID -v4` of the script run outside containers (the floor's dump);
+  runc  the engine's runc on lab-1 (`runc checkpoint --leave-running`, as the checkpoint module calls it).
+
+A 2 ms poller follows the total size of pages-*.img in the image directory (tmpfs). Reported, in seconds
+from the command's start: when the first page byte appeared, when the pages reached their final size, when
+the command returned; and the largest gaps between consecutive stamps of CRIU's dump.log (where CRIU's time
+goes, and what runc adds around it). Nothing is streamed; this only measures what an overlap of the stream
+with the dump could win at most. Needs root and the lab (lab/lab.sh up); hold the lab lock.
+
+Run from the repo root:  PYTHONPATH=.build/collections .venv/bin/python bench/dump_timeline.py [--mb 256] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import migrate_bench as mb_  # noqa: E402  pylint: disable=wrong-import-position
@@ -125,15 +129,40 @@ def raw_dump(mb, timeout):
         cleanup.run()
 
 
+def runc_dump(mb, src, timeout):
+    name = 'bench-tl-%d-%s' % (mb, uuid.uuid4().hex[:6])
+    cleanup = mb_.Cleanup()
+    try:
+        cleanup.add('remove %s' % name, src.remove, name)
+        images = tempfile.mkdtemp(prefix='bench-tl-runc-%d-' % mb, dir=mb_.SHM)
+        cleanup.add('remove %s' % images, shutil.rmtree, images, True)
+        work = tempfile.mkdtemp(prefix='bench-tl-work-%d-' % mb, dir=mb_.SHM)
+        cleanup.add('remove %s' % work, shutil.rmtree, work, True)
+        src.start_workload(name, mb)
+        src.wait_counter(name)
+        container = src.container_id(name)
+        result = timed(['nsenter', '-t', src.sshd_pid(), '-m', '--', 'runc', '--root', '/run/docker/runtime-runc/moby',
+                        'checkpoint', '--image-path', images, '--work-path', work, '--leave-running', container],
+                       images, timeout, 'runc checkpoint')
+        result['gaps'] = log_gaps(os.path.join(work, 'dump.log'))
+        return result
+    finally:
+        cleanup.run()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--mb', type=int, default=256)
     parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--source', default='lab-1')
     parser.add_argument('--timeout', type=int, default=300)
     args = parser.parse_args()
+    src = mb_.Engine(args.source)
+    if not src.up():
+        raise SystemExit('the engine of %s does not answer: bring the lab up (lab/lab.sh up)' % args.source)
     out = {'load': os.getloadavg(), 'rounds': []}
     for _dummy in range(args.repeat):
-        out['rounds'].append({'raw': raw_dump(args.mb, args.timeout)})
+        out['rounds'].append({'raw': raw_dump(args.mb, args.timeout), 'runc': runc_dump(args.mb, src, args.timeout)})
     out['load_end'] = os.getloadavg()
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write('\n')
