@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
-from ansible_collections.mtd.containers.bench.precopy_model import (
+from ansible_collections.mtd.containers.plugins.module_utils._precopy import (
     DEFAULT_OPTIONS,
     DirtyRatePredictor,
     check_options,
