@@ -364,12 +364,12 @@ timings:
 precopy:
   description:
     - Whether iterative pre-copy was possible and used, and why (not); C(mode), and with pre-copy the C(rule).
-    - C(final) (after a dump): the final dump's C(pages) (CRIU's pages written; with pre-copy only those dirtied
-      since the last round), C(frozen_ms) (how long CRIU held the tasks), C(duration) (seconds).
-    - C(rounds) (with pre-copy): every pre-dump round and then the final dump (C(kind) pre-dump|final), each
+    - "C(final) (after a dump): the final dump's C(pages) (CRIU's pages written; with pre-copy only those dirtied
+      since the last round), C(frozen_ms) (how long CRIU held the tasks), C(duration) (seconds)."
+    - "C(rounds) (with pre-copy): every pre-dump round and then the final dump (C(kind) pre-dump|final), each
       with C(round), C(dir) (in the bundle), C(pages) (actual), C(predicted_pages) (what the rule predicted
       after the round before), C(duration), C(frozen_ms), C(pages_scanned), C(pages_skipped_parent) and
-      C(decision) (the rule's code after the round); C(stop) is the rule's last C(code) and C(reason).
+      C(decision) (the rule's code after the round); C(stop) is the rule's last C(code) and C(reason)."
   returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: dict
   sample: {"available": true, "used": true, "mode": "auto", "rule": "predictive",

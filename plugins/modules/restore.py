@@ -168,6 +168,9 @@ options:
         C(/etc/criu/runc.conf) of the operator's own is never touched.
       - V(engine) moves the images into the engine's checkpoint directory, the way Docker documents it.
       - V(auto) is V(direct) unless the host has a C(/etc/criu/runc.conf) of its own, then V(engine).
+      - A checkpoint made with pre-copy (its final images read the unchanged pages from the rounds before,
+        C(precopy/1..N) of the bundle) needs V(direct); with V(engine) it is refused (the engine would pass the
+        final images alone).
     type: str
     choices: [auto, direct, engine]
     default: auto
@@ -401,6 +404,15 @@ criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
   type: str
+precopy_rounds:
+  description:
+    - The number of pre-copy rounds the checkpoint's final images depend on (M(mtd.containers.checkpoint)'s
+      O(mtd.containers.checkpoint#module:precopy)). Their C(parent) links were rebuilt on this host
+      (C(criu/parent) to C(../precopy/N), C(precopy/k/parent) to C(../k-1)) and CRIU read them in place
+      (O(image_delivery=direct)).
+  returned: when O(state=started) and the bundle was made with pre-copy
+  type: int
+  sample: 3
 place_method:
   description:
     - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
