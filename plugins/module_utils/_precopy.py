@@ -75,6 +75,7 @@ growth over the previous round, or after 8 rounds. ``simulate`` runs either poli
 from __future__ import annotations
 
 import math
+from typing import Any, Dict
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
@@ -311,7 +312,7 @@ def check_options(options):
     if unknown:
         raise MtdError('unknown option%s %s; known options: %s' % (
             's' if len(unknown) > 1 else '', ', '.join(unknown), ', '.join(sorted(DEFAULT_OPTIONS))))
-    merged = dict(DEFAULT_OPTIONS)
+    merged: Dict[str, Any] = dict(DEFAULT_OPTIONS)
     merged.update((key, value) for key, value in options.items() if value is not None or key == 'max_time')
     merged['initial_rate'] = _number(merged['initial_rate'], 'initial_rate')
     merged['weight_base'] = _number(merged['weight_base'], 'weight_base')
@@ -399,8 +400,8 @@ def phaul_decide(history, options=None):
     ``options`` is accepted for a common policy signature and ignored: these rules have no knobs.
     """
     rounds = normalise_history(history)
-    result = {'round': len(rounds), 'produced_pages': None, 'growth': None,
-              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
+    result: Dict[str, Any] = {'round': len(rounds), 'produced_pages': None, 'growth': None,
+                              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
     if not rounds:
         result.update({'continue': True, 'code': 'first_round',
                        'reason': 'first round: full copy while the container runs'})
@@ -433,8 +434,8 @@ def fixed_decide(history, options=None):
     """Exactly ``max_rounds`` rounds, whatever they copy (to record a trace for ``replay``)."""
     rounds = normalise_history(history)
     cap = check_options(options)['max_rounds']
-    result = {'round': len(rounds), 'produced_pages': rounds[-1]['pages'] if rounds else None,
-              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
+    result: Dict[str, Any] = {'round': len(rounds), 'produced_pages': rounds[-1]['pages'] if rounds else None,
+                              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
     if len(rounds) >= cap:
         result.update({'continue': False, 'code': 'max_rounds',
                        'reason': 'max rounds: %d rounds done, cap %d' % (len(rounds), cap)})

@@ -418,7 +418,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
@@ -626,8 +626,8 @@ class Checkpointer(Worker):
 
     def __init__(self, mod):
         super().__init__(mod)
-        self.rule = None
-        self._precopy = ([], [])
+        self.rule: Any = None
+        self._precopy: Tuple[List[Dict[str, Any]], List[Dict[str, Any]]] = ([], [])
         self.client = mod.docker
         self.inspected: Dict[str, Any] = {}
         self.manifest: Dict[str, Any] = {}
@@ -831,7 +831,8 @@ class Checkpointer(Worker):
         bundle = plan['bundle']
         policy, options = self.rule
         runc = Runc(plan['runc'], plan['runc_root'], plan['criu'].path, owner='mtd.containers.checkpoint')
-        rounds, decisions = [], []
+        rounds: List[Dict[str, Any]] = []
+        decisions: List[Dict[str, Any]] = []
         status = self.result['precopy']
         started = time.time()
         try:
