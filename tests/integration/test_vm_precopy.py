@@ -56,8 +56,8 @@ def guest(command, stdin=None, timeout=300):
     """Run a shell command in the guest; AssertionError with its output when it fails."""
     proc = subprocess.run(_ssh_argv(command), input=stdin, capture_output=True, timeout=timeout, check=False)
     if proc.returncode != 0:
-        raise AssertionError('in the VM, %r failed (rc=%d): %s %s' % (command, proc.returncode,
-                                                                     proc.stdout[-2000:], proc.stderr[-2000:]))
+        raise AssertionError('in the VM, %r failed (rc=%d): %s %s'
+                             % (command, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
     return proc.stdout.decode('utf-8', 'replace')
 
 
