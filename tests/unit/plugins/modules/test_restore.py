@@ -1036,8 +1036,8 @@ def _precopy_bundle(tmp_path, rounds=2, make_dirs=True):
                 handle.write(b'\x02' * 4096)
         entries.append({'round': k, 'kind': 'pre-dump', 'dir': 'precopy/%d' % k, 'pages': 1})
     entries.append({'round': rounds + 1, 'kind': 'final', 'dir': 'criu', 'pages': 1})
-    _bundle.write_manifest(bundle, CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc',
-                                                   'precopy': {'used': True, 'rounds': entries}})
+    extra = {'checkpoint': 'm-1', 'method': 'runc', 'precopy': {'used': True, 'rounds': entries}}
+    _bundle.write_manifest(bundle, CAPTURED, extra=extra)
     return bundle
 
 
