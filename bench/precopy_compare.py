@@ -21,7 +21,7 @@ import random
 import statistics
 import sys
 
-from ansible_collections.mtd.containers.bench.precopy_model import simulate
+from ansible_collections.mtd.containers.plugins.module_utils._precopy import simulate
 
 TOTAL = 65536               # 256 MiB of 4 KiB pages
 BANDWIDTH = 50000           # pages/s (about 200 MB/s)

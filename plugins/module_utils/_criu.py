@@ -351,23 +351,32 @@ class Runc:
         self.runner = CmdRunner(binary, prefix=['--root', root, '--criu', criu])
 
     def checkpoint_args(self, container_id: str, images: str, work: str,
-                        page_server: Optional[str] = None, status_fd: Optional[int] = None) -> List[str]:
-        """The arguments after ``runc --root R --criu C``: a dump that leaves the tasks to the freezer."""
-        args = ['checkpoint', '--image-path', images, '--work-path', work, '--leave-running']
+                        page_server: Optional[str] = None, status_fd: Optional[int] = None,
+                        parent: Optional[str] = None, pre_dump: bool = False) -> List[str]:
+        """The arguments after ``runc --root R --criu C``: a dump that leaves the tasks to the freezer, or
+        (``pre_dump``) a pre-dump of the memory while the container runs. ``parent``: the previous round's
+        image directory, relative to ``images`` (CRIU links it as ``parent`` and writes only what changed)."""
+        args = ['checkpoint', '--image-path', images, '--work-path', work]
+        args += ['--pre-dump'] if pre_dump else ['--leave-running']
+        if parent:
+            args += ['--parent-path', parent]
         if page_server:
             args += ['--lazy-pages', '--page-server', page_server, '--status-fd', str(status_fd)]
         return args + [container_id]
 
-    def checkpoint(self, container_id: str, images: str, work: str, timeout: float) -> None:
-        """Dump into ``images`` (CRIU's log in ``work``); CriuError with the log's tail on failure."""
+    def checkpoint(self, container_id: str, images: str, work: str, timeout: float,
+                   parent: Optional[str] = None, pre_dump: bool = False) -> None:
+        """Dump (or pre-dump) into ``images`` (CRIU's log in ``work``); CriuError with the log's tail on failure."""
+        what = 'pre-dump' if pre_dump else 'dump'
         try:
             with RuncCriuOptions(owner='%s (pid %d)' % (self.owner, os.getpid()), timeout=timeout):
-                result = self.runner.run(self.checkpoint_args(container_id, images, work), timeout=timeout)
+                result = self.runner.run(self.checkpoint_args(container_id, images, work, parent=parent,
+                                                              pre_dump=pre_dump), timeout=timeout)
         except (MtdError, OSError) as exc:
-            raise CriuError('CRIU could not dump the container: %s' % exc)
+            raise CriuError('CRIU could not %s the container: %s' % (what, exc))
         if not result.ok:
-            raise CriuError('CRIU could not dump the container (runc checkpoint rc=%d): %s'
-                            % (result.rc, output_tail(result.stderr or result.stdout, 5)),
+            raise CriuError('CRIU could not %s the container (runc checkpoint rc=%d): %s'
+                            % (what, result.rc, output_tail(result.stderr or result.stdout, 5)),
                             criu_log=read_tail(os.path.join(work, 'dump.log')))
 
     def checkpoint_lazy(self, container_id: str, images: str, work: str, address: str, port: int,

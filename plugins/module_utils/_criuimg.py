@@ -784,3 +784,48 @@ def add_filter(images_dir: str, program: Optional[bytes] = None, machine: Option
         files.append('core-%d.img' % tid)
     return {'tasks': plan.summary, 'filters_before': before, 'filters_after': before + len(plan.new_flags),
             'changed_files': files}
+
+
+# ---------------------------------------------------------------------------------------------
+# The dump statistics (stats-dump): what a dump or pre-dump wrote, for pre-copy's stop rule
+
+IMG_SERVICE_MAGIC = 0x55105940   # service images (stats, irmap cache) start with it instead of IMG_COMMON_MAGIC
+STATS_MAGIC = 0x57093306
+STATS_FILE = 'stats-dump'
+# dump_stats_entry (CRIU's images/stats.proto): field number -> key
+DUMP_STATS_FIELDS = {1: 'freezing_time_us', 2: 'frozen_time_us', 3: 'memdump_time_us', 4: 'memwrite_time_us',
+                     5: 'pages_scanned', 6: 'pages_skipped_parent', 7: 'pages_written', 9: 'pages_lazy'}
+
+
+def parse_dump_stats(data: bytes, name: str = STATS_FILE) -> Dict[str, int]:
+    """The ``dump`` part of a ``stats-dump`` image: ``{'pages_written': n, 'pages_scanned': n,
+    'pages_skipped_parent': n, 'frozen_time_us': n, ...}`` (keys of the fields present). CriuImageError
+    when the bytes are not a stats image with one entry holding dump statistics."""
+    if len(data) < 8:
+        raise CriuImageError('The CRIU image %s is shorter than its magic numbers (a truncated image).' % name)
+    first, second = struct.unpack_from('=2I', data, 0)
+    if first not in (IMG_SERVICE_MAGIC, IMG_COMMON_MAGIC) or second != STATS_MAGIC:
+        raise CriuImageError('The CRIU image %s starts with magic %s, not %s: not CRIU dump statistics.'
+                             % (name, _hex([first, second]), _hex([IMG_SERVICE_MAGIC, STATS_MAGIC])))
+    # split_image checks the common head; the service head is re-labelled for it (the entries are the same)
+    entries = split_image(struct.pack('=2I', IMG_COMMON_MAGIC, STATS_MAGIC) + data[8:], STATS_MAGIC, name)
+    dump = Message(_one_entry(entries, name), name).blob(1)
+    if dump is None:
+        raise CriuImageError('The CRIU image %s holds no dump statistics (a restore\'s?).' % name)
+    message = Message(dump, name + ' (dump)')
+    out = {}
+    for number, key in DUMP_STATS_FIELDS.items():
+        value = message.uint(number, limit=2 ** 64 - 1)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def read_dump_stats(*directories: str) -> Optional[Dict[str, int]]:
+    """The dump statistics of the first of ``directories`` that holds a ``stats-dump`` (CRIU writes it into
+    its work directory), or None when none does. CriuImageError when one is there but unreadable."""
+    for directory in directories:
+        path = os.path.join(directory, STATS_FILE)
+        if os.path.lexists(path):
+            return parse_dump_stats(read_image_file(path), STATS_FILE)
+    return None

@@ -26,10 +26,14 @@ description:
     M(mtd.containers.container_state)). With O(leave_running=true) it is resumed right after the dump.
   - "The bundle holds process memory, secrets included: its directories are created 0700 and its files
     0600. O(state=absent) deletes it."
-  - "Pre-copy: when the kernel tracks dirty pages (C(criu check --feature mem_dirty_track)), iterative
-    pre-copy can shorten the freeze. This module reports whether it is available in RV(precopy); it
-    performs a single stop-and-copy dump and says so. On kernels without soft-dirty tracking (such as
-    the lab's) pre-copy is impossible and RV(precopy) says why."
+  - "Pre-copy (O(precopy.mode=auto)): when the kernel tracks dirty pages (C(criu check --feature
+    mem_dirty_track)), CRIU pre-dump rounds (C(runc checkpoint --pre-dump), each with the round before as
+    C(--parent-path)) copy the memory into C(precopy/1), C(precopy/2) ... of the bundle while the container
+    runs; after every round a stop rule (O(precopy.rule)) decides, from the pages CRIU really wrote (its
+    C(stats-dump)), whether another round is worth it. The final dump, frozen, then writes only the pages
+    dirtied since the last round, with that round as its C(parent). RV(precopy) lists every round. Where the
+    kernel does not track dirty pages (the namespace lab hosts), with post-copy (O(lazy_pages)) or with
+    O(precopy.mode=off), the module makes the single stop-and-copy dump and RV(precopy) says why."
   - Docker's own C(POST /containers/{id}/checkpoints) passes the images through containerd's content
     store and is several times slower than CRIU itself; this module calls runc directly on the
     engine's runc state directory instead.
@@ -135,6 +139,52 @@ options:
       - With O(lazy_pages), the time until the page server is ready is O(lazy_pages.ready_timeout).
     type: int
     default: 300
+  precopy:
+    description:
+      - Iterative pre-copy before the freeze (see the description). The target restores the chain of rounds
+        only with O(mtd.containers.restore#module:image_delivery=direct) (the engine's own delivery would lose
+        it), which M(mtd.containers.restore) then requires.
+    type: dict
+    suboptions:
+      mode:
+        description:
+          - V(auto) runs pre-dump rounds where the kernel tracks dirty pages (else the single dump, with the
+            reason in RV(precopy)); V(off) always makes the single dump.
+        type: str
+        choices: [auto, 'off']
+        default: 'off'
+      rule:
+        description:
+          - The stop rule. V(predictive) predicts the next round's pages from the measured dirty rates
+            (weighted errors against O(precopy.initial_rate)) and stops when the round copied at most
+            O(precopy.min_pages) (C(converged)), when the next round would copy more (C(diverging)), when
+            it would save less than O(precopy.min_shrink) (C(stalled)), after O(precopy.max_time) seconds
+            (C(time_limit)) or O(precopy.max_rounds) rounds (C(max_rounds)).
+          - V(phaul) applies P.Haul's fixed rules (at most 64 pages, more than 10 % growth over the round
+            before, 8 rounds). V(fixed) runs exactly O(precopy.max_rounds) rounds (to record a trace).
+        type: str
+        choices: [predictive, phaul, fixed]
+        default: predictive
+      initial_rate:
+        description: Dirty pages per second expected before anything is measured (V(predictive)).
+        type: float
+        default: 0.0
+      min_pages:
+        description: A round that copied at most this many pages ends pre-copy (V(predictive)).
+        type: int
+        default: 64
+      min_shrink:
+        description: The fraction a next round must save to be worth it (V(predictive); V(0) disables it).
+        type: float
+        default: 0.1
+      max_time:
+        description: Seconds of pre-copy after which no round starts (V(predictive)).
+        type: float
+        default: 60.0
+      max_rounds:
+        description: Rounds at most, the full first copy included (V(predictive), V(fixed)).
+        type: int
+        default: 8
   lazy_pages:
     description:
       - Post-copy. The dump leaves out the memory that can be fetched later; CRIU then serves those pages
@@ -210,6 +260,15 @@ EXAMPLES = r"""
   mtd.containers.checkpoint:
     container: web-1
     name: m-42
+  register: cp
+
+- name: Pre-copy where the kernel tracks dirty pages, then the short freeze (the single dump elsewhere)
+  mtd.containers.checkpoint:
+    container: web-1
+    name: m-43
+    precopy:
+      mode: auto
+      max_rounds: 5
   register: cp
 
 - name: Snapshot without stopping the workload
@@ -303,10 +362,24 @@ timings:
   type: dict
   sample: {"freeze": 0.03, "dump": 0.31, "rootfs": 0.01, "volumes": 0.01, "manifest": 0.2, "total": 0.6}
 precopy:
-  description: Whether iterative pre-copy was possible and used, and why not.
+  description:
+    - Whether iterative pre-copy was possible and used, and why (not); C(mode), and with pre-copy the C(rule).
+    - "C(final) (after a dump): the final dump's C(pages) (CRIU's pages written; with pre-copy only those dirtied
+      since the last round), C(frozen_ms) (how long CRIU held the tasks), C(duration) (seconds)."
+    - "C(rounds) (with pre-copy): every pre-dump round and then the final dump (C(kind) pre-dump|final), each
+      with C(round), C(dir) (in the bundle), C(pages) (actual), C(predicted_pages) (what the rule predicted
+      after the round before), C(duration), C(frozen_ms), C(pages_scanned), C(pages_skipped_parent) and
+      C(decision) (the rule's code after the round); C(stop) is the rule's last C(code) and C(reason)."
   returned: when O(state=present), and when O(state=prepared) with O(capture=true)
   type: dict
-  sample: {"available": false, "used": false, "reason": "the kernel does not track dirty pages (criu: Dirty tracking is OFF)"}
+  sample: {"available": true, "used": true, "mode": "auto", "rule": "predictive",
+           "reason": "pre-dump rounds while the container runs, then the final dump with the last round as parent",
+           "stop": {"code": "stalled", "reason": "stalled: predicted 1210 of produced 1180 pages saves less than 10%"},
+           "final": {"pages": 1190, "frozen_ms": 2104.5, "duration": 3.1},
+           "rounds": [{"round": 1, "kind": "pre-dump", "dir": "precopy/1", "pages": 24710, "predicted_pages": null,
+                       "duration": 4.2, "frozen_ms": 801.2, "decision": "converging"},
+                      {"round": 2, "kind": "final", "dir": "criu", "pages": 1190, "predicted_pages": 0.0,
+                       "duration": 3.1, "frozen_ms": 2104.5, "decision": null}]}
 config:
   description:
     - The captured configuration of the container (also in check mode), as M(mtd.containers.restore)
@@ -345,7 +418,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils._bundle import (
     CRIU_DIR,
@@ -383,6 +456,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     lazy_tls_options,
     make_tls_identity,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import CriuImageError, read_dump_stats
 from ansible_collections.mtd.containers.plugins.module_utils._criuimg import precheck as filter_precheck
 from ansible_collections.mtd.containers.plugins.module_utils._criuimg import task_statuses
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
@@ -411,6 +485,14 @@ from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     engine_paths,
     policy_message,
     policy_violations,
+)
+from ansible_collections.mtd.containers.plugins.module_utils._precopy import (
+    PRECOPY_DIR,
+    PRECOPY_SPEC,
+    precopy_plan,
+    round_dir,
+    round_entries,
+    rule_of,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     PLAINTEXT_WARNING,
@@ -443,6 +525,7 @@ ARGUMENT_SPEC = dict(
     send=dict(type='dict', options=transfer_spec(SENDER, keep=dict(type='bool', default=False),
                                                  hashes=dict(type='bool', default=False))),
     policy=dict(type='dict', apply_defaults=True, options=POLICY_SPEC),
+    precopy=dict(type='dict', apply_defaults=True, options=PRECOPY_SPEC),
     lazy_pages=dict(type='dict', options=dict(
         address=dict(type='str', required=True),
         port=dict(type='int', required=True),
@@ -544,6 +627,8 @@ class Checkpointer(Worker):
 
     def __init__(self, mod):
         super().__init__(mod)
+        self.rule: Any = None
+        self._precopy: Tuple[List[Dict[str, Any]], List[Dict[str, Any]]] = ([], [])
         self.client = mod.docker
         self.inspected: Dict[str, Any] = {}
         self.manifest: Dict[str, Any] = {}
@@ -573,6 +658,8 @@ class Checkpointer(Worker):
         channel = self.open_channel(plan['bundle']) if self.p['send'] else None
         with Rollback(self, plan['bundle'], channel) as undo:
             self.prepare(plan, undo)
+            if plan['precopy']:
+                self.precopy_rounds(plan)
             self.freeze(plan, undo)
             undo.dumping = True
             self.dump(plan, undo.lazy_dir)
@@ -586,6 +673,7 @@ class Checkpointer(Worker):
         if self.p['send']:
             check_transfer_options(self.p['send'], 'send.')
         lazy = self.p['lazy_pages']
+        self.rule = rule_of(self.p['precopy'])
         if not lazy:
             return
         if self.p['leave_running']:
@@ -625,7 +713,9 @@ class Checkpointer(Worker):
         if not plan['runc_root']:
             raise MtdError('The runc state of container %s was not found; set runc_root to the engine\'s runc '
                            'root (for Docker: <exec-root>/runtime-runc/moby).' % captured['name'])
-        self.result['precopy'] = self.precopy_status(plan['criu'], lazy=bool(self.p['lazy_pages']))
+        self.result['precopy'] = self.precopy_status(plan['criu'], lazy=bool(self.p['lazy_pages']), paused=paused)
+        plan['precopy'] = self.result['precopy']['used']
+        plan['rounds'] = 0
         self.result['method'] = 'runc'
         self.result['changed'] = True
         self.result['config'] = captured
@@ -724,19 +814,77 @@ class Checkpointer(Worker):
             raise MtdError('"criu check" fails on this host, so no checkpoint can be made: %s' % out)
         return criu
 
-    def precopy_status(self, criu, lazy=False):
+    def precopy_status(self, criu, lazy=False, paused=False):
         try:
             dirty = criu.feature('mem_dirty_track')
         except CriuError:
             dirty = False
-        if dirty:
-            return {'available': True, 'used': False,
-                    'reason': 'the kernel tracks dirty pages, but this module makes a single %s dump'
-                              % ('post-copy (lazy pages)' if lazy else 'stop-and-copy')}
-        return {'available': False, 'used': False,
-                'reason': 'the kernel does not track dirty pages (criu check --feature mem_dirty_track: '
-                          'Dirty tracking is OFF), so iterative pre-copy is impossible; %s'
-                          % ('post-copy (lazy pages) was used instead' if lazy else 'stop-and-copy was used')}
+        used, reason = precopy_plan(self.p['precopy']['mode'], dirty, lazy, paused)
+        status = {'available': dirty, 'used': used, 'reason': reason, 'mode': self.p['precopy']['mode']}
+        if used:
+            status['rule'] = self.p['precopy']['rule']
+        return status
+
+    def precopy_rounds(self, plan):
+        """Pre-dump rounds while the container runs (CRIU copies the memory, each round only what changed
+        since the one before: its ``parent``), the rule deciding after each round. A failed round ends
+        pre-copy: the rounds are removed and the single dump follows, as without it (with the reason)."""
+        bundle = plan['bundle']
+        policy, options = self.rule
+        runc = Runc(plan['runc'], plan['runc_root'], plan['criu'].path, owner='mtd.containers.checkpoint')
+        rounds: List[Dict[str, Any]] = []
+        decisions: List[Dict[str, Any]] = []
+        status = self.result['precopy']
+        started = time.time()
+        try:
+            make_private_dir(os.path.join(bundle, PRECOPY_DIR))
+            while True:
+                index = len(rounds) + 1
+                rounds.append(self.one_dump(runc, plan, round_dir(index), '../%d' % (index - 1) if index > 1 else None,
+                                            pre_dump=True))
+                decision = policy([{'duration': item['duration'], 'pages': item['pages']} for item in rounds], options)
+                decisions.append(decision)
+                if not decision.get('continue'):
+                    break
+        except (CriuError, CriuImageError, OSError) as exc:
+            remove_tree(os.path.join(bundle, PRECOPY_DIR))
+            status.update(used=False, reason='pre-dump round %d failed (%s), so the single stop-and-copy dump was '
+                                             'used' % (len(rounds) + 1, exc), rounds=[])
+            self.module.warn('Pre-copy was given up: %s' % status['reason'])
+            return
+        finally:
+            self.timings['precopy'] = round(time.time() - started, 4)
+        plan['rounds'] = len(rounds)
+        status['stop'] = {'code': decisions[-1].get('code'), 'reason': decisions[-1].get('reason')}
+        self._precopy = (rounds, decisions)
+
+    def one_dump(self, runc, plan, rel, parent, pre_dump=False):
+        """One CRIU dump (or pre-dump) of the container into ``bundle/rel``: its pages written (CRIU's
+        stats-dump), its duration and how long CRIU held the tasks frozen."""
+        bundle = plan['bundle']
+        images = os.path.join(bundle, rel)
+        work = os.path.join(bundle, 'work')
+        make_private_dir(images)
+        remove_tree(work)
+        make_private_dir(work)
+        started = time.time()
+        runc.checkpoint(plan['cid'], images, work, timeout=self.p['dump_timeout'], parent=parent, pre_dump=pre_dump)
+        duration = time.time() - started
+        try:
+            stats = read_dump_stats(work, images) or {}
+        except CriuImageError as exc:
+            if pre_dump:
+                raise
+            self.module.warn('The statistics of the dump could not be read: %s' % exc)
+            stats = {}
+        if pre_dump:
+            remove_tree(work)
+            if 'pages_written' not in stats:
+                raise CriuError('CRIU wrote no statistics (stats-dump) for the round, so its dirty pages are unknown')
+        return {'pages': stats.get('pages_written'), 'pages_scanned': stats.get('pages_scanned'),
+                'pages_skipped_parent': stats.get('pages_skipped_parent'),
+                'frozen_ms': round(stats['frozen_time_us'] / 1000.0, 3) if 'frozen_time_us' in stats else None,
+                'duration': round(duration, 4)}
 
     def open_channel(self, bundle):
         """The receiver must be there, and prove itself (and take us), before anything is frozen."""
@@ -786,8 +934,12 @@ class Checkpointer(Worker):
                 self.dump_lazy(runc, plan, images, lazy_dir)
                 return
             work = os.path.join(bundle, 'work')
-            make_private_dir(work)
-            runc.checkpoint(plan['cid'], images, work, timeout=self.p['dump_timeout'])
+            rounds = plan.get('rounds') or 0
+            final = self.one_dump(runc, plan, CRIU_DIR, '../%s' % round_dir(rounds) if rounds else None)
+            status = self.result['precopy']
+            status['final'] = final
+            if rounds:
+                status['rounds'] = round_entries(self._precopy[0], self._precopy[1], dict(final, dir=CRIU_DIR))
             # dump.log stays out of the bundle's images but is kept for the record
             log = os.path.join(work, 'dump.log')
             if os.path.exists(log):

@@ -176,6 +176,9 @@ options:
         C(/etc/criu/runc.conf) of the operator's own is never touched.
       - V(engine) moves the images into the engine's checkpoint directory, the way Docker documents it.
       - V(auto) is V(direct) unless the host has a C(/etc/criu/runc.conf) of its own, then V(engine).
+      - A checkpoint made with pre-copy (its final images read the unchanged pages from the rounds before,
+        C(precopy/1..N) of the bundle) needs V(direct); with V(engine) it is refused (the engine would pass the
+        final images alone).
     type: str
     choices: [auto, direct, engine]
     default: auto
@@ -437,6 +440,15 @@ criu_log:
   description: Tail of CRIU's restore.log when the start from the checkpoint failed.
   returned: on failure
   type: str
+precopy_rounds:
+  description:
+    - The number of pre-copy rounds the checkpoint's final images depend on (M(mtd.containers.checkpoint)'s
+      O(mtd.containers.checkpoint#module:precopy)). Their C(parent) links were rebuilt on this host
+      (C(criu/parent) to C(../precopy/N), C(precopy/k/parent) to C(../k-1)) and CRIU read them in place
+      (O(image_delivery=direct)).
+  returned: when O(state=started) and the bundle was made with pre-copy
+  type: int
+  sample: 3
 place_method:
   description:
     - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
@@ -571,6 +583,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     reference_registry,
     same_registry,
 )
+from ansible_collections.mtd.containers.plugins.module_utils._precopy import chain_count, chain_links, round_dir
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     PLAINTEXT_WARNING,
     RECEIVER,
@@ -1072,6 +1085,7 @@ class Restorer(Worker):
         lazy = manifest.get('lazy_pages')
         if lazy:
             self.check_lazy(delivery)
+        rounds = self.precopy_chain(manifest, delivery)
         inspect, dummy = self.ensure_standby(captured)
         self.result['changed'] = True
         if self.module.check_mode:
@@ -1084,8 +1098,10 @@ class Restorer(Worker):
             self.lay_back(inspect, captured)
             if self.arrival:
                 self.arrival.add_filter(os.path.join(self.bundle, CRIU_DIR))
+            if rounds:
+                self.link_rounds(rounds)
             placed = self.place(cid, cp_name, delivery, bool(lazy))
-        except (MigrationError, OSError) as exc:
+        except (MigrationError, OSError, MtdError) as exc:
             self.fail('Preparing the restore of %s failed: %s' % (name, exc))
         self.check_cancelled()
         daemon = self.start(cid, name, cp_name, placed, lazy)
@@ -1299,6 +1315,38 @@ class Restorer(Worker):
             choice = {'used': 'direct', 'reason': 'image_delivery=%s' % wanted}
         self.result['image_delivery'] = choice
         return choice
+
+    def precopy_chain(self, manifest, delivery):
+        """The number of pre-copy rounds the images depend on (0: a single dump). CRIU reads the final images'
+        ``parent`` chain from the bundle, which only direct delivery keeps (the engine's would copy the final
+        directory alone), so engine delivery is refused for it."""
+        try:
+            count = chain_count(manifest.get('precopy'))
+        except MtdError as exc:
+            self.fail('The checkpoint bundle cannot be restored: %s.' % exc)
+        if count:
+            self.result['precopy_rounds'] = count
+            if delivery['used'] != 'direct':
+                self.fail('The checkpoint was made with %d pre-copy rounds, whose images only image_delivery=direct '
+                          'gives CRIU (%s); use image_delivery=direct or auto on a host without a runc.conf of its own.'
+                          % (count, delivery['reason']))
+        return count
+
+    def link_rounds(self, count):
+        """The ``parent`` links of the pre-copy chain, made here from the round count alone (the stream carries
+        only directories and regular files): ``criu/parent`` -> ``../precopy/N``, ``precopy/k/parent`` ->
+        ``../k-1``. Every round directory must be a real directory of the bundle; an existing link is replaced."""
+        for k in range(1, count + 1):
+            path = os.path.join(self.bundle, round_dir(k))
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise MigrationError('The bundle lacks the pre-copy round directory %s.' % round_dir(k))
+        for link, target in chain_links(count, CRIU_DIR):
+            full = os.path.join(self.bundle, link)
+            if os.path.lexists(full):
+                if not os.path.islink(full):
+                    raise MigrationError('%s in the bundle is not a link CRIU made.' % link)
+                os.unlink(full)
+            os.symlink(target, full)
 
     def place_direct(self, images, target, lazy=False):
         """Give the engine only what runc itself reads (descriptors.json); CRIU gets the images' path

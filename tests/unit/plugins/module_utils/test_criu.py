@@ -22,6 +22,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Criu,
     CriuError,
     CriuResult,
+    Runc,
     RuncCriuOptions,
     find_criu,
     lazy_pages_blocker,
@@ -406,3 +407,18 @@ def test_spawn_until_ready(tmp_path, script, state):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_runc_checkpoint_args_for_pre_dump_rounds_and_the_final_dump():
+    runc = Runc('/usr/sbin/runc', '/run/docker/runtime-runc/moby', '/usr/sbin/criu')
+    assert runc.checkpoint_args('c1', '/b/precopy/1', '/b/work', pre_dump=True) == [
+        'checkpoint', '--image-path', '/b/precopy/1', '--work-path', '/b/work', '--pre-dump', 'c1']
+    assert runc.checkpoint_args('c1', '/b/precopy/2', '/b/work', parent='../1', pre_dump=True) == [
+        'checkpoint', '--image-path', '/b/precopy/2', '--work-path', '/b/work', '--pre-dump', '--parent-path', '../1',
+        'c1']
+    # the final dump: frozen by the engine, left to the freezer, the last round as parent
+    assert runc.checkpoint_args('c1', '/b/criu', '/b/work', parent='../precopy/2') == [
+        'checkpoint', '--image-path', '/b/criu', '--work-path', '/b/work', '--leave-running', '--parent-path',
+        '../precopy/2', 'c1']
+    assert runc.checkpoint_args('c1', '/b/criu', '/b/work') == [
+        'checkpoint', '--image-path', '/b/criu', '--work-path', '/b/work', '--leave-running', 'c1']

@@ -810,3 +810,127 @@ def test_seccomp_precheck_refuses_before_the_freeze(scene, monkeypatch, tmp_path
 def test_seccomp_precheck_without_a_process_refuses(scene):
     result = run(scene, fail=True, seccomp_precheck=True, _ansible_check_mode=True)
     assert 'names no process of container it-web' in result['msg']
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pre-copy: a CRIU that tracks dirty pages, a runc whose every dump writes the next prepared stats-dump
+
+DIRTY_CRIU = r"""#!/bin/sh
+case "$*" in
+  --version) echo "Version: 4.1.1" ;;
+  check) echo "Looks good." ;;
+  "check --feature mem_dirty_track") echo "mem_dirty_track is supported" ;;
+  *) exit 1 ;;
+esac
+"""
+
+# runc checkpoint [--pre-dump] [--parent-path P] ...: CRIU's parent link and the next stats-dump of $STATS_DIR
+STATS_RUNC = r"""#!/bin/sh
+echo "$*" >> "$RUNC_ARGS"
+images=; work=; parent=; pre=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --image-path) images=$2; shift ;;
+    --work-path) work=$2; shift ;;
+    --parent-path) parent=$2; shift ;;
+    --pre-dump) pre=1 ;;
+  esac
+  shift
+done
+n=$(cat "$STATS_DIR/next"); echo $((n + 1)) > "$STATS_DIR/next"
+[ -e "$STATS_DIR/fail-$n" ] && { echo "(00.1) Error (criu/page-xfer.c:342): page-xfer: Hole not found in parent" > "$work/dump.log"; exit 1; }
+[ -n "$parent" ] && ln -s "$parent" "$images/parent"
+cp "$STATS_DIR/$n" "$work/stats-dump"
+echo "(00.000100) Dumping finished successfully" > "$work/dump.log"
+printf 'pages' > "$images/pages-1.img"
+[ -z "$pre" ] && printf 'core' > "$images/core-1.img" && printf '["/dev/null","pipe:[1]","pipe:[2]"]' > "$images/descriptors.json"
+exit 0
+"""
+
+
+def _stats_image(pages, frozen_us):
+    def varint(value):
+        out = b''
+        while True:
+            byte = value & 0x7f
+            value >>= 7
+            out += bytes([byte | (0x80 if value else 0)])
+            if not value:
+                return out
+    dump = b'\x10' + varint(frozen_us) + b'\x38' + varint(pages)          # fields 2 and 7
+    entry = b'\x0a' + varint(len(dump)) + dump                              # stats_entry.dump
+    return bytes.fromhex('4059105506330957') + len(entry).to_bytes(4, 'little') + entry
+
+
+@pytest.fixture
+def precopy_scene(scene, tmp_path, monkeypatch):
+    stats = tmp_path / 'stats'
+    stats.mkdir()
+    (stats / 'next').write_text('1\n')
+    # the VM's rounds: 16400, 1030, 518 pages (decide stops after round 3: diverging), final dump 1027
+    for index, pages in enumerate([16400, 1030, 518, 1027], 1):
+        (stats / str(index)).write_bytes(_stats_image(pages, 1000 * index))
+    scene['criu'] = fakes.write_script(scene['bins'] / 'criu-dirty', DIRTY_CRIU)
+    scene['runc'] = fakes.write_script(scene['bins'] / 'runc-stats', STATS_RUNC)
+    scene['stats'] = stats
+    monkeypatch.setenv('STATS_DIR', str(stats))
+    monkeypatch.setenv('RUNC_ARGS', scene['runc_args'])
+    return scene
+
+
+def test_precopy_rounds_then_the_final_dump_with_the_last_round_as_parent(precopy_scene):
+    scene = precopy_scene
+    # rule fixed: exactly 3 rounds whatever the (wall-clock) durations; the predictive rule's decisions on these
+    # pages are worked out in test_precopy.py
+    result = run(scene, precopy={'mode': 'auto', 'rule': 'fixed', 'max_rounds': 3})
+    pc = result['precopy']
+    assert pc['used'] and pc['available'] and pc['rule'] == 'fixed'
+    assert pc['stop'] == {'code': 'max_rounds', 'reason': 'max rounds: 3 rounds done, cap 3'}
+    assert [(e['round'], e['kind'], e['dir'], e['pages'], e['decision']) for e in pc['rounds']] == [
+        (1, 'pre-dump', 'precopy/1', 16400, 'fixed'), (2, 'pre-dump', 'precopy/2', 1030, 'fixed'),
+        (3, 'pre-dump', 'precopy/3', 518, 'max_rounds'), (4, 'final', 'criu', 1027, None)]
+    assert [e['frozen_ms'] for e in pc['rounds']] == [1.0, 2.0, 3.0, 4.0]
+    assert all(e['duration'] > 0 for e in pc['rounds'])
+    assert pc['final']['pages'] == 1027 and pc['final']['frozen_ms'] == 4.0
+    calls = open(scene['runc_args']).read().splitlines()
+    assert len(calls) == 4
+    assert '--pre-dump' in calls[0] and '--parent-path' not in calls[0]
+    assert '--pre-dump --parent-path ../1' in calls[1] and '--pre-dump --parent-path ../2' in calls[2]
+    assert '--leave-running --parent-path ../precopy/3' in calls[3]
+    bundle = scene['bundle']
+    assert os.readlink(os.path.join(bundle, 'criu', 'parent')) == '../precopy/3'
+    assert os.readlink(os.path.join(bundle, 'precopy', '3', 'parent')) == '../2'
+    assert not os.path.exists(os.path.join(bundle, 'work'))
+    # the rounds' images are in the manifest (hashed, sent, verified); the links are not files of it
+    files = [entry['path'] for entry in _bundle.read_manifest(bundle)['files']]
+    assert 'precopy/1/pages-1.img' in files and 'precopy/3/pages-1.img' in files
+    assert not any(path.endswith('parent') for path in files)
+    assert _bundle.read_manifest(bundle)['precopy']['rounds'][-1]['kind'] == 'final'
+    assert scene['model'].status('it-web') == 'paused'
+
+
+def test_precopy_off_or_untracked_is_the_single_dump(precopy_scene):
+    result = run(precopy_scene)
+    assert not result['precopy']['used'] and 'precopy.mode is off' in result['precopy']['reason']
+    assert result['precopy']['final']['pages'] == 16400 and 'rounds' not in result['precopy']
+    assert len(open(precopy_scene['runc_args']).read().splitlines()) == 1
+
+
+def test_a_failed_pre_dump_round_falls_back_to_the_single_dump(precopy_scene):
+    scene = precopy_scene
+    (scene['stats'] / 'fail-2').write_text('')
+    result = run(scene, precopy={'mode': 'auto'})
+    pc = result['precopy']
+    assert not pc['used'] and 'pre-dump round 2 failed' in pc['reason'] and pc['rounds'] == []
+    assert any('Pre-copy was given up' in warning for warning in result['_warnings'])
+    calls = open(scene['runc_args']).read().splitlines()
+    assert len(calls) == 3 and '--parent-path' not in calls[2]
+    assert not os.path.exists(os.path.join(scene['bundle'], 'precopy'))
+    assert pc['final']['pages'] == 518
+
+
+def test_precopy_check_mode_reports_and_runs_nothing(precopy_scene):
+    result = fakes.run_module(checkpoint, dict(args(precopy_scene), precopy={'mode': 'auto'}, _ansible_check_mode=True))
+    assert result['precopy']['used'] and 'rounds' not in result['precopy']
+    assert not os.path.exists(precopy_scene['runc_args'])
+    assert_untouched(precopy_scene)

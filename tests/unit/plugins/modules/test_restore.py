@@ -1114,3 +1114,58 @@ def test_prepared_with_detach_starts_the_receiver_and_wait_detached_gets_its_res
     assert result['changed'] is True and result['container']['state'] == 'running'
     assert result['received']['encryption'] == 'tls' and model.started_from_checkpoint == [('it-web', 'm-1')]
     assert TOKEN not in repr(result) and not os.path.exists(target + '.result')
+
+
+# ---------------------------------------------------------------------------------------------------
+# A bundle made with pre-copy: the rounds' parent links are rebuilt here, direct delivery only
+
+def _precopy_bundle(tmp_path, rounds=2, make_dirs=True):
+    bundle = make_bundle(tmp_path)
+    entries = []
+    for k in range(1, rounds + 1):
+        if make_dirs:
+            os.makedirs(os.path.join(bundle, 'precopy', str(k)))
+            with open(os.path.join(bundle, 'precopy', str(k), 'pages-1.img'), 'wb') as handle:
+                handle.write(b'\x02' * 4096)
+        entries.append({'round': k, 'kind': 'pre-dump', 'dir': 'precopy/%d' % k, 'pages': 1})
+    entries.append({'round': rounds + 1, 'kind': 'final', 'dir': 'criu', 'pages': 1})
+    extra = {'checkpoint': 'm-1', 'method': 'runc', 'precopy': {'used': True, 'rounds': entries}}
+    _bundle.write_manifest(bundle, CAPTURED, extra=extra)
+    return bundle
+
+
+def test_a_precopy_bundle_is_restored_from_its_chain(model, tmp_path):
+    bundle = _precopy_bundle(tmp_path)
+    # a link the stream could never carry, left by a hostile source, is replaced, not followed
+    os.symlink('/etc', os.path.join(bundle, 'precopy', '2', 'parent'))
+    result = run(model, bundle=bundle, keep_bundle=True)
+    assert result['precopy_rounds'] == 2 and result['image_delivery']['used'] == 'direct'
+    assert os.readlink(os.path.join(bundle, 'criu', 'parent')) == '../precopy/2'
+    assert os.readlink(os.path.join(bundle, 'precopy', '2', 'parent')) == '../1'
+    assert not os.path.lexists(os.path.join(bundle, 'precopy', '1', 'parent'))
+    assert model.started_from_checkpoint == [('it-web', 'm-1')]
+
+
+def test_a_precopy_bundle_is_refused_with_engine_delivery_before_anything_is_created(model, tmp_path):
+    bundle = _precopy_bundle(tmp_path)
+    result = run(model, fail=True, bundle=bundle, image_delivery='engine')
+    assert result['msg'].startswith('The checkpoint was made with 2 pre-copy rounds, whose images only '
+                                    'image_delivery=direct gives CRIU (image_delivery=engine)')
+    assert model.started_from_checkpoint == [] and model.state_changes() == []
+
+
+def test_a_precopy_bundle_without_its_round_directories_is_refused(model, tmp_path):
+    bundle = _precopy_bundle(tmp_path, make_dirs=False)
+    result = run(model, fail=True, bundle=bundle)
+    assert 'lacks the pre-copy round directory precopy/1' in result['msg']
+    assert model.started_from_checkpoint == []
+
+
+def test_a_precopy_manifest_with_a_foreign_chain_is_refused(model, tmp_path):
+    bundle = make_bundle(tmp_path)
+    _bundle.write_manifest(bundle, CAPTURED, extra={'checkpoint': 'm-1', 'method': 'runc', 'precopy': {
+        'used': True, 'rounds': [{'kind': 'pre-dump', 'dir': '../../etc'}, {'kind': 'final', 'dir': 'criu'}]}})
+    result = run(model, fail=True, bundle=bundle)
+    assert result['msg'] == ('The checkpoint bundle cannot be restored: pre-copy round 1 of the manifest is not in '
+                             'precopy/1.')
+    assert model.started_from_checkpoint == [] and model.state_changes() == []

@@ -10,14 +10,21 @@ import json
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
-from ansible_collections.mtd.containers.bench.precopy_model import (
+from ansible_collections.mtd.containers.plugins.module_utils._precopy import (
     DEFAULT_OPTIONS,
     DirtyRatePredictor,
+    chain_count,
+    chain_links,
     check_options,
     decide,
     error_weights,
+    fixed_decide,
     phaul_decide,
+    precopy_plan,
     rate_samples,
+    replay,
+    round_entries,
+    rule_of,
     simulate,
 )
 
@@ -441,3 +448,93 @@ def test_simulate_rejects_bad_input(trace, policy, message):
 def test_simulate_stops_a_policy_that_never_stops():
     with pytest.raises(MtdError, match=r'the policy did not stop within 1000 rounds'):
         simulate(TRACES['constant'], lambda history, options: {'continue': True})
+
+
+# ---------------------------------------------------------------- the module's side
+
+def test_precopy_plan():
+    used, reason = precopy_plan('auto', True, False, False)
+    assert used and 'pre-dump rounds' in reason
+    assert precopy_plan('auto', False, False, False) == (False, (
+        'the kernel does not track dirty pages (criu check --feature mem_dirty_track: Dirty tracking is OFF), so '
+        'iterative pre-copy is impossible; stop-and-copy was used'))
+    assert 'post-copy (lazy pages) was used' in precopy_plan('auto', False, True, False)[1]
+    assert precopy_plan('off', True, False, False) == (
+        False, 'the kernel tracks dirty pages, but precopy.mode is off: a single stop-and-copy dump')
+    assert precopy_plan('auto', True, True, False)[0] is False
+    assert 'frozen already' in precopy_plan('auto', True, False, True)[1]
+
+
+def test_rule_of_takes_the_knobs_and_refuses_bad_ones():
+    policy, options = rule_of({'mode': 'auto', 'rule': 'phaul', 'max_rounds': 5, 'min_pages': None})
+    assert policy is phaul_decide and options['max_rounds'] == 5 and options['min_pages'] == 64
+    assert rule_of(None)[0] is decide
+    with pytest.raises(MtdError, match='precopy.rule'):
+        rule_of({'rule': 'greedy'})
+    with pytest.raises(MtdError, match='min_shrink is 1'):
+        rule_of({'min_shrink': 1.0})
+
+
+def test_fixed_runs_exactly_max_rounds():
+    rounds = _rounds((1.0, 100), (1.0, 5000))     # growth would stop the other rules
+    assert fixed_decide(rounds, {'max_rounds': 3})['continue']
+    done = fixed_decide(rounds + _rounds((1.0, 1)), {'max_rounds': 3})
+    assert not done['continue'] and done['code'] == 'max_rounds'
+
+
+def test_chain_links_for_three_rounds():
+    assert chain_links(3) == [('precopy/2/parent', '../1'), ('precopy/3/parent', '../2'),
+                              ('criu/parent', '../precopy/3')]
+    assert chain_links(1) == [('criu/parent', '../precopy/1')]
+    assert chain_links(0) == []
+
+
+def _entry(index, kind='pre-dump'):
+    return {'round': index, 'kind': kind, 'dir': 'precopy/%d' % index if kind == 'pre-dump' else 'criu'}
+
+
+def test_chain_count_takes_only_a_plain_numbered_chain():
+    assert chain_count(None) == 0
+    assert chain_count({'used': False, 'rounds': []}) == 0
+    assert chain_count({'used': True, 'rounds': [_entry(1), _entry(2), _entry(3, 'final')]}) == 2
+    for bad in ([_entry(1)],                                        # no final dump
+                [_entry(2), _entry(3, 'final')],                    # not numbered from 1
+                [dict(_entry(1), dir='../../etc'), _entry(2, 'final')],
+                [_entry(1), _entry(2, 'final'), _entry(3, 'final')],
+                'precopy/1'):
+        with pytest.raises(MtdError):
+            chain_count({'used': True, 'rounds': bad})
+    with pytest.raises(MtdError, match='not an object'):
+        chain_count(['x'])
+
+
+def test_round_entries_pair_each_round_with_the_prediction_made_before_it():
+    # the rounds measured on the lab VM (64 MiB held, 512 pages/s rewritten), with the decisions of decide()
+    rounds = [{'pages': 16400, 'duration': 1.1806}, {'pages': 1030, 'duration': 0.9236},
+              {'pages': 518, 'duration': 0.8055}]
+    history = [{'duration': item['duration'], 'pages': item['pages']} for item in rounds]
+    decisions = [decide(history[:k]) for k in (1, 2, 3)]
+    # after round 1 nothing is measured: initial_rate 0 predicts 0 pages; after round 2 the rate of round 1 is
+    # 1030 / 1.1806 = 872.4 pages/s, times 0.9236 s = 805.8; after round 3 the rates are 872.4 and
+    # 518 / 0.9236 = 560.9, weighted 1:2 -> 664.7 pages/s, times 0.8055 s = 535.4 > 518: diverging
+    assert [d['predicted_pages'] for d in decisions] == [0.0, 805.8, 535.4]
+    assert [d['code'] for d in decisions] == ['converging', 'converging', 'diverging']
+    out = round_entries(rounds, decisions, {'pages': 1027, 'duration': 2.3853})
+    assert [(e['round'], e['kind'], e['pages'], e['predicted_pages'], e['decision']) for e in out] == [
+        (1, 'pre-dump', 16400, None, 'converging'), (2, 'pre-dump', 1030, 0.0, 'converging'),
+        (3, 'pre-dump', 518, 805.8, 'diverging'), (4, 'final', 1027, 535.4, None)]
+    assert out[2]['dir'] == 'precopy/3'
+
+
+def test_replay_stops_where_the_rule_does_and_charges_the_next_rounds_pages():
+    trace = _rounds((1.2, 16400), (0.9, 1030), (0.8, 518), (0.8, 505), (0.8, 512))
+    ours = replay(trace, 'predictive', None, final_pages=900)
+    # decide stops after round 3 (see above): the final dump copies round 4's 505 pages
+    assert (ours['rounds'], ours['downtime_pages'], ours['code']) == (3, 505, 'diverging')
+    assert ours['pages_copied'] == 16400 + 1030 + 518 + 505
+    phaul = replay(trace, 'phaul')
+    # P.Haul: round 4 (505) is not > 10 % over 518, round 5 (512) is 1.4 % over 505: on to the end of the trace
+    assert (phaul['rounds'], phaul['downtime_pages'], phaul['code']) == (5, None, 'trace_end')
+    assert replay(trace, 'phaul', final_pages=900)['downtime_pages'] == 900
+    with pytest.raises(MtdError):
+        replay([], 'phaul')

@@ -5,10 +5,13 @@
 
 """Pre-copy live migration: when to stop the copy rounds and do the final stop-and-copy.
 
-Pure functions, no I/O. The model behind ``bench/precopy_compare.py`` (and its unit test
-``tests/unit/bench/test_precopy_model.py``). It is not a module_utils file: no module does iterative
-pre-copy yet (``checkpoint`` makes one stop-and-copy or post-copy dump and reports in ``precopy`` why; the
-lab's kernels do not track dirty pages). It lives beside the bench that uses it until a module does.
+Private module_utils file: its API may change without notice. Pure functions, no I/O. ``checkpoint``
+(option ``precopy``) asks ``decide`` (or P.Haul's rules, ``phaul_decide``) after every CRIU pre-dump round
+whether to run another one, with the round's real page count (CRIU's ``stats-dump``, read by
+``_criuimg.read_dump_stats``); ``round_entries`` makes the per-round list of the result and the record.
+``bench/precopy_compare.py`` compares the rules on synthetic traces (``simulate``) and
+``bench/precopy_real.py`` on rounds measured on the lab's VM host (``replay``). Unit tests:
+``tests/unit/plugins/module_utils/test_precopy.py``.
 
 The model
 ---------
@@ -72,6 +75,7 @@ growth over the previous round, or after 8 rounds. ``simulate`` runs either poli
 from __future__ import annotations
 
 import math
+from typing import Any, Dict
 
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 
@@ -308,7 +312,7 @@ def check_options(options):
     if unknown:
         raise MtdError('unknown option%s %s; known options: %s' % (
             's' if len(unknown) > 1 else '', ', '.join(unknown), ', '.join(sorted(DEFAULT_OPTIONS))))
-    merged = dict(DEFAULT_OPTIONS)
+    merged: Dict[str, Any] = dict(DEFAULT_OPTIONS)
     merged.update((key, value) for key, value in options.items() if value is not None or key == 'max_time')
     merged['initial_rate'] = _number(merged['initial_rate'], 'initial_rate')
     merged['weight_base'] = _number(merged['weight_base'], 'weight_base')
@@ -396,8 +400,8 @@ def phaul_decide(history, options=None):
     ``options`` is accepted for a common policy signature and ignored: these rules have no knobs.
     """
     rounds = normalise_history(history)
-    result = {'round': len(rounds), 'produced_pages': None, 'growth': None,
-              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
+    result: Dict[str, Any] = {'round': len(rounds), 'produced_pages': None, 'growth': None,
+                              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
     if not rounds:
         result.update({'continue': True, 'code': 'first_round',
                        'reason': 'first round: full copy while the container runs'})
@@ -426,7 +430,22 @@ def phaul_decide(history, options=None):
     return result
 
 
-POLICIES = {'predictive': decide, 'phaul': phaul_decide}
+def fixed_decide(history, options=None):
+    """Exactly ``max_rounds`` rounds, whatever they copy (to record a trace for ``replay``)."""
+    rounds = normalise_history(history)
+    cap = check_options(options)['max_rounds']
+    result: Dict[str, Any] = {'round': len(rounds), 'produced_pages': rounds[-1]['pages'] if rounds else None,
+                              'total_time': round(math.fsum(item['duration'] for item in rounds), 6)}
+    if len(rounds) >= cap:
+        result.update({'continue': False, 'code': 'max_rounds',
+                       'reason': 'max rounds: %d rounds done, cap %d' % (len(rounds), cap)})
+    else:
+        result.update({'continue': True, 'code': 'first_round' if not rounds else 'fixed',
+                       'reason': 'fixed: round %d of %d' % (len(rounds) + 1, cap)})
+    return result
+
+
+POLICIES = {'predictive': decide, 'phaul': phaul_decide, 'fixed': fixed_decide}
 
 
 # ---------------------------------------------------------------- simulation
@@ -507,3 +526,141 @@ def simulate(trace, policy='predictive', options=None):
         'reason': decision.get('reason'),
         'history': history,
     }
+
+
+# ---------------------------------------------------------------- the module's side
+
+# checkpoint's ``precopy`` option (argument_spec as data); the rule's knobs are DEFAULT_OPTIONS'
+PRECOPY_SPEC = dict(
+    mode=dict(type='str', default='off', choices=['off', 'auto']),
+    rule=dict(type='str', default='predictive', choices=['predictive', 'phaul', 'fixed']),
+    initial_rate=dict(type='float', default=DEFAULT_OPTIONS['initial_rate']),
+    min_pages=dict(type='int', default=DEFAULT_OPTIONS['min_pages']),
+    min_shrink=dict(type='float', default=DEFAULT_OPTIONS['min_shrink']),
+    max_time=dict(type='float', default=DEFAULT_OPTIONS['max_time']),
+    max_rounds=dict(type='int', default=DEFAULT_OPTIONS['max_rounds']),
+)
+PRECOPY_DIR = 'precopy'   # in the bundle: precopy/1 .. precopy/N, one directory of images per pre-dump round
+PARENT_LINK = 'parent'    # CRIU's link from an image directory to the round before it
+
+
+def rule_of(params):
+    """The stop policy and its options from checkpoint's ``precopy`` option (validated). MtdError."""
+    params = dict(params or {})
+    rule = params.get('rule') or 'predictive'
+    if rule not in POLICIES:
+        raise MtdError('precopy.rule %r is not known; use one of %s' % (rule, ', '.join(sorted(POLICIES))))
+    options = dict((key, params[key]) for key in DEFAULT_OPTIONS if params.get(key) is not None)
+    return POLICIES[rule], check_options(options)
+
+
+def precopy_plan(mode, dirty_tracking, lazy, paused):
+    """Whether to run pre-dump rounds: ``(used, reason)``. Pure.
+
+    ``mode`` is the option's (off|auto), ``dirty_tracking`` what ``criu check --feature mem_dirty_track``
+    said, ``lazy`` a post-copy dump was asked, ``paused`` the container was frozen already (pre-dump rounds
+    copy while it runs: a frozen one has nothing to gain).
+    """
+    single = 'post-copy (lazy pages)' if lazy else 'stop-and-copy'
+    if not dirty_tracking:
+        return False, ('the kernel does not track dirty pages (criu check --feature mem_dirty_track: Dirty tracking '
+                       'is OFF), so iterative pre-copy is impossible; %s was used' % single)
+    if mode != 'auto':
+        return False, 'the kernel tracks dirty pages, but precopy.mode is off: a single %s dump' % single
+    if lazy:
+        return False, 'the kernel tracks dirty pages, but post-copy (lazy pages) was asked: a single lazy dump'
+    if paused:
+        return False, 'the container was frozen already, so no round could copy while it runs: a single dump'
+    return True, 'pre-dump rounds while the container runs, then the final dump with the last round as parent'
+
+
+def round_dir(index):
+    """The bundle-relative directory of pre-dump round ``index`` (1-based)."""
+    return '%s/%d' % (PRECOPY_DIR, index)
+
+
+def chain_links(count, images='criu'):
+    """The parent links a bundle with ``count`` pre-dump rounds needs, ``[(link, target), ...]``,
+    bundle-relative link paths and targets relative to the link's directory. Pure."""
+    links = [('%s/%s' % (round_dir(k), PARENT_LINK), '../%d' % (k - 1)) for k in range(2, count + 1)]
+    if count:
+        links.append(('%s/%s' % (images, PARENT_LINK), '../%s' % round_dir(count)))
+    return links
+
+
+def chain_count(precopy):
+    """The number of pre-dump rounds a manifest's ``precopy`` entry declares, validated (0: none). The
+    manifest arrives from the source: only a plain count of rounds numbered 1..N is taken from it, every link
+    target is built here (``chain_links``). MtdError when the entry is malformed."""
+    if not precopy:
+        return 0
+    if not isinstance(precopy, dict):
+        raise MtdError('the manifest\'s precopy entry is not an object')
+    if not precopy.get('used'):
+        return 0
+    rounds = precopy.get('rounds')
+    if not isinstance(rounds, list) or len(rounds) < 2 or len(rounds) > SIMULATE_ROUND_CAP:
+        raise MtdError('the manifest says pre-copy was used but lists no pre-dump rounds and final dump')
+    final = rounds[-1]
+    if not isinstance(final, dict) or final.get('kind') != 'final':
+        raise MtdError('the last pre-copy entry of the manifest is not the final dump')
+    rounds = rounds[:-1]
+    for index, entry in enumerate(rounds, 1):
+        if not isinstance(entry, dict) or entry.get('kind') != 'pre-dump' or entry.get('dir') != round_dir(index):
+            raise MtdError('pre-copy round %d of the manifest is not in %s' % (index, round_dir(index)))
+    return len(rounds)
+
+
+def round_entries(rounds, decisions, final):
+    """The per-round list of the result and of the record. Pure.
+
+    ``rounds``: the pre-dump rounds, ``[{'duration', 'pages', 'frozen_ms', ...}]``; ``decisions``: the
+    rule's answer after each of them (same length); ``final``: the final dump's ``{'pages', 'duration',
+    'frozen_ms'}``. Each entry: ``round``, ``kind`` (pre-dump|final), ``pages`` (actual),
+    ``predicted_pages`` (what the rule predicted after the round before; None for round 1 and under
+    rules that do not predict), ``duration``, ``frozen_ms``, ``decision`` (the code after the round).
+    """
+    out = []
+    previous = None
+    for index, (item, decision) in enumerate(zip(rounds, decisions), 1):
+        entry = dict(item, round=index, kind='pre-dump', dir=round_dir(index),
+                     predicted_pages=previous.get('predicted_pages') if previous else None,
+                     decision=decision.get('code'))
+        out.append(entry)
+        previous = decision
+    if final is not None:
+        out.append(dict(final, round=len(out) + 1, kind='final',
+                        predicted_pages=previous.get('predicted_pages') if previous else None, decision=None))
+    return out
+
+
+def replay(rounds, policy='predictive', options=None, final_pages=None):
+    """Run a stop policy over rounds measured back to back (a ``fixed`` run): where it would have stopped
+    and what its final dump would have copied. Pure.
+
+    ``rounds``: ``[{'duration', 'pages'}, ...]`` of pre-dump rounds done without stopping; the pages of
+    round ``k + 1`` are what a final dump right after round ``k`` would have copied (the pages dirtied
+    during round ``k``), so a policy that stops after round ``k < N`` gets ``downtime_pages =
+    pages_{k+1}``. One that does not stop before the last round gets ``final_pages`` (the measured final
+    dump after round ``N``), and ``code`` ``trace_end`` when it wanted more.
+    Returns ``{'rounds', 'pages_copied', 'downtime_pages', 'code', 'reason'}``.
+    """
+    history = normalise_history(rounds)
+    if not history:
+        raise MtdError('replay needs at least one measured round')
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise MtdError('policy %r is not known' % policy)
+        policy = POLICIES[policy]
+    for count in range(1, len(history) + 1):
+        decision = policy(history[:count], options)
+        if not decision.get('continue') or count == len(history):
+            break
+    if count < len(history):
+        downtime = history[count]['pages']
+    else:
+        downtime = final_pages
+    code = decision.get('code') if not decision.get('continue') else 'trace_end'
+    reason = decision.get('reason') if not decision.get('continue') else 'the measured rounds ended first'
+    copied = sum(item['pages'] for item in history[:count]) + (downtime or 0)
+    return {'rounds': count, 'pages_copied': copied, 'downtime_pages': downtime, 'code': code, 'reason': reason}
