@@ -35,7 +35,7 @@ set -euo pipefail
 # The daemons this script starts (engines, registry, sshd, qemu, forwarders) must not inherit a descriptor the
 # caller holds, above all the lab lock of `flock /tmp/mtd-lab.lock lab/lab.sh up`: a daemon holding it keeps
 # the lock taken after the caller is gone. Close every inherited descriptor above 2 (255 is bash's own).
-for _fd in /proc/$$/fd/*; do
+for _fd in "/proc/$$/fd/"*; do
   _fd=${_fd##*/}
   if [ "$_fd" -gt 2 ] && [ "$_fd" -ne 255 ]; then eval "exec $_fd>&-" 2>/dev/null || true; fi
 done
@@ -250,7 +250,7 @@ start_forwarder() { # pidfile command... (a socat, or ip netns exec ... socat); 
   pid=$(pid_of "$pidfile")
   if alive "$pid"; then
     [ "$*" != "$(cat "$pidfile.cmd" 2>/dev/null)" ] || return 0
-    grep -qa socat "/proc/$pid/cmdline" && kill -TERM "$pid" 2>/dev/null || true
+    if grep -qa socat "/proc/$pid/cmdline"; then kill -TERM "$pid" 2>/dev/null || true; fi
     sleep 0.2
   fi
   setsid "$@" </dev/null >>"$V/forward/socat.log" 2>&1 &
@@ -263,6 +263,7 @@ forward_up() {
   # socat's EXEC address takes no colon in its command: the connecting half is this script. It retries while
   # nothing listens yet (for 60 s, the sender's default connect timeout): the sender's own retry does not see a
   # refused connection behind the forwarder, which has already accepted it.
+  # shellcheck disable=SC2016  # the positional parameters are the written script's own
   printf '#!/bin/sh\n# %s NETNS-FILE ADDRESS PORT: stdio to ADDRESS:PORT from inside that netns\nexec nsenter --net="$1" socat STDIO "TCP:$2:$3,retry=120,interval=0.5"\n' \
     "$CONNECT" >"$CONNECT"
   chmod 0755 "$CONNECT"
