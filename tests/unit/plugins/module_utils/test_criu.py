@@ -23,6 +23,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     CriuResult,
     RuncCriuOptions,
+    cross_cgroup_mode,
     find_criu,
     lazy_pages_blocker,
     lazy_tls_options,
@@ -30,6 +31,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     make_tls_identity,
     option_args,
     render_runc_conf,
+    restore_options,
     runc_conf_is_ours,
     spawn_until_ready,
 )
@@ -406,3 +408,19 @@ def test_spawn_until_ready(tmp_path, script, state):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize('images, host, mode', [
+    (1, 1, None), (2, 2, None),            # the same kind: runc's own mode
+    (1, 2, 'ignore'), (2, 1, 'ignore'),    # lab-1 (v1) -> the VM (v2) and back
+    (None, 2, None), (1, None, None),      # unknown: nothing changes
+])
+def test_cross_cgroup_mode(images, host, mode):
+    assert cross_cgroup_mode(images, host) == mode
+
+
+def test_restore_options_with_a_manage_cgroups_mode():
+    assert restore_options('/b/images', '/b/work') == {'images-dir': '/b/images', 'work-dir': '/b/work'}
+    options = restore_options('/b/images', '/b/work', lazy=True, manage_cgroups='ignore')
+    assert options == {'images-dir': '/b/images', 'work-dir': '/b/work', 'lazy-pages': True, 'manage-cgroups': 'ignore'}
+    assert 'manage-cgroups ignore' in render_runc_conf(options, 'test').splitlines()
