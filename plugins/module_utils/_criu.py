@@ -215,6 +215,11 @@ RUNC_CONF_MARKER = '# mtd.containers: temporary CRIU options for the engine\'s r
 _CONF_KEY_RE = re.compile(r'^[a-z][a-z0-9-]*$')
 
 
+# CRIU options whose argument is optional (--manage-cgroups[=MODE]): "manage-cgroups ignore" in a configuration
+# file is --manage-cgroups (soft mode) and a stray word, as measured on CRIU 4.1.1 (restore mode 0x4).
+OPTIONAL_ARGUMENT = frozenset(['manage-cgroups'])
+
+
 def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
     """The text of a runc CRIU configuration file with ``options`` (name -> value, True for a flag).
 
@@ -234,7 +239,8 @@ def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
             value = str(value)
             if not value or any(ch.isspace() for ch in value):
                 raise CriuError('The value %r of CRIU option %s is empty or contains whitespace.' % (value, key))
-            lines.append('%s %s' % (key, value))
+            # an option whose argument is optional (getopt) takes it only as key=value
+            lines.append(('%s=%s' if key in OPTIONAL_ARGUMENT else '%s %s') % (key, value))
     return '\n'.join(lines) + '\n'
 
 

@@ -423,4 +423,4 @@ def test_restore_options_with_a_manage_cgroups_mode():
     assert restore_options('/b/images', '/b/work') == {'images-dir': '/b/images', 'work-dir': '/b/work'}
     options = restore_options('/b/images', '/b/work', lazy=True, manage_cgroups='ignore')
     assert options == {'images-dir': '/b/images', 'work-dir': '/b/work', 'lazy-pages': True, 'manage-cgroups': 'ignore'}
-    assert 'manage-cgroups ignore' in render_runc_conf(options, 'test').splitlines()
+    assert 'manage-cgroups=ignore' in render_runc_conf(options, 'test').splitlines()
