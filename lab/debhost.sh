@@ -11,6 +11,14 @@
 # reaches the cache and a cached bring-up copies nothing. lab.sh up/down/status call this script unless
 # MTD_LAB_VARIED=0.
 set -euo pipefail
+# The daemons this script starts (engines, registry, sshd, qemu, forwarders) must not inherit a descriptor the
+# caller holds, above all the lab lock of `flock /tmp/mtd-lab.lock lab/lab.sh up`: a daemon holding it keeps
+# the lock taken after the caller is gone. Close every inherited descriptor above 2 (255 is bash's own).
+for _fd in "/proc/$$/fd/"*; do
+  _fd=${_fd##*/}
+  if [ "$_fd" -gt 2 ] && [ "$_fd" -ne 255 ]; then eval "exec $_fd>&-" 2>/dev/null || true; fi
+done
+unset _fd
 VARIED_DIR="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lab/lab.sh
 MTD_LAB_SOURCED=1 source "$VARIED_DIR/lab.sh"

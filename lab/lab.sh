@@ -8,6 +8,14 @@
 #
 # Nothing under plugins/ knows about this: modules read the real interfaces inside each namespace.
 set -euo pipefail
+# The daemons this script starts (engines, registry, sshd, qemu, forwarders) must not inherit a descriptor the
+# caller holds, above all the lab lock of `flock /tmp/mtd-lab.lock lab/lab.sh up`: a daemon holding it keeps
+# the lock taken after the caller is gone. Close every inherited descriptor above 2 (255 is bash's own).
+for _fd in "/proc/$$/fd/"*; do
+  _fd=${_fd##*/}
+  if [ "$_fd" -gt 2 ] && [ "$_fd" -ne 255 ]; then eval "exec $_fd>&-" 2>/dev/null || true; fi
+done
+unset _fd
 LAB_DIR="$(cd "$(dirname "$0")" && pwd)"
 STATE="${MTD_LAB_STATE:-/var/lib/mtd-lab}"
 REGISTRY_ADDR=127.0.0.1:5000

@@ -15,9 +15,31 @@
 # tap for the guest ($VM_ADDR). Ansible reaches the guest with ssh through a ProxyCommand that runs socat
 # inside that namespace; nothing is routed to or from the machine's own networks.
 #
+# Migrations with the namespace hosts of lab.sh (which live in the machine's netns, at 127.0.1.N): no route,
+# only forwarders this script runs (socat, one per address and port, pids under $V/forward) for the ports
+# $VM_FORWARD_PORTS (default 49100-49103: a transfer port and its page-server port +1, twice):
+#   - towards the guest: listening on $VM_LOOP (default 127.0.2.20, a loopback address of the machine), each
+#     connection handed to a socat run inside $NETNS that connects to $VM_ADDR:<port>;
+#   - towards namespace host 127.0.1.N: listening inside $NETNS on 10.77.0.(10+N) (an address of the bridge,
+#     inside the namespace), each connection handed to a socat run in the machine's netns (nsenter
+#     --net=$V/forward/hostnet, a bind mount of the netns this script runs in) that connects to 127.0.1.N:<port>.
+# The machine's root netns gets no address (127.0.2.20 is loopback) and no route; no Docker network is used.
+# The forwarders see only the migration's mutual TLS. A migration names the forwarded addresses with the
+# migrate role's migrate_transfer_connect (where the source connects) and migrate_page_server_connect (where
+# the target fetches post-copy pages); the inventory carries them as mtd_lab_vm_forward. A namespace host
+# that is not in hosts.tsv (the debootstrapped hosts) has no forwarder.
+#
 # Budget: MTD_VM_BUDGET seconds (default 1500) for build + boot. When the build or the boot does not finish
 # in time, `up` stops the guest, writes the reason to $V/status.json (the VM tests skip with it) and exits 3.
 set -euo pipefail
+# The daemons this script starts (engines, registry, sshd, qemu, forwarders) must not inherit a descriptor the
+# caller holds, above all the lab lock of `flock /tmp/mtd-lab.lock lab/lab.sh up`: a daemon holding it keeps
+# the lock taken after the caller is gone. Close every inherited descriptor above 2 (255 is bash's own).
+for _fd in "/proc/$$/fd/"*; do
+  _fd=${_fd##*/}
+  if [ "$_fd" -gt 2 ] && [ "$_fd" -ne 255 ]; then eval "exec $_fd>&-" 2>/dev/null || true; fi
+done
+unset _fd
 LAB_DIR="$(cd "$(dirname "$0")" && pwd)"
 STATE="${MTD_LAB_STATE:-/var/lib/mtd-lab}"
 V="$STATE/vm"
@@ -41,6 +63,13 @@ TAP=mtdtap0
 BR_ADDR=10.77.0.1
 VM_ADDR=10.77.0.2
 VM_MAC=52:54:00:77:00:02
+# Forwarders for migrations between the guest and the namespace hosts (see "Migrations" above): the guest's
+# stand-in on the machine's loopback, and the transfer/page-server ports forwarded (both directions).
+VM_LOOP="${MTD_VM_LOOP:-127.0.2.20}"
+REGISTRY_ADDR=127.0.0.1:5000   # lab.sh's registry
+HOSTNET="$V/forward/hostnet"
+CONNECT="$V/forward/connect"
+VM_FORWARD_PORTS="${MTD_VM_FORWARD_PORTS:-49100-49103}"
 # The guest's packages (Debian names). docker.io only recommends docker-cli.
 VM_PACKAGES="systemd systemd-sysv udev dbus kmod iproute2 procps openssh-server python3
   docker.io docker-cli containerd runc criu linux-image-cloud-amd64 initramfs-tools ca-certificates"
@@ -195,7 +224,98 @@ netns_up() {
   "${nx[@]}" ip link set "$BR" up
 }
 
+# ---------------------------------------------------------------------------------------------------
+# Forwarders (socat, one per address and port; pids under $V/forward). Towards the guest: listening on
+# $VM_LOOP in the machine's netns, each connection forwarded by a socat run inside $NETNS to $VM_ADDR. Towards
+# a namespace host 127.0.1.N: listening inside $NETNS on the bridge-side address 10.77.0.(10+N), each
+# connection forwarded by a socat run in the machine's netns (nsenter --net=$V/forward/hostnet, a bind mount of its netns) to 127.0.1.N.
+forward_ports() { # the ports of $VM_FORWARD_PORTS (FIRST-LAST or a list)
+  local p
+  for p in ${VM_FORWARD_PORTS//,/ }; do
+    if [[ $p == *-* ]]; then seq "${p%-*}" "${p#*-}"; else echo "$p"; fi
+  done
+}
+
+# name and bridge-side address of each namespace host of lab.sh's hosts.tsv (127.0.1.N -> 10.77.0.(10+N))
+forward_hosts() {
+  local name addr rest
+  while read -r name addr rest; do
+    case "$name" in ''|'#'*) continue ;; esac
+    echo "$name $addr ${BR_ADDR%.*}.$((10 + ${addr##*.}))"
+  done <"$LAB_DIR/hosts.tsv"
+}
+
+start_forwarder() { # pidfile command... (a socat, or ip netns exec ... socat); restarted when its command changed
+  local pidfile=$1 pid; shift
+  pid=$(pid_of "$pidfile")
+  if alive "$pid"; then
+    [ "$*" != "$(cat "$pidfile.cmd" 2>/dev/null)" ] || return 0
+    if grep -qa socat "/proc/$pid/cmdline"; then kill -TERM "$pid" 2>/dev/null || true; fi
+    sleep 0.2
+  fi
+  setsid "$@" </dev/null >>"$V/forward/socat.log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "$*" >"$pidfile.cmd"
+}
+
+forward_up() {
+  mkdir -p "$V/forward"
+  # socat's EXEC address takes no colon in its command: the connecting half is this script. It retries while
+  # nothing listens yet (for 60 s, the sender's default connect timeout): the sender's own retry does not see a
+  # refused connection behind the forwarder, which has already accepted it.
+  # shellcheck disable=SC2016  # the positional parameters are the written script's own
+  printf '#!/bin/sh\n# %s NETNS-FILE ADDRESS PORT: stdio to ADDRESS:PORT from inside that netns\nexec nsenter --net="$1" socat STDIO "TCP:$2:$3,retry=120,interval=0.5"\n' \
+    "$CONNECT" >"$CONNECT"
+  chmod 0755 "$CONNECT"
+  # a handle on the machine's netns (the one this script runs in) for the socats inside $NETNS
+  if ! mountpoint -q "$HOSTNET"; then
+    : >"$HOSTNET"
+    mount --bind /proc/self/ns/net "$HOSTNET"
+  fi
+  local nx=(ip netns exec "$NETNS") p name addr br
+  while read -r name addr br; do
+    "${nx[@]}" ip addr replace "$br/24" dev "$BR"
+  done < <(forward_hosts)
+  # the lab registry, for the guest's engine (its 127.0.0.1:5000 is a socket unit of the guest, guest_forward_up)
+  start_forwarder "$V/forward/registry.pid" "${nx[@]}" socat "TCP-LISTEN:${REGISTRY_ADDR#*:},bind=$BR_ADDR,reuseaddr,fork" \
+    "EXEC:$CONNECT $HOSTNET ${REGISTRY_ADDR%:*} ${REGISTRY_ADDR#*:}"
+  for p in $(forward_ports); do
+    start_forwarder "$V/forward/vm-$p.pid" socat "TCP-LISTEN:$p,bind=$VM_LOOP,reuseaddr,fork" \
+      "EXEC:$CONNECT /run/netns/$NETNS $VM_ADDR $p"
+    while read -r name addr br; do
+      start_forwarder "$V/forward/$name-$p.pid" "${nx[@]}" socat "TCP-LISTEN:$p,bind=$br,reuseaddr,fork" \
+        "EXEC:$CONNECT $HOSTNET $addr $p"
+    done < <(forward_hosts)
+  done
+}
+
+# The guest's side of the registry forwarder: a socket unit on its 127.0.0.1:5000 (where the lab's images are
+# named) whose service, systemd-socket-proxyd, connects to the bridge side $BR_ADDR:5000. Runtime units
+# (/run/systemd/system): written at every up, gone at the guest's next boot.
+guest_forward_up() {
+  vssh "set -e; mkdir -p /run/systemd/system
+printf '%s\n' '[Unit]' 'Description=mtd lab registry (forwarded to the machine)' '[Socket]' \
+  'ListenStream=$REGISTRY_ADDR' >/run/systemd/system/mtd-registry.socket
+printf '%s\n' '[Unit]' 'Description=mtd lab registry forwarder' '[Service]' \
+  'ExecStart=/usr/lib/systemd/systemd-socket-proxyd $BR_ADDR:${REGISTRY_ADDR#*:}' >/run/systemd/system/mtd-registry.service
+systemctl daemon-reload; systemctl start mtd-registry.socket"
+}
+
+forward_down() {
+  local f pid
+  for f in "$V"/forward/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(pid_of "$f")
+    # the pid is setsid's child: socat itself, or ip netns exec that exec'd socat
+    if alive "$pid" && grep -qa socat "/proc/$pid/cmdline"; then kill -TERM "$pid" 2>/dev/null || true; fi
+    rm -f "$f" "$f.cmd"
+  done
+  if mountpoint -q "$HOSTNET"; then umount "$HOSTNET"; fi
+  rm -f "$HOSTNET"
+}
+
 netns_down() {
+  forward_down
   if ip netns list | grep -qw "$NETNS"; then
     ip netns del "$NETNS"
   fi
@@ -266,6 +386,12 @@ all:
         ansible_python_interpreter: /usr/bin/python3
         ansible_timeout: 60
         mtd_lab_vm_netns: $NETNS
+        # migrations with the namespace hosts (lab/vm.sh "Migrations"): the guest's stand-in on the machine's
+        # loopback, the forwarded ports, and each namespace host's address as the guest reaches it
+        mtd_lab_vm_forward:
+          vm_address: $VM_LOOP
+          ports: [$(forward_ports | paste -sd, | sed 's/,/, /g')]
+          hosts: {$(forward_hosts | awk '{printf "%s%s: %s", (NR > 1 ? ", " : ""), $1, $3}')}
 EOF
   mv "$inv.tmp" "$inv"
 }
@@ -315,6 +441,9 @@ cmd_up() {
   chmod 0700 "$V" "$STATE/ssh"
   [ -f "$STATE/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mtd-lab -f "$STATE/ssh/id_ed25519"
   if alive "$(pid_of "$V/qemu.pid")" && vssh true 2>/dev/null; then
+    forward_up
+    guest_forward_up || say "the guest's registry forwarder did not start"
+    write_inventory
     say "already up"; return 0
   fi
   stop_guest
@@ -327,6 +456,7 @@ cmd_up() {
     say "image built in $(elapsed "$t") s"
   fi
   netns_up
+  forward_up
   write_seed
   t=$(now)
   boot "$img"
@@ -334,6 +464,7 @@ cmd_up() {
   TIMES="$TIMES, \"boot_to_ssh_seconds\": $(elapsed "$t")"
   wait_until "$deadline" vssh docker info || skip "the guest's dockerd did not answer within the budget of ${VM_BUDGET}s"
   TIMES="$TIMES, \"boot_to_docker_seconds\": $(elapsed "$t")"
+  guest_forward_up || say "the guest's registry forwarder did not start"
   t=$(now)
   load_images
   TIMES="$TIMES, \"image_load_seconds\": $(elapsed "$t"), \"up_seconds\": $(elapsed "$t0")"

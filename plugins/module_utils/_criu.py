@@ -215,6 +215,11 @@ RUNC_CONF_MARKER = '# mtd.containers: temporary CRIU options for the engine\'s r
 _CONF_KEY_RE = re.compile(r'^[a-z][a-z0-9-]*$')
 
 
+# CRIU options whose argument is optional (--manage-cgroups[=MODE]): "manage-cgroups ignore" in a configuration
+# file is --manage-cgroups (soft mode) and a stray word, as measured on CRIU 4.1.1 (restore mode 0x4).
+OPTIONAL_ARGUMENT = frozenset(['manage-cgroups'])
+
+
 def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
     """The text of a runc CRIU configuration file with ``options`` (name -> value, True for a flag).
 
@@ -234,7 +239,8 @@ def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
             value = str(value)
             if not value or any(ch.isspace() for ch in value):
                 raise CriuError('The value %r of CRIU option %s is empty or contains whitespace.' % (value, key))
-            lines.append('%s %s' % (key, value))
+            # an option whose argument is optional (getopt) takes it only as key=value
+            lines.append(('%s=%s' if key in OPTIONAL_ARGUMENT else '%s %s') % (key, value))
     return '\n'.join(lines) + '\n'
 
 
@@ -409,17 +415,36 @@ class Runc:
 # ---------------------------------------------------------------------------------------------------
 # Restore: through the engine, CRIU's options through runc.conf
 
-def restore_options(images_link: str, work: str, lazy: bool = False) -> Dict[str, Any]:
+def restore_options(images_link: str, work: str, lazy: bool = False,
+                    manage_cgroups: Optional[str] = None) -> Dict[str, Any]:
     """runc.conf options for ``image_delivery: direct``: CRIU reads the images where they arrived.
 
     ``images_link`` must be a symbolic link to the images (CRIU resolves a configured images-dir with
     readlink()); ``work`` receives restore.log. ``lazy`` makes the restored tasks fetch their memory
-    from the ``criu lazy-pages`` daemon.
+    from the ``criu lazy-pages`` daemon. ``manage_cgroups`` is CRIU's --manage-cgroups mode
+    (cross_cgroup_mode).
     """
     options: Dict[str, Any] = {'images-dir': images_link, 'work-dir': work}
     if lazy:
         options['lazy-pages'] = True
+    if manage_cgroups:
+        options['manage-cgroups'] = manage_cgroups
     return options
+
+
+def cross_cgroup_mode(images_version: Optional[int], host_version: Optional[int]) -> Optional[str]:
+    """CRIU's --manage-cgroups mode for a restore of images made on cgroup ``images_version`` on a host with
+    ``host_version`` (None: unknown). Pure.
+
+    The same kind: None (runc's own mode). Different kinds: ``ignore``. CRIU would rebuild the dump's
+    hierarchies (a v1 dump mounts v1 controllers, which a v2 host has bound to its unified hierarchy: "Can't
+    mount controller dir ...: Device or resource busy"); with ``ignore`` it leaves the restored tasks in the
+    cgroup that runc made for the new container (runc moves CRIU there before the restore), so the target's
+    engine and cgroup driver decide the cgroup, as for any container it starts.
+    """
+    if images_version is None or host_version is None or images_version == host_version:
+        return None
+    return 'ignore'
 
 
 def start_from_checkpoint(start: Callable[[], Any], options: Optional[Mapping[str, Any]], owner: str) -> Any:

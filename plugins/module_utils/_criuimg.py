@@ -75,6 +75,7 @@ INVENTORY_MAGIC = 0x58313116
 PSTREE_MAGIC = 0x50273030
 CORE_MAGIC = 0x55053847
 SECCOMP_MAGIC = 0x64413049
+CGROUP_MAGIC = 0x59383330
 IMAGES_V1_1 = 2
 
 SECCOMP_MODE_DISABLED = 0
@@ -337,6 +338,39 @@ def _one_entry(entries: List[bytes], name: str) -> bytes:
     if len(entries) != 1:
         raise CriuImageError('The CRIU image %s holds %d entries where CRIU writes one.' % (name, len(entries)))
     return entries[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The image set's cgroups (cgroup.img: CgroupEntry, field 2 = controllers, each with field 1 = names)
+
+
+def cgroup_names(images_dir: str) -> Optional[List[str]]:
+    """The controller names of the dump's cgroup.img (``cpu,cpuacct``, ``name=systemd``, ``""`` ...), or
+    None when the image set has no cgroup.img."""
+    path = os.path.join(images_dir, 'cgroup.img')
+    if not os.path.lexists(path):
+        return None
+    entry = _one_entry(split_image(read_image_file(path), CGROUP_MAGIC, 'cgroup.img'), 'cgroup.img')
+    names: List[str] = []
+    for controller in Message(entry, 'cgroup entry').fields:
+        if controller.number != 2 or controller.wire != WIRE_BYTES:
+            continue
+        for field in decode_fields(controller.value, 'cgroup controller entry'):
+            if field.number == 1 and field.wire == WIRE_BYTES:
+                names.append(bytes(field.value).decode('utf-8', 'replace'))
+    return names
+
+
+def images_cgroup_version(names: Sequence[str]) -> int:
+    """1 when the dump was made on cgroup v1 (it names a v1 controller hierarchy), else 2. Pure.
+
+    A named hierarchy (``name=systemd``) and the unified one (``""``, ``unified``) exist on both kinds of host.
+    """
+    for name in names:
+        for part in name.split(','):
+            if part and part != 'unified' and not part.startswith('name='):
+                return 1
+    return 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -205,6 +205,13 @@ options:
         description: Address of this host on which the page server listens (the target connects to it).
         type: str
         required: true
+      connect_address:
+        description:
+          - The address the target connects to when it is not O(lazy_pages.address), for a forwarder between
+            the hosts (the lab's VM host is reached so, see the lab's C(vm.sh)). It is what the manifest tells the
+            target; the page server still listens on O(lazy_pages.address) and the same O(lazy_pages.port).
+          - The channel stays mutual TLS with pinned certificates, so a forwarder sees only ciphertext.
+        type: str
       port:
         description: TCP port of the page server.
         type: int
@@ -528,6 +535,7 @@ ARGUMENT_SPEC = dict(
     precopy=dict(type='dict', apply_defaults=True, options=PRECOPY_SPEC),
     lazy_pages=dict(type='dict', options=dict(
         address=dict(type='str', required=True),
+        connect_address=dict(type='str'),
         port=dict(type='int', required=True),
         peer_cert=dict(type='str', required=True),
         ready_timeout=dict(type='int', default=60),
@@ -959,7 +967,8 @@ class Checkpointer(Worker):
         extra = {'method': 'runc', 'checkpoint': plan['name'], 'precopy': self.result['precopy']}
         lazy = self.p['lazy_pages']
         if lazy:
-            extra['lazy_pages'] = {'address': lazy['address'], 'port': lazy['port'], 'source_cert': LAZY_CERT}
+            extra['lazy_pages'] = {'address': lazy['connect_address'] or lazy['address'], 'port': lazy['port'],
+                                   'source_cert': LAZY_CERT}
         if self.p['send']:
             return ManifestJob(bundle, captured, extra, digest=self.p['send']['hashes'])
         with self.phase('manifest'):

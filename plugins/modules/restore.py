@@ -449,6 +449,15 @@ precopy_rounds:
   returned: when O(state=started) and the bundle was made with pre-copy
   type: int
   sample: 3
+
+criu_manage_cgroups:
+  description:
+    - CRIU's C(--manage-cgroups) mode given through runc.conf when the images were made on another cgroup version
+      than this host's (cgroup v1 to v2 or back; with O(image_delivery=direct)). V(ignore) - CRIU does not rebuild
+      the source's hierarchies; the restored tasks stay in the cgroup the engine made for the new container.
+  returned: when O(state=started) restored images of another cgroup version
+  type: str
+  sample: ignore
 place_method:
   description:
     - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
@@ -542,6 +551,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._container import w
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     RuncCriuOptions,
+    cross_cgroup_mode,
     find_criu,
     lazy_tls_options,
     log_seconds,
@@ -550,6 +560,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     start_lazy_pages_daemon,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._criuimg import add_filter as add_seccomp_filter
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import cgroup_names, images_cgroup_version
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -1368,7 +1379,12 @@ class Restorer(Worker):
             remove_tree(work)
         os.mkdir(work, 0o700)
         self.result['place_method'] = 'direct'
-        return restore_options(link, work, lazy=lazy)
+        # images of a cgroup v1 host restored on cgroup v2 (or back): the target's engine places the tasks
+        names = cgroup_names(images)
+        mode = cross_cgroup_mode(None if names is None else images_cgroup_version(names), cgroup_version(self.info))
+        if mode:
+            self.result['criu_manage_cgroups'] = mode
+        return restore_options(link, work, lazy=lazy, manage_cgroups=mode)
 
     def remove_engine_copies(self, before, marker):
         """containerd unpacks every checkpoint it restores into $TMPDIR/ctrd-checkpoint* and leaves it

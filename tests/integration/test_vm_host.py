@@ -29,6 +29,11 @@ STATUS = pathlib.Path(STATE) / 'vm' / 'status.json'
 @pytest.fixture(scope='module', autouse=True)
 def vm_ready():
     """Skip (visibly, with vm.sh's reason) unless the guest is up and its inventory exists."""
+    return require_vm()
+
+
+def require_vm():
+    """vm.sh's status of a guest that is up; skips the test (with vm.sh's reason) otherwise."""
     if not STATUS.exists():
         pytest.skip('the lab VM was not brought up (no %s): run lab/vm.sh up, or lab/lab.sh up without '
                     'MTD_LAB_VM=0' % STATUS)

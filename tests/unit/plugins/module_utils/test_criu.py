@@ -24,6 +24,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuResult,
     Runc,
     RuncCriuOptions,
+    cross_cgroup_mode,
     find_criu,
     lazy_pages_blocker,
     lazy_tls_options,
@@ -31,6 +32,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     make_tls_identity,
     option_args,
     render_runc_conf,
+    restore_options,
     runc_conf_is_ours,
     spawn_until_ready,
 )
@@ -422,3 +424,19 @@ def test_runc_checkpoint_args_for_pre_dump_rounds_and_the_final_dump():
         '../precopy/2', 'c1']
     assert runc.checkpoint_args('c1', '/b/criu', '/b/work') == [
         'checkpoint', '--image-path', '/b/criu', '--work-path', '/b/work', '--leave-running', 'c1']
+
+
+@pytest.mark.parametrize('images, host, mode', [
+    (1, 1, None), (2, 2, None),            # the same kind: runc's own mode
+    (1, 2, 'ignore'), (2, 1, 'ignore'),    # lab-1 (v1) -> the VM (v2) and back
+    (None, 2, None), (1, None, None),      # unknown: nothing changes
+])
+def test_cross_cgroup_mode(images, host, mode):
+    assert cross_cgroup_mode(images, host) == mode
+
+
+def test_restore_options_with_a_manage_cgroups_mode():
+    assert restore_options('/b/images', '/b/work') == {'images-dir': '/b/images', 'work-dir': '/b/work'}
+    options = restore_options('/b/images', '/b/work', lazy=True, manage_cgroups='ignore')
+    assert options == {'images-dir': '/b/images', 'work-dir': '/b/work', 'lazy-pages': True, 'manage-cgroups': 'ignore'}
+    assert 'manage-cgroups=ignore' in render_runc_conf(options, 'test').splitlines()

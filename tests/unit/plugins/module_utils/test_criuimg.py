@@ -460,3 +460,39 @@ def test_dump_stats_refuses_other_images(tmp_path):
     assert ci.read_dump_stats(str(tmp_path)) is None
     (tmp_path / 'stats-dump').write_bytes(VM_STATS)
     assert ci.read_dump_stats(str(tmp_path / 'nothing'), str(tmp_path))['pages_written'] == 9255
+
+
+# ---------------------------------------------------------------------------------------------
+# cgroup.img: which cgroup version the dump was made on
+
+
+def cgroup_image(directory, controllers):
+    """controllers: a list of name lists, one per cg_controller_entry (field 2 of CgroupEntry)."""
+    sets = f(1, B, f(1, V, 1) + f(2, B, f(1, B, b'pids') + f(2, B, b'/docker/x')))   # a cgroup_set_entry, unread
+    body = sets + b''.join(f(2, B, b''.join(f(1, B, name.encode()) for name in names) + f(2, B, b'dir'))
+                           for names in controllers)
+    write(directory, 'cgroup.img', ci.CGROUP_MAGIC, [body])
+    return str(directory)
+
+
+def test_cgroup_names_of_a_cgroup_v1_dump(tmp_path):
+    # what CRIU dumps on this lab's Docker 20.10 hosts: the v1 controllers, systemd's named one, the unified one
+    images = cgroup_image(tmp_path, [['cpu', 'cpuacct'], ['memory'], ['pids'], ['name=systemd'], ['']])
+    names = ci.cgroup_names(images)
+    assert names == ['cpu', 'cpuacct', 'memory', 'pids', 'name=systemd', '']
+    assert ci.images_cgroup_version(names) == 1
+
+
+def test_cgroup_names_of_a_cgroup_v2_dump_and_of_none(tmp_path):
+    assert ci.images_cgroup_version(ci.cgroup_names(cgroup_image(tmp_path, [['']]))) == 2
+    assert ci.images_cgroup_version([]) == 2
+    assert ci.images_cgroup_version(['name=systemd', 'unified']) == 2
+    assert ci.images_cgroup_version(['cpu,cpuacct']) == 1
+    os.unlink(str(tmp_path / 'cgroup.img'))
+    assert ci.cgroup_names(str(tmp_path)) is None
+
+
+def test_cgroup_image_with_a_wrong_magic_is_refused(tmp_path):
+    write(tmp_path, 'cgroup.img', ci.CORE_MAGIC, [f(2, B, f(1, B, b'pids'))])
+    with pytest.raises(ci.CriuImageError, match='magic'):
+        ci.cgroup_names(str(tmp_path))
