@@ -52,6 +52,11 @@ VM_SUITE="${MTD_VM_SUITE:-trixie}"
 VM_MIRROR="${MTD_VM_MIRROR:-http://deb.debian.org/debian}"
 VM_CPUS="${MTD_VM_CPUS:-2}"
 VM_MEMORY_MB="${MTD_VM_MEMORY_MB:-3072}"
+# TCG's "max" CPU without the AMD-only instruction sets (3DNow!, SSE4a, extended MMX) and protection keys that an
+# Intel machine lacks: the guest's user-visible instruction sets are then a subset of this machine's, so a process
+# started in the guest may move to a namespace host (the migration preflight compares them; the other way is
+# refused where this machine has AVX-512 and TCG has none).
+VM_CPU="${MTD_VM_CPU:-max,3dnow=off,3dnowext=off,sse4a=off,mmxext=off,pku=off}"
 VM_DISK_SIZE=6G
 VM_BUDGET="${MTD_VM_BUDGET:-1500}"
 # Images copied from a lab host's engine into the guest's engine (docker save | ssh docker load).
@@ -347,7 +352,7 @@ boot() { # image dir
   local img=$1
   rm -f "$V/disk.qcow2" "$V/console.log"
   qemu-img create -q -f qcow2 -F raw -b "$img/rootfs.raw" "$V/disk.qcow2"
-  ip netns exec "$NETNS" qemu-system-x86_64 -name mtd-lab-vm -accel tcg,thread=multi -machine pc -cpu max \
+  ip netns exec "$NETNS" qemu-system-x86_64 -name mtd-lab-vm -accel tcg,thread=multi -machine pc -cpu "$VM_CPU" \
     -smp "$VM_CPUS" -m "$VM_MEMORY_MB" -display none -monitor none -serial "file:$V/console.log" \
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
     -append "root=LABEL=mtdroot rw console=ttyS0 net.ifnames=0 systemd.show_status=0 quiet" \
