@@ -233,14 +233,16 @@ def render_runc_conf(options: Mapping[str, Any], owner: str) -> str:
             raise CriuError('%r is not a CRIU option name.' % (key,))
         if value is True:
             lines.append(key)
-        elif value in (None, False):
             continue
-        else:
-            value = str(value)
-            if not value or any(ch.isspace() for ch in value):
-                raise CriuError('The value %r of CRIU option %s is empty or contains whitespace.' % (value, key))
+        if value in (None, False):
+            continue
+        # a list: the option once per value (ext-mount-map KEY:VAL, one line per mount)
+        for one in (value if isinstance(value, (list, tuple)) else [value]):
+            one = str(one)
+            if not one or any(ch.isspace() for ch in one):
+                raise CriuError('The value %r of CRIU option %s is empty or contains whitespace.' % (one, key))
             # an option whose argument is optional (getopt) takes it only as key=value
-            lines.append(('%s=%s' if key in OPTIONAL_ARGUMENT else '%s %s') % (key, value))
+            lines.append(('%s=%s' if key in OPTIONAL_ARGUMENT else '%s %s') % (key, one))
     return '\n'.join(lines) + '\n'
 
 
@@ -416,7 +418,8 @@ class Runc:
 # Restore: through the engine, CRIU's options through runc.conf
 
 def restore_options(images_link: str, work: str, lazy: bool = False,
-                    manage_cgroups: Optional[str] = None) -> Dict[str, Any]:
+                    manage_cgroups: Optional[str] = None,
+                    ext_mounts: Sequence[str] = ()) -> Dict[str, Any]:
     """runc.conf options for ``image_delivery: direct``: CRIU reads the images where they arrived.
 
     ``images_link`` must be a symbolic link to the images (CRIU resolves a configured images-dir with
@@ -429,7 +432,40 @@ def restore_options(images_link: str, work: str, lazy: bool = False,
         options['lazy-pages'] = True
     if manage_cgroups:
         options['manage-cgroups'] = manage_cgroups
+    if ext_mounts:
+        options['ext-mount-map'] = list(ext_mounts)
     return options
+
+
+_CGROUP_KEY_RE = re.compile(r'^/sys/fs/cgroup(/[A-Za-z0-9_.=,-]+)?$')
+
+
+def cgroup_mount_map(external: Sequence[Tuple[str, str]], images_version: Optional[int],
+                     host_version: Optional[int], placeholder: str) -> List[str]:
+    """ext-mount-map values (``KEY:VAL``) for the cgroup mounts of images made on the other cgroup version than
+    the host's; [] when both are the same (or unknown). Pure.
+
+    runc records a container's cgroup mounts as external mounts keyed by their mountpoint: on cgroup v1 the
+    per-controller ``/sys/fs/cgroup/<controller>`` binds, on cgroup v2 the one ``/sys/fs/cgroup``. On a host of
+    the other version runc maps only its own kind, so CRIU stops with "No mapping for ... mountpoint". Each
+    such key is mapped to ``placeholder``, an empty directory of the target: the restored tree sees an empty
+    directory where the source's cgroup files were (its real cgroup is the one the target's engine made) and
+    reaches no cgroup file of this host through it.
+    """
+    if images_version not in (1, 2) or host_version not in (1, 2) or images_version == host_version:
+        return []
+    if ':' in placeholder or any(ch.isspace() for ch in placeholder):
+        raise CriuError('The placeholder %r cannot be given to CRIU.' % placeholder)
+    values = []
+    for mountpoint, key in external:
+        ours = (mountpoint.startswith('/sys/fs/cgroup/') if images_version == 1 else mountpoint == '/sys/fs/cgroup')
+        if not ours:
+            continue
+        if not _CGROUP_KEY_RE.match(key):
+            raise CriuError('The external cgroup mount %r of the checkpoint has a key this collection does not map '
+                            '(%r).' % (mountpoint, key))
+        values.append('%s:%s' % (key, placeholder))
+    return values
 
 
 def cross_cgroup_mode(images_version: Optional[int], host_version: Optional[int]) -> Optional[str]:

@@ -76,6 +76,7 @@ PSTREE_MAGIC = 0x50273030
 CORE_MAGIC = 0x55053847
 SECCOMP_MAGIC = 0x64413049
 CGROUP_MAGIC = 0x59383330
+MNTS_MAGIC = 0x55563928
 IMAGES_V1_1 = 2
 
 SECCOMP_MODE_DISABLED = 0
@@ -371,6 +372,34 @@ def images_cgroup_version(names: Sequence[str]) -> int:
             if part and part != 'unified' and not part.startswith('name='):
                 return 1
     return 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The image set's external mounts (mountpoints-<id>.img: MntEntry, 7 = mountpoint, 18 = ext_key)
+
+
+def external_mounts(images_dir: str) -> List[Tuple[str, str]]:
+    """(mountpoint, key) of every mount the dump recorded as external (a key the restore must map), in the
+    order of the mountpoints images. Refuses a malformed image."""
+    found: List[Tuple[str, str]] = []
+    for entry_name in sorted(os.listdir(images_dir)):
+        if not (entry_name.startswith('mountpoints-') and entry_name.endswith('.img')):
+            continue
+        path = os.path.join(images_dir, entry_name)
+        for entry in split_image(read_image_file(path), MNTS_MAGIC, entry_name):
+            mountpoint = key = None
+            for field in decode_fields(entry, 'mount entry'):
+                if field.wire != WIRE_BYTES:
+                    continue
+                if field.number == 7:
+                    mountpoint = bytes(field.value).decode('utf-8', 'replace')
+                elif field.number == 18:
+                    key = bytes(field.value).decode('utf-8', 'replace')
+            if key is not None:
+                if mountpoint is None:
+                    raise CriuImageError('The CRIU image %s has an external mount without a mountpoint.' % entry_name)
+                found.append((mountpoint, key))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

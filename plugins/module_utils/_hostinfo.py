@@ -130,6 +130,30 @@ def parse_meminfo(text: str) -> int:
 _CPUINFO_PROCESSOR = re.compile(r'^processor(?:\s+\d+)?\s*:', re.MULTILINE)
 
 
+# The user-visible x86 instruction-set extensions of /proc/cpuinfo's flags: what a process may have chosen at
+# its start (glibc's ifuncs and hwcaps, a JIT) and would execute again after a restore. Kernel-only flags
+# (xsaves, pcid, x2apic, ...) and the hypervisor's are left out: they do not decide what user code runs.
+USER_ISA_FLAGS = frozenset([
+    '3dnow', '3dnowext', 'abm', 'adx', 'aes', 'amx_bf16', 'amx_fp16', 'amx_int8', 'amx_tile', 'avx', 'avx2',
+    'avx512_bf16', 'avx512_bitalg', 'avx512_fp16', 'avx512_vbmi2', 'avx512_vnni', 'avx512_vp2intersect',
+    'avx512_vpopcntdq', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512f', 'avx512ifma', 'avx512vbmi', 'avx512vl',
+    'avx_ifma', 'avx_vnni', 'avx_vnni_int8', 'bmi1', 'bmi2', 'cldemote', 'clflushopt', 'clwb', 'cx16', 'erms',
+    'f16c', 'fma', 'fma4', 'fsrm', 'gfni', 'hle', 'mmxext', 'movbe', 'movdir64b', 'movdiri', 'pclmulqdq', 'pku',
+    'popcnt', 'rdpid', 'rdrand', 'rdseed', 'rtm', 'serialize', 'sha_ni', 'sse3', 'sse4_1', 'sse4_2', 'sse4a',
+    'ssse3', 'tsxldtrk', 'vaes', 'vpclmulqdq', 'waitpkg', 'xop', 'xsavec', 'xsaveopt',
+])
+
+
+def cpu_isa_flags(text: str) -> Optional[List[str]]:
+    """The user-visible instruction-set flags (USER_ISA_FLAGS) of the first CPU in /proc/cpuinfo text, sorted;
+    None when the text has no ``flags`` line (another architecture). Pure."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(':')
+        if sep and key.strip() == 'flags':
+            return sorted(set(value.split()) & USER_ISA_FLAGS)
+    return None
+
+
 def count_cpus(text: str) -> int:
     """Number of logical CPUs listed in /proc/cpuinfo text (0 when none is recognised).
 

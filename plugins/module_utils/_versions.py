@@ -114,6 +114,22 @@ def criu_downgrade(source_criu: Any, target_criu: Any) -> Optional[str]:
                 target_criu, source_criu, '.'.join(str(p) for p in src[:2])))
 
 
+def cpu_refusal(source_isa: Any, target_isa: Any) -> Optional[str]:
+    """Why the target's CPU cannot run what the source's processes may execute, or None. Pure.
+
+    The arguments are host_facts' ``cpu.isa`` lists; when either is unknown (None, older facts) nothing is
+    refused: CRIU's own CPU check (``--cpu-cap``) stays the only one.
+    """
+    if not isinstance(source_isa, (list, tuple)) or not isinstance(target_isa, (list, tuple)):
+        return None
+    missing = sorted(set(source_isa) - set(target_isa))
+    if not missing:
+        return None
+    return ('the target\'s CPU lacks instruction sets the source\'s CPU has (%s): a process chooses its code at '
+            'its start (glibc picks AVX-512 routines where the CPU has them), and once restored it would execute '
+            'them and die with SIGILL (seen on the lab\'s VM host: "trap invalid opcode" in busybox)' % ', '.join(missing))
+
+
 def host_versions(facts: Mapping[str, Any]) -> Dict[str, Optional[str]]:
     """The upstream releases of one host's engine, containerd, runc and CRIU (host_facts' ``mtd``)."""
     docker, criu = _sub(facts, 'docker'), _sub(facts, 'criu')
@@ -161,6 +177,9 @@ def version_gates(hosts: Mapping[str, Mapping[str, Any]], network_mode: Any = No
                            _sub(hosts.get('target'), 'criu').get('version'))
     if older:
         refuse.append('target: ' + older)
+    cpu = cpu_refusal(_sub(hosts.get('source'), 'cpu').get('isa'), _sub(hosts.get('target'), 'cpu').get('isa'))
+    if cpu:
+        refuse.append('target: ' + cpu)
     return {'refuse': refuse, 'warn': warn}
 
 

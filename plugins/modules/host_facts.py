@@ -146,6 +146,16 @@ ansible_facts:
             pretty_name: Debian GNU/Linux 12 (bookworm)
             kernel: 6.18.44-fc-v669
             arch: x86_64
+        cpu:
+          description:
+            - C(isa) - the user-visible instruction-set extensions of the host's CPU (from the C(flags) of
+              C(/proc/cpuinfo), sorted; C(null) where there are none, as on other architectures). A restored
+              process goes on with the code it chose at its start, so the migration preflight refuses a target
+              whose CPU lacks one that the source's has.
+          type: dict
+          returned: always
+          sample:
+            isa: [aes, avx, avx2, bmi1, bmi2, erms, f16c, fma, movbe, pclmulqdq, popcnt, sse3, sse4_1, sse4_2, ssse3]
         capacity:
           description:
             - The capacity of the host, C(cpus) (float), C(memory_mb) and C(units) (integer).
@@ -338,6 +348,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._hostinfo import (
     HostInfoError,
     container_summary,
     count_cpus,
+    cpu_isa_flags,
     detect_cgroup,
     format_timestamp,
     merge_capacity,
@@ -405,9 +416,11 @@ class HostFactsCollector:
         except (IOError, OSError, UnicodeError, HostInfoError) as exc:
             raise MtdError('Cannot read the memory size from %s: %s.' % (PROC_MEMINFO, to_text(exc)))
         try:
-            cpus = count_cpus(_read_text(PROC_CPUINFO))
+            cpuinfo = _read_text(PROC_CPUINFO)
         except (IOError, OSError, UnicodeError):
-            cpus = 0
+            cpuinfo = ''
+        cpus = count_cpus(cpuinfo)
+        self.cpu_isa = cpu_isa_flags(cpuinfo)
         if not cpus:
             try:
                 cpus = len(os.sched_getaffinity(0))
@@ -577,6 +590,7 @@ class HostFactsCollector:
             'hostname': socket.gethostname(),
             'gathered_at': format_timestamp(self.now),
             'os': os_facts(os_release, uname.release, uname.machine),
+            'cpu': {'isa': getattr(self, 'cpu_isa', None)},
             'capacity': capacity,
             'capacity_source': capacity_source,
             'reserved': reserved,

@@ -458,6 +458,15 @@ criu_manage_cgroups:
   returned: when O(state=started) restored images of another cgroup version
   type: str
   sample: ignore
+criu_cgroup_mounts:
+  description:
+    - The cgroup mounts of images made on the other cgroup version (runc's external C(/sys/fs/cgroup/<controller>)
+      mounts of cgroup v1, C(/sys/fs/cgroup) of cgroup v2), which this host's runc does not map. CRIU mounted an
+      empty directory of the new container there (C(containers/<id>/mtd-cgroup-other) in the engine's data root).
+  returned: when O(state=started) restored images of another cgroup version that had such mounts
+  type: list
+  elements: str
+  sample: [/sys/fs/cgroup/memory, /sys/fs/cgroup/pids]
 place_method:
   description:
     - How the CRIU images were put where the engine's start reads them. V(direct) - CRIU reads them straight from
@@ -551,6 +560,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._container import w
 from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     RuncCriuOptions,
+    cgroup_mount_map,
     cross_cgroup_mode,
     find_criu,
     lazy_tls_options,
@@ -560,7 +570,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     start_lazy_pages_daemon,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._criuimg import add_filter as add_seccomp_filter
-from ansible_collections.mtd.containers.plugins.module_utils._criuimg import cgroup_names, images_cgroup_version
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import cgroup_names, external_mounts, images_cgroup_version
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -649,6 +659,7 @@ REQUIRED_IF = [('state', 'prepared', ('config',))]
 DESCRIPTORS = 'descriptors.json'      # runc's record of the container's stdio, read by runc restore
 CRIU_IMAGES_LINK = 'criu-images'      # symbolic link to the bundle's CRIU images (image_delivery=direct)
 CRIU_WORK_DIR = 'criu-work'           # CRIU's work directory and restore.log (image_delivery=direct)
+CGROUP_PLACEHOLDER = 'mtd-cgroup-other'  # empty stand-in for the cgroup mounts of a dump of the other cgroup version
 INCOMING_TMPFS = '/dev/shm/mtd-incoming'   # bundles received in memory
 TLS_DIR_SUFFIX = '.tls'                    # beside the bundle: this host's key for the post-copy page channel
 LAZY_PID = 'lazy-pages.pid'                # in it: the running lazy-pages daemon
@@ -1220,7 +1231,7 @@ class Restorer(Worker):
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         images = os.path.join(self.bundle, CRIU_DIR)
         if delivery['used'] == 'direct':
-            placed = {'options': self.place_direct(images, target, lazy), 'marker_file': DESCRIPTORS}
+            placed = {'options': self.place_direct(images, target, lazy, cid=cid), 'marker_file': DESCRIPTORS}
         else:
             self.result['place_method'] = move_tree(images, target)
             placed = {'options': None, 'marker_file': 'inventory.img'}
@@ -1359,7 +1370,7 @@ class Restorer(Worker):
                 os.unlink(full)
             os.symlink(target, full)
 
-    def place_direct(self, images, target, lazy=False):
+    def place_direct(self, images, target, lazy=False, cid=None):
         """Give the engine only what runc itself reads (descriptors.json); CRIU gets the images' path
         through runc's CRIU configuration file. Returns the CRIU options for it."""
         descriptors = os.path.join(images, DESCRIPTORS)
@@ -1381,10 +1392,21 @@ class Restorer(Worker):
         self.result['place_method'] = 'direct'
         # images of a cgroup v1 host restored on cgroup v2 (or back): the target's engine places the tasks
         names = cgroup_names(images)
-        mode = cross_cgroup_mode(None if names is None else images_cgroup_version(names), cgroup_version(self.info))
+        images_version = None if names is None else images_cgroup_version(names)
+        host_version = cgroup_version(self.info)
+        mode = cross_cgroup_mode(images_version, host_version)
         if mode:
             self.result['criu_manage_cgroups'] = mode
-        return restore_options(link, work, lazy=lazy, manage_cgroups=mode)
+        # the cgroup mounts of a dump made on the other cgroup version: an empty directory in the new container's
+        # own engine directory (removed with the container)
+        placeholder = os.path.join(self.data_root, 'containers', cid or 'none', CGROUP_PLACEHOLDER)
+        ext = cgroup_mount_map(external_mounts(images), images_version, host_version, placeholder)
+        if ext:
+            if not cid:
+                raise CriuError('A checkpoint of the other cgroup version needs the new container\'s id.')
+            os.makedirs(placeholder, mode=0o555, exist_ok=True)
+            self.result['criu_cgroup_mounts'] = [value.split(':', 1)[0] for value in ext]
+        return restore_options(link, work, lazy=lazy, manage_cgroups=mode, ext_mounts=ext)
 
     def remove_engine_copies(self, before, marker):
         """containerd unpacks every checkpoint it restores into $TMPDIR/ctrd-checkpoint* and leaves it

@@ -24,6 +24,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuResult,
     Runc,
     RuncCriuOptions,
+    cgroup_mount_map,
     cross_cgroup_mode,
     find_criu,
     lazy_pages_blocker,
@@ -440,3 +441,26 @@ def test_restore_options_with_a_manage_cgroups_mode():
     options = restore_options('/b/images', '/b/work', lazy=True, manage_cgroups='ignore')
     assert options == {'images-dir': '/b/images', 'work-dir': '/b/work', 'lazy-pages': True, 'manage-cgroups': 'ignore'}
     assert 'manage-cgroups=ignore' in render_runc_conf(options, 'test').splitlines()
+
+
+# the external mounts of a Docker 20.10 container on cgroup v1 (lab-1) and of one on cgroup v2 (the VM host)
+V1_EXTERNAL = [('/etc/hosts', '/etc/hosts'), ('/sys/fs/cgroup/systemd', '/sys/fs/cgroup/systemd'),
+               ('/sys/fs/cgroup/memory', '/sys/fs/cgroup/memory'), ('/sys/fs/cgroup/cpu,cpuacct', '/sys/fs/cgroup/cpu,cpuacct')]
+V2_EXTERNAL = [('/etc/hosts', '/etc/hosts'), ('/sys/fs/cgroup', '/sys/fs/cgroup')]
+
+
+def test_cgroup_mount_map_maps_the_other_versions_cgroup_mounts_to_the_placeholder():
+    assert cgroup_mount_map(V1_EXTERNAL, 1, 2, '/d/empty') == [
+        '/sys/fs/cgroup/systemd:/d/empty', '/sys/fs/cgroup/memory:/d/empty', '/sys/fs/cgroup/cpu,cpuacct:/d/empty']
+    assert cgroup_mount_map(V2_EXTERNAL, 2, 1, '/d/empty') == ['/sys/fs/cgroup:/d/empty']
+    assert cgroup_mount_map(V1_EXTERNAL, 1, 1, '/d/empty') == []      # runc maps its own kind
+    assert cgroup_mount_map(V2_EXTERNAL, 2, None, '/d/empty') == []   # unknown: nothing changes
+    assert 'ext-mount-map /sys/fs/cgroup:/d/empty' in render_runc_conf(
+        restore_options('/b/i', '/b/w', ext_mounts=['/sys/fs/cgroup:/d/empty']), 'test').splitlines()
+
+
+def test_cgroup_mount_map_refuses_a_key_it_cannot_pass_to_criu():
+    with pytest.raises(CriuError, match='has a key this collection does not map'):
+        cgroup_mount_map([('/sys/fs/cgroup/memory', '/sys/fs/cgroup/mem ory:/etc')], 1, 2, '/d/empty')
+    with pytest.raises(CriuError, match='cannot be given to CRIU'):
+        cgroup_mount_map(V1_EXTERNAL, 1, 2, '/d/em:pty')

@@ -496,3 +496,19 @@ def test_cgroup_image_with_a_wrong_magic_is_refused(tmp_path):
     write(tmp_path, 'cgroup.img', ci.CORE_MAGIC, [f(2, B, f(1, B, b'pids'))])
     with pytest.raises(ci.CriuImageError, match='magic'):
         ci.cgroup_names(str(tmp_path))
+
+
+def mount_entry(mountpoint, key=None):
+    body = f(1, V, 1) + f(2, V, 7) + f(3, V, 0) + f(4, V, 1) + f(5, V, 0) + f(6, B, b'/') + f(7, B, mountpoint.encode())
+    return body + f(8, B, b'src') + (f(18, B, key.encode()) if key is not None else b'')
+
+
+def test_external_mounts_of_the_mountpoints_images(tmp_path):
+    write(tmp_path, 'mountpoints-13.img', ci.MNTS_MAGIC,
+          [mount_entry('/proc'), mount_entry('/sys/fs/cgroup/memory', '/sys/fs/cgroup/memory'),
+           mount_entry('/etc/hosts', '/etc/hosts')])
+    assert ci.external_mounts(str(tmp_path)) == [('/sys/fs/cgroup/memory', '/sys/fs/cgroup/memory'),
+                                                 ('/etc/hosts', '/etc/hosts')]
+    write(tmp_path, 'mountpoints-14.img', ci.CORE_MAGIC, [mount_entry('/x', '/x')])
+    with pytest.raises(ci.CriuImageError, match='magic'):
+        ci.external_mounts(str(tmp_path))

@@ -18,6 +18,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._hostinfo import (
     container_reservations,
     container_summary,
     count_cpus,
+    cpu_isa_flags,
     detect_cgroup,
     epoch_to_rfc3339,
     format_timestamp,
@@ -379,3 +380,11 @@ def test_local_fact_errors(text, message):
     with pytest.raises(HostInfoError) as excinfo:
         parse_local_fact(text)
     assert message in str(excinfo.value)
+
+
+def test_cpu_isa_flags_keeps_the_user_visible_instruction_sets_of_the_first_cpu():
+    text = ('processor\t: 0\nflags\t\t: fpu vme sse4_2 x2apic avx2 xsaves xsavec avx512f hypervisor\n\n'
+            'processor\t: 1\nflags\t\t: fpu sse4_2\n')
+    assert cpu_isa_flags(text) == ['avx2', 'avx512f', 'sse4_2', 'xsavec']   # not vme, x2apic, xsaves, hypervisor
+    assert cpu_isa_flags('processor : 0\nFeatures : fp asimd\n') is None    # arm64 names them otherwise
+    assert cpu_isa_flags('') is None

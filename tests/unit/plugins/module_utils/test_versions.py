@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.mtd.containers.plugins.module_utils._versions import (
+    cpu_refusal,
     criu_downgrade,
     criu_mismatch,
     engine_components,
@@ -123,3 +124,24 @@ def test_version_gates_refuse_a_target_with_an_older_criu():
                                "newer CRIU failed to restore (vdso: ELF header magic mismatch): move it to a host "
                                "with CRIU 4.2 or newer"]
     assert version_gates({'source': FACTS_26, 'target': newer}, 'host')['refuse'] == []
+
+
+# the lab's CPUs (2026-12-02): the machine (a Xeon with AVX-512) and its TCG guest (-cpu max without the AMD-only sets)
+HOST_ISA = ['aes', 'avx', 'avx2', 'avx512bw', 'avx512f', 'avx512vl', 'gfni', 'sha_ni', 'sse4_2', 'xsavec']
+VM_ISA = ['aes', 'avx', 'avx2', 'sse4_2', 'xsavec']
+
+
+def test_cpu_refusal_of_a_target_without_the_sources_instruction_sets():
+    reason = cpu_refusal(HOST_ISA, VM_ISA)
+    assert reason.startswith("the target's CPU lacks instruction sets the source's CPU has "
+                             "(avx512bw, avx512f, avx512vl, gfni, sha_ni)")
+    assert cpu_refusal(VM_ISA, HOST_ISA) is None          # a subset may move up
+    assert cpu_refusal(HOST_ISA, HOST_ISA) is None
+    assert cpu_refusal(None, VM_ISA) is None and cpu_refusal(HOST_ISA, None) is None   # facts of an older collection
+
+
+def test_version_gates_refuse_the_cpu_of_the_target():
+    source = {'cpu': {'isa': HOST_ISA}}
+    gates = version_gates({'source': source, 'target': {'cpu': {'isa': VM_ISA}}})
+    assert len(gates['refuse']) == 1 and gates['refuse'][0].startswith("target: the target's CPU lacks")
+    assert version_gates({'source': {'cpu': {'isa': VM_ISA}}, 'target': source})['refuse'] == []

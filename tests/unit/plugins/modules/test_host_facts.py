@@ -43,7 +43,7 @@ case "$*" in
 esac
 """
 
-CONTRACT_KEYS = ['capacity', 'capacity_source', 'cgroup', 'criu', 'docker', 'gathered_at', 'hostname', 'os',
+CONTRACT_KEYS = ['capacity', 'capacity_source', 'cgroup', 'cpu', 'criu', 'docker', 'gathered_at', 'hostname', 'os',
                  'remaining', 'reserved']
 DOCKER_KEYS = ['api_version', 'available', 'cgroup_driver', 'containerd', 'containers', 'error', 'experimental',
                'operating_system', 'runc', 'version']
