@@ -30,9 +30,10 @@ import textwrap
 
 import pytest
 
-from lab_helpers import ROOT, STATE, VENV_BIN
+from lab_helpers import ROOT, STATE
+from test_vm_host import INVENTORY_VM
+from test_vm_host import play as vm_play
 
-INVENTORY_VM = ROOT / 'lab' / 'inventory-vm.yml'
 STATUS = pathlib.Path(STATE) / 'vm' / 'status.json'
 DIRTIER_C = ROOT / 'tests' / 'integration' / 'files' / 'dirtier.c'
 REGISTRY_BIN = '/usr/bin/docker-registry'      # Debian's docker-registry, run inside the guest on its loopback
@@ -100,17 +101,9 @@ def vm_image():
     guest('kill $(cat %s/registry.pid) 2>/dev/null; rm -f %s/registry.pid; true' % (GUEST_DIR, GUEST_DIR))
 
 
-def play(tmp_path, text, timeout=1200):
-    playbook = tmp_path / 'play.yml'
-    playbook.write_text(textwrap.dedent(text))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
-               PATH='%s:%s' % (VENV_BIN, os.environ.get('PATH', '')))
-    cmd = [str(VENV_BIN / 'ansible-playbook'), '-i', str(INVENTORY_VM), str(playbook)]
-    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        pytest.fail('%s failed (rc=%d):\n%s\n%s' % (playbook.name, proc.returncode, proc.stdout[-15000:],
-                                                    proc.stderr[-4000:]))
-    return proc
+def play(tmp_path, text):
+    """test_vm_host's playbook runner, with the longer time a pre-copy run under TCG takes."""
+    return vm_play(tmp_path, text, timeout=1200)
 
 
 def test_precopy_rounds_shrink_the_freeze_and_the_restored_counter_goes_on(tmp_path, vm_image):
