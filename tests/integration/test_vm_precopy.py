@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import random
 import shutil
 import subprocess
@@ -31,10 +30,9 @@ import textwrap
 import pytest
 
 from lab_helpers import ROOT, STATE
-from test_vm_host import INVENTORY_VM
+from test_vm_host import require_vm
 from test_vm_host import play as vm_play
 
-STATUS = pathlib.Path(STATE) / 'vm' / 'status.json'
 DIRTIER_C = ROOT / 'tests' / 'integration' / 'files' / 'dirtier.c'
 REGISTRY_BIN = '/usr/bin/docker-registry'      # Debian's docker-registry, run inside the guest on its loopback
 GUEST_DIR = '/opt/mtd-precopy-test'
@@ -65,14 +63,7 @@ def guest(command, stdin=None, timeout=300):
 @pytest.fixture(scope='module')
 def vm_image():
     """The guest is up; the workload image is in the guest's own registry (so that it has a digest)."""
-    if not STATUS.exists():
-        pytest.skip('the lab VM was not brought up (no %s): run lab/vm.sh up, or lab/lab.sh up without '
-                    'MTD_LAB_VM=0' % STATUS)
-    status = json.loads(STATUS.read_text())
-    if status.get('state') != 'ready':
-        pytest.skip('the lab VM is not available: %s' % status.get('reason'))
-    if not INVENTORY_VM.exists():
-        pytest.skip('the lab VM has no inventory (%s missing)' % INVENTORY_VM)
+    require_vm()
     gcc = shutil.which('gcc')
     if not gcc or not os.path.exists(REGISTRY_BIN):
         pytest.skip('the pre-copy workload needs gcc (static glibc) and %s on this machine' % REGISTRY_BIN)
