@@ -56,7 +56,9 @@ def in_restored_tree(host, name, script, timeout=30):
             if out.returncode == 0:
                 return int(proc.stdout.strip()), out.stdout
         time.sleep(0.2)
-    raise AssertionError('the workload did not run %r within %s s' % (script, timeout))
+    state = docker(host, 'inspect', '-f', '{{.State.Status}} exit={{.State.ExitCode}}', name, check=False)
+    raise AssertionError('the workload did not run %r within %s s (container: %s)'
+                         % (script, timeout, (state.stdout or state.stderr).strip()))
 
 
 def counter(host, name, path):
@@ -147,15 +149,21 @@ def test_confined_on_arrival(workload):
     # dd's one 200 MB buffer, filled by read(): every page is touched and charged
     rc, out = in_restored_tree(TARGET, name, 'dd if=/dev/zero of=/dev/null bs=200M count=1 && echo got')
     assert rc != 0 and 'got' not in out, 'an allocation of 200 MB passed a 48 MB limit: %s' % out
-    # killed (SIGKILL: the OOM killer of the level), and the level never held more than its limit
+    # killed (SIGKILL: the OOM killer of the level), and the level never held much more than its limit: the
+    # kernel charges a task that is already dying past the limit so that it can exit (mm/memcontrol.c,
+    # try_charge's `force`), a few pages to some MiB, never the 200 MB asked for
     assert 'Killed' in out, out
     with open(os.path.join(memory_dir, 'memory.max_usage_in_bytes')) as handle:
-        assert int(handle.read()) <= 48 << 20
+        peak = int(handle.read())
+    assert peak <= (48 + 8) << 20, 'the level held %d bytes under a limit of %d' % (peak, 48 << 20)
     assert docker(TARGET, 'inspect', '-f', '{{.State.Running}}', name).stdout.strip() == 'true', 'the workload itself was killed'
+    # The fork loop runs in a subshell, which exits at its first failed fork; its script then waits, by builtins
+    # only (a glob of /proc), until the sleeps are gone: busybox sh exits at a failed fork, and the workload's
+    # own next `sleep 0.1` must not meet the limit the probe filled (CI 2026-12-02 lost the workload that way)
     rc, out = in_restored_tree(TARGET, name, '(n=0; while [ $n -lt 80 ]; do sleep 3 & n=$((n+1)); done; '
-                                             'echo started $n; wait) 2>&1')
+                                             'echo started $n; wait) 2>&1; '
+                                             'while set -- /proc/[0-9]*; [ $# -gt 4 ]; do :; done')
     assert 'fork' in out.lower(), 'no fork failed with 80 tasks under pids.max 40: %s' % out
-    time.sleep(4)   # the sleeps end; the pids are free again
     # idempotent: confine (the recreate path) takes the arrival confinement as its own
     proc = run_playbook('playbooks/confine.yml', '-e', json.dumps(
         {'mtd_confine_hosts': TARGET, 'mtd_confine_containers': [name], 'mtd_confine_memory': LIMITS['memory'],
