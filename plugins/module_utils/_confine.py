@@ -328,12 +328,11 @@ def limits_from_params(limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 def container_refusal(inspect: Dict[str, Any], engine_version: Optional[str], info: Dict[str, Any],
                       limits: Dict[str, Any], engine_socket: Optional[str],
-                      cgroup_version: Optional[int] = None) -> Optional[Tuple[str, Dict[str, Any]]]:
+                      cgroup_version: int) -> Optional[Tuple[str, Dict[str, Any]]]:
     """``(sentence, details)`` when the container (an inspect, or a create body shaped like one) cannot be
     confined on this engine, else None: privileged, host PID/IPC, forbidden binds, no seccomp, a cgroup
-    driver it cannot use, its own CPU limit above the confinement's. With ``cgroup_version`` (the confine
-    module), the systemd driver is accepted on cgroup v2 (slices); without it (confinement on arrival, whose
-    levels are plain paths), only the cgroupfs driver."""
+    driver it cannot use on this ``cgroup_version`` (cgroupfs; systemd on v2 only, its levels are slices),
+    its own CPU limit above the confinement's. Shared by confine and restore's confinement on arrival."""
     refusal = privileged_refusal(inspect, engine_version) or host_namespace_refusal(inspect)
     if refusal:
         return refusal, {}
@@ -347,14 +346,9 @@ def container_refusal(inspect: Dict[str, Any], engine_version: Optional[str], in
     if 'seccomp' not in options:
         return ('The Docker engine has no seccomp support (SecurityOptions: %s), so the container cannot be '
                 'confined.' % (options or 'none'), {})
-    driver = info.get('CgroupDriver') or 'cgroupfs'
-    if cgroup_version is not None:
-        refusal = driver_refusal(driver, cgroup_version)
-        if refusal:
-            return refusal, {}
-    elif driver != 'cgroupfs':
-        return ('The Docker engine uses the %s cgroup driver; confinement on arrival supports only the cgroupfs '
-                'driver, whose cgroup parents are plain paths.' % driver, {})
+    refusal = driver_refusal(info.get('CgroupDriver'), cgroup_version)
+    if refusal:
+        return refusal, {}
     conflict = cpu_conflict(inspect, limits)
     if conflict:
         return conflict, {}

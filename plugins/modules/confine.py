@@ -490,12 +490,7 @@ from ansible_collections.mtd.containers.plugins.module_utils import _common as c
 from ansible_collections.mtd.containers.plugins.module_utils import _confine_launcher as launcher_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _seccomp as seccomp_lib
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
-from ansible_collections.mtd.containers.plugins.module_utils._systemd_slice import (
-    expected_cpu_quota,
-    slice_cgroup_path,
-    slice_properties,
-    slice_unit,
-)
+from ansible_collections.mtd.containers.plugins.module_utils._systemd import SliceLevel, uses_systemd_driver
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
 from ansible_collections.mtd.containers.plugins.module_utils._confine import (
     CGROUPNS_MIN_API,
@@ -859,6 +854,7 @@ class ContainerConfiner(Confiner):
         self.client = mod.docker
         # Docker's systemd cgroup driver: the level is this slice unit (None with the cgroupfs driver).
         self.slice: Optional[str] = None
+        self.slice_level: Optional[SliceLevel] = None
 
     def engine_socket(self) -> Optional[str]:
         host = self.client.docker_host
@@ -959,50 +955,34 @@ class ContainerConfiner(Confiner):
     # -- the level under the systemd driver -----------------------------------------------------
 
     def container_level(self, info: Dict[str, Any], name: str) -> cgroup_lib.Cgroup:
-        """The confinement level: a plain cgroup (cgroupfs driver) or a systemd slice (systemd driver)."""
-        if (info.get('CgroupDriver') or 'cgroupfs') != 'systemd':
+        """The confinement level: a plain cgroup (cgroupfs driver) or a systemd slice's (systemd driver)."""
+        if not uses_systemd_driver(info):
             return self.level(name)
-        # the level's plain form is checked like the cgroupfs one before it is escaped into a unit name
-        cgroup_lib.validate_relative_path('%s/%s' % (self.params['cgroup_parent'] or '', name))
-        self.slice = slice_unit(self.params['cgroup_parent'], name)
-        return cgroup_lib.Cgroup(self.layout, slice_cgroup_path(self.slice))
+        self.slice_level = SliceLevel(self.layout, self.params['cgroup_parent'], name)
+        self.slice = self.slice_level.unit
+        return self.slice_level.cgroup
 
     def apply_slice(self, cgroup: cgroup_lib.Cgroup, before: Optional[Dict[str, Any]], writes: Any) -> None:
-        """Give the slice its limits as unit properties (systemd rewrites the files of the slices it manages
-        whenever it realises a unit below them), start it, and read the files back."""
-        quota = self.limits.get('cpu_quota')
-        period = self.limits.get('cpu_period') or cgroup_lib.DEFAULT_CPU_PERIOD
-        if quota is not None and expected_cpu_quota(quota, period) != quota:
-            raise MtdError('cpus gives a quota of %s us per %s us, which systemd cannot express (CPUQuota keeps two '
-                           'decimals of a percent); round cpus to a multiple of 0.0001.' % (quota, period))
+        """The slice's limits as unit properties, read back from its files."""
+        assert self.slice_level is not None
         if before is not None:
             cgroup.check_usage(writes)
-        systemctl = CmdRunner('systemctl', timeout=60)
-        if writes or before is None:
-            systemctl.run(['set-property', self.slice] + slice_properties(self.limits), check=True,
-                          what='systemctl set-property %s' % self.slice)
+        write = bool(writes or before is None)
+        after = self.slice_level.apply(self.limits, self.managed_keys(), write)
+        if write:
             self.result['changed'] = True
-        systemctl.run(['start', self.slice], check=True, what='systemctl start %s' % self.slice)
-        after = cgroup.read_limits()
         self.result['limits'] = project(after, self.managed_keys())
         self.diff['after']['cgroup']['limits'] = self.result['limits']
-        wrong = [key for key in self.managed_keys() if (after or {}).get(key) != self.limits[key]]
-        if wrong:
-            raise MtdError('The slice %s does not hold the limits systemd was given (%s differ in %s); check '
-                           'systemctl show %s.' % (self.slice, ', '.join(wrong), cgroup.directory(), self.slice),
-                           limits=after)
 
     def remove_level(self, cgroup: cgroup_lib.Cgroup) -> None:
         """Remove a level made for this run only (best effort: the error being raised is the one to show)."""
-        if not self.slice:
-            try:
-                cgroup.remove()
-            except cgroup_lib.CgroupError:
-                pass
+        if self.slice_level is not None:
+            self.slice_level.remove()
             return
-        systemctl = CmdRunner('systemctl', timeout=60)
-        systemctl.run(['stop', self.slice])
-        systemctl.run(['revert', self.slice])
+        try:
+            cgroup.remove()
+        except cgroup_lib.CgroupError:
+            pass
 
     # -- recreation ----------------------------------------------------------------------------
 

@@ -239,10 +239,14 @@ options:
         host cgroup namespace is kept, C(mtd.confine.cgroupns). The restored process tree is therefore limited
         from its first instruction and keeps its memory (no restart); M(mtd.containers.confine) takes such a
         container as confined by itself (a second confine changes nothing).
+      - Under Docker's systemd cgroup driver (cgroup v2 only) the parent is the slice unit of that level
+        (C(mtd-<name>.slice), escaped as M(mtd.containers.confine) does), whose limits are given as its unit
+        properties (C(systemctl set-property)) and read back from its files; the restored tasks are in
+        C(<slice>/docker-<id>.scope).
       - Refused before anything is created (with O(state=prepared) that is before the source is frozen) - what
         M(mtd.containers.confine) refuses (privileged, host PID or IPC namespace, binds of the engine's socket or
-        of the host's cgroupfs, no seccomp, a cgroup driver other than cgroupfs, its own CPU limit above the
-        confinement's), an engine cgroup version other than the host's, a cgroup namespace mode the restore cannot
+        of the host's cgroupfs, no seccomp, a cgroup driver other than cgroupfs and, on cgroup v2, systemd, its
+        own CPU limit above the confinement's; under systemd a CPU quota CPUQuota= cannot express), an engine cgroup version other than the host's, a cgroup namespace mode the restore cannot
         give (see O(confine.cgroupns)), and limits below O(confine.source_usage).
       - After the start (O(state=started)) the limits of the level, the cgroup of every task of the container and
         their C(Seccomp) mode (V(2)) are read on this host; a difference fails the module (the caller rolls back),
@@ -486,8 +490,9 @@ seccomp_filter:
 confinement:
   description:
     - With O(confine), how the container is confined - C(how) (V(arrival)), C(cgroup) (version, path of the
-      parent level), C(limits) (as read from the level), C(cgroupns_mode), C(seccomp_profile), and after the
-      start C(verified) (every check passed) and C(tasks) (per task id, its C(seccomp) mode and C(filters) count).
+      parent level; C(systemd_slice), its unit, under the systemd driver), C(limits) (as read from the level),
+      C(cgroupns_mode), C(seccomp_profile), and after the start C(verified) (every check passed) and C(tasks)
+      (per task id, its C(seccomp) mode and C(filters) count).
   returned: when O(confine) was given and O(state) is not V(absent)
   type: dict
   sample: {"how": "arrival", "cgroup": {"version": 1, "path": "/mtd/web-1"}, "limits": {"memory": "48m",
@@ -605,6 +610,11 @@ from ansible_collections.mtd.containers.plugins.module_utils._policy import (
     same_registry,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._precopy import chain_count, chain_links, round_dir
+from ansible_collections.mtd.containers.plugins.module_utils._systemd import (
+    SliceLevel,
+    quota_refusal,
+    uses_systemd_driver,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._transfer import (
     PLAINTEXT_WARNING,
     RECEIVER,
@@ -1556,15 +1566,22 @@ class ArrivalConfinement:
         self.limits = limits_from_params(self.opts['limits'])
         self.layout = cgroup_lib.Layout.from_host('auto')
         self.cgroup: Optional[cgroup_lib.Cgroup] = None
-        self.parent = '/'
+        self.slice: Optional[SliceLevel] = None   # the level under Docker's systemd driver
+        self.parent = '/'                           # the standby's CgroupParent: a path, or the slice unit
         self.cgroupns: Optional[str] = None   # private | host, from the captured configuration (arrival_cgroupns)
         self.expected: Dict[int, int] = {}    # thread id in the container -> Seccomp_filters after the restore
 
     def level(self, name) -> cgroup_lib.Cgroup:
-        """The parent level ``<cgroup_parent>/<cgroup_name or name>`` (the container's CgroupParent)."""
+        """The parent level ``<cgroup_parent>/<cgroup_name or name>``: the container's CgroupParent is that path
+        (cgroupfs driver) or the slice unit of it (systemd driver, cgroup v2: ``mtd-<name>.slice``)."""
         if self.cgroup is None:
-            self.parent = cgroup_parent_path(self.opts['cgroup_parent'], self.opts['cgroup_name'] or name)
-            self.cgroup = cgroup_lib.Cgroup(self.layout, self.parent.lstrip('/'))
+            own = self.opts['cgroup_name'] or name
+            if uses_systemd_driver(self.worker.info):
+                self.slice = SliceLevel(self.layout, self.opts['cgroup_parent'], own)
+                self.parent, self.cgroup = self.slice.unit, self.slice.cgroup
+            else:
+                self.parent = cgroup_parent_path(self.opts['cgroup_parent'], own)
+                self.cgroup = cgroup_lib.Cgroup(self.layout, self.parent.lstrip('/'))
         return self.cgroup
 
     def plan(self, captured, name):
@@ -1583,9 +1600,12 @@ class ArrivalConfinement:
         body = self.body(create_body(captured))
         shaped = {'Name': name, 'HostConfig': body.get('HostConfig') or {}}
         refusal = container_refusal(shaped, (worker.client.version() or {}).get('Version'), info, self.limits,
-                                    None)
+                                    None, cgroup_version=self.layout.version)
         if refusal:
             worker.fail('Cannot confine %s on arrival: %s' % (name, refusal[0]), **refusal[1])
+        quota = quota_refusal(self.limits) if self.slice else None
+        if quota:
+            worker.fail('Cannot confine %s on arrival: %s' % (name, quota))
         too_small = usage_refusal(name, self.limits, self.opts['source_usage'])
         if too_small:
             worker.fail(too_small, source_usage=self.opts['source_usage'],
@@ -1594,8 +1614,11 @@ class ArrivalConfinement:
         self.describe(level.read_limits() if level.exists() else None)
 
     def describe(self, limits):
+        cgroup = {'version': self.layout.version, 'path': '/' + self.cgroup.path if self.cgroup else self.parent}
+        if self.slice:
+            cgroup['systemd_slice'] = self.slice.unit
         self.worker.result['confinement'] = {
-            'how': 'arrival', 'cgroup': {'version': self.layout.version, 'path': self.parent},
+            'how': 'arrival', 'cgroup': cgroup,
             'limits': cgroup_lib.limits_for_display(dict((k, (limits or {}).get(k)) for k in self.limits)),
             'cgroupns_mode': self.cgroupns,
             'seccomp_profile': bool(self.opts['seccomp']), 'verified': None}
@@ -1603,9 +1626,17 @@ class ArrivalConfinement:
     def prepare_level(self, name):
         """The parent level and its limits, before the standby exists (nothing runs in it yet)."""
         level = self.level(name)
-        writes = level.plan(self.limits, level.read_limits() if level.exists() else None)
-        level.create(self.limits)
-        level.apply(writes)
+        before = level.read_limits() if level.exists() else None
+        writes = level.plan(self.limits, before)
+        if self.slice:
+            # systemd owns a slice's files: its limits are unit properties, read back from the files
+            if before is not None:
+                level.check_usage(writes)
+            self.slice.apply(self.limits, [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits],
+                             bool(writes or before is None))
+        else:
+            level.create(self.limits)
+            level.apply(writes)
         self.describe(level.read_limits())
 
     def body(self, body):
@@ -1652,7 +1683,8 @@ class ArrivalConfinement:
         problems = ['limit %s' % key for key in limits_mismatch(self.limits, found)]
         tasks = {}
         pid = (worker.client.inspect_container(cid).get('State') or {}).get('Pid')
-        own = cgroup_lib.Cgroup(self.layout, '%s/%s' % (level.path, cid))   # Docker's cgroupfs driver: <parent>/<id>
+        # Docker's cgroupfs driver: <parent>/<id>; its systemd driver: <slice>/docker-<id>.scope
+        own = self.slice.scope(cid) if self.slice else cgroup_lib.Cgroup(self.layout, '%s/%s' % (level.path, cid))
         for task in sorted(set(own.procs()) | set([pid] if pid else [])):
             tasks[task] = self.task_state(task, level)
         problems += ['task %d %s' % (task, what) for task, state in tasks.items() for what in state['problems']]

@@ -150,19 +150,22 @@ def test_limits_from_params_is_the_confine_normalisation():
 INFO = {'SecurityOptions': ['name=seccomp,profile=default'], 'CgroupDriver': 'cgroupfs'}
 
 
-@pytest.mark.parametrize('host_config, info, expected', [
-    ({}, INFO, None),
-    ({'Privileged': True}, INFO, 'is privileged'),
-    ({'PidMode': 'host'}, INFO, "shares the host's PID namespace"),
-    ({'Binds': ['/run:/run']}, INFO, 'exposes the socket /run/docker.sock'),
-    ({'Mounts': [{'Type': 'bind', 'Source': '/sys/fs/cgroup', 'Target': '/cg'}]}, INFO, 'host cgroup filesystem'),
-    ({}, {'SecurityOptions': ['name=apparmor']}, 'no seccomp support'),
-    ({}, dict(INFO, CgroupDriver='systemd'), 'systemd cgroup driver'),
-    ({'NanoCpus': 2000000000}, INFO, 'own CPU limit of 2.0 CPUs'),
+@pytest.mark.parametrize('host_config, info, version, expected', [
+    ({}, INFO, 1, None),
+    ({'Privileged': True}, INFO, 1, 'is privileged'),
+    ({'PidMode': 'host'}, INFO, 1, "shares the host's PID namespace"),
+    ({'Binds': ['/run:/run']}, INFO, 1, 'exposes the socket /run/docker.sock'),
+    ({'Mounts': [{'Type': 'bind', 'Source': '/sys/fs/cgroup', 'Target': '/cg'}]}, INFO, 1, 'host cgroup filesystem'),
+    ({}, {'SecurityOptions': ['name=apparmor']}, 1, 'no seccomp support'),
+    # systemd's slices are levels on cgroup v2 only
+    ({}, dict(INFO, CgroupDriver='systemd'), 1, 'supports that driver on cgroup v2 only'),
+    ({}, dict(INFO, CgroupDriver='systemd'), 2, None),
+    ({}, dict(INFO, CgroupDriver='nonesuch'), 2, 'nonesuch cgroup driver'),
+    ({'NanoCpus': 2000000000}, INFO, 2, 'own CPU limit of 2.0 CPUs'),
 ])
-def test_container_refusal(host_config, info, expected):
+def test_container_refusal(host_config, info, version, expected):
     refusal = cf.container_refusal({'Name': '/web-1', 'HostConfig': host_config}, '20.10.24', info,
-                                   {'cpu_quota': 50000, 'cpu_period': 100000}, None)
+                                   {'cpu_quota': 50000, 'cpu_period': 100000}, None, version)
     if expected is None:
         assert refusal is None
     else:

@@ -21,9 +21,11 @@ import pytest
 from ansible_collections.mtd.containers.plugins.module_utils import _bundle, _channel, _transfer
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils import _confine
+from ansible_collections.mtd.containers.plugins.module_utils import _systemd as systemd_lib
 from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import test_confine as confine_tests
+from ansible_collections.mtd.containers.tests.unit.plugins.module_utils import test_systemd as systemd_tests
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 model = fakes.model
@@ -967,6 +969,49 @@ def test_prepared_confined_creates_the_standby_under_the_limited_level(model, ke
         assert handle.read().strip() == '40'
     assert result['confinement']['how'] == 'arrival' and result['confinement']['cgroup']['path'] == '/mtd/it-web'
     assert result['confinement']['cgroupns_mode'] == 'host'
+
+
+@pytest.fixture
+def unified(tmp_path, monkeypatch):
+    """A cgroup v2 layout in tmp_path (Layout.from_host returns it) and a fake systemctl writing the slice's files."""
+    root = tmp_path / 'unified'
+    root.mkdir()
+    (root / 'cgroup.controllers').write_text('cpuset cpu io memory pids')
+    (root / 'cgroup.subtree_control').write_text('')
+    layout = cgroup_lib.Layout(2, {}, str(root))
+    monkeypatch.setattr(cgroup_lib.Layout, 'from_host', staticmethod(lambda prefer='auto', mountinfo_path=None: layout))
+    calls = []
+    slice_dir = root / 'mtd.slice' / 'mtd-it\\x2dweb.slice'
+    monkeypatch.setattr(systemd_lib, 'CmdRunner',
+                        lambda binary, timeout=None: systemd_tests.FakeSystemctl(slice_dir, calls=calls))
+    return slice_dir, calls
+
+
+def test_prepared_confined_under_the_systemd_driver_gives_the_slice_its_limits(model, unified):
+    slice_dir, calls = unified
+    unit = 'mtd-it\\x2dweb.slice'
+    model.info.update(CgroupVersion='2', CgroupDriver='systemd', SecurityOptions=['name=seccomp,profile=default'])
+    captured = copy.deepcopy(CAPTURED)
+    captured['host_config']['CgroupnsMode'] = 'private'
+    result = run(model, state='prepared', config=captured, confine=CONFINE)
+    inspect = model.container('it-web')
+    host_config, labels = inspect['HostConfig'], inspect['Config']['Labels']
+    # the parent is the slice unit (Docker's systemd driver), the limits its properties, read back from its files
+    assert host_config['CgroupParent'] == unit and host_config['CgroupnsMode'] == 'private'
+    assert labels['mtd.confine.arrival'] == unit and 'mtd.confine.cgroupns' not in labels
+    assert calls == [['set-property', unit, 'MemoryMax=%d' % (48 << 20), 'MemorySwapMax=0', 'TasksMax=40'],
+                     ['start', unit]]
+    assert (slice_dir / 'memory.max').read_text().strip() == str(48 << 20)
+    assert result['confinement']['cgroup'] == {'version': 2, 'path': '/mtd.slice/' + unit, 'systemd_slice': unit}
+    assert result['confinement']['limits'] == {'memory': 48 << 20, 'memory_swap': 48 << 20, 'pids': 40}
+
+
+def test_prepared_confined_under_the_systemd_driver_refuses_cgroup_v1(model, cgroupfs):
+    model.info.update(CgroupVersion='1', CgroupDriver='systemd', SecurityOptions=['name=seccomp,profile=default'])
+    captured = copy.deepcopy(CAPTURED)
+    captured['host_config']['CgroupnsMode'] = 'host'
+    result = run(model, fail=True, state='prepared', config=captured, confine=CONFINE)
+    assert 'supports that driver on cgroup v2 only' in result['msg'] and not model.container('it-web')
 
 
 @pytest.mark.parametrize('confine, captured_mode, expected', [
