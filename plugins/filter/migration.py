@@ -72,7 +72,7 @@ def migration_completed(record: Any, checkpoint: Any, restored: Any, memory: str
     restore job (async_status of mtd.containers.restore). Returns ``target_container_id``, ``precopy``,
     ``frozen_seconds`` (the target's resume minus the source's freeze, both hosts' clocks; None when
     either is unknown) and ``phases`` (the record's phases plus transfer, checkpoint, bytes, receive,
-    restore, memory and image_delivery), and ``frozen_at`` / ``resumed_at`` (the instants themselves, for
+    restore, memory, image_delivery and criu_adapted), and ``frozen_at`` / ``resumed_at`` (the instants themselves, for
     the run report's timeline).
     """
     record, cp, restored = _dict(record), _dict(checkpoint), _dict(restored)
@@ -89,6 +89,10 @@ def migration_completed(record: Any, checkpoint: Any, restored: Any, memory: str
         'restore': restored.get('timings'),
         'memory': memory,
         'image_delivery': _dict(restored.get('image_delivery')).get('used'),
+        # what the target changed in the images or CRIU's options for its own kernel and cgroups
+        'criu_adapted': {'manage_cgroups': restored.get('criu_manage_cgroups'),
+                         'cgroup_mounts': restored.get('criu_cgroup_mounts') or [],
+                         'mounts_dropped': restored.get('criu_mounts_dropped') or []},
     })
     return {
         'target_container_id': _dict(restored.get('container')).get('id'),

@@ -425,7 +425,7 @@ def restore_options(images_link: str, work: str, lazy: bool = False,
     ``images_link`` must be a symbolic link to the images (CRIU resolves a configured images-dir with
     readlink()); ``work`` receives restore.log. ``lazy`` makes the restored tasks fetch their memory
     from the ``criu lazy-pages`` daemon. ``manage_cgroups`` is CRIU's --manage-cgroups mode
-    (cross_cgroup_mode).
+    (restore_cgroup_mode).
     """
     options: Dict[str, Any] = {'images-dir': images_link, 'work-dir': work}
     if lazy:
@@ -468,19 +468,28 @@ def cgroup_mount_map(external: Sequence[Tuple[str, str]], images_version: Option
     return values
 
 
-def cross_cgroup_mode(images_version: Optional[int], host_version: Optional[int]) -> Optional[str]:
+def restore_cgroup_mode(images_version: Optional[int], host_version: Optional[int]) -> Optional[str]:
     """CRIU's --manage-cgroups mode for a restore of images made on cgroup ``images_version`` on a host with
     ``host_version`` (None: unknown). Pure.
 
-    The same kind: None (runc's own mode). Different kinds: ``ignore``. CRIU would rebuild the dump's
-    hierarchies (a v1 dump mounts v1 controllers, which a v2 host has bound to its unified hierarchy: "Can't
-    mount controller dir ...: Device or resource busy"); with ``ignore`` it leaves the restored tasks in the
-    cgroup that runc made for the new container (runc moves CRIU there before the restore), so the target's
-    engine and cgroup driver decide the cgroup, as for any container it starts.
+    ``ignore`` leaves the restored tasks in the cgroup runc made for the new container (runc moves CRIU there
+    before the restore), so the target's engine and cgroup driver decide the cgroup, as for any container it
+    starts - and nothing in the images (cgroup.img, written by the source) can place a task elsewhere:
+
+    - different kinds: CRIU would rebuild the dump's hierarchies (a v1 dump mounts v1 controllers, which a v2
+      host has bound to its unified hierarchy: "Can't mount controller dir ...: Device or resource busy");
+    - cgroup v2 on both: runc (1.1) hands CRIU the new container's cgroup as the root of the controller named
+      ``""``, which CRIU's unified set does not match, so CRIU put the tasks back at the path the dump names - the
+      source's ``/system.slice/docker-<id>.scope``, recreated on the target, outside the new container's cgroup
+      and its limits (measured on the lab's VM, 2026-12-02; confinement on arrival found them outside its slice).
+
+    cgroup v1 on both: None (runc's own mode; runc maps every controller's root to the new container's).
     """
-    if images_version is None or host_version is None or images_version == host_version:
+    if images_version is None or host_version is None:
         return None
-    return 'ignore'
+    if images_version != host_version or host_version == 2:
+        return 'ignore'
+    return None
 
 
 def start_from_checkpoint(start: Callable[[], Any], options: Optional[Mapping[str, Any]], owner: str) -> Any:

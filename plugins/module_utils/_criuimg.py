@@ -55,6 +55,7 @@ filter is inherited across fork, clone and execve and cannot be removed.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import stat
 import struct
@@ -402,6 +403,89 @@ def external_mounts(images_dir: str) -> List[Tuple[str, str]]:
     return found
 
 
+# Mounts on kernel files the target's kernel does not have (mountpoints-<id>.img: MntEntry, 1 = fstype,
+# 2 = mnt_id, 4 = parent_mnt_id, 6 = root, 7 = mountpoint)
+
+FSTYPE_PROC = 1
+FSTYPE_SYSFS = 2
+KERNEL_FS = {FSTYPE_PROC: '/proc', FSTYPE_SYSFS: '/sys'}
+
+
+class MountEntry(NamedTuple):
+    mnt_id: int
+    parent: int
+    fstype: int
+    root: str          # the mounted directory or file inside its filesystem (/ for a whole procfs)
+    mountpoint: str    # from the namespace's root
+
+
+def _plain(text: str) -> str:
+    """``/a/b`` from CRIU's ``./a/b``, ``a/b`` or ``/a/b``."""
+    return '/' + text.lstrip('.').lstrip('/')
+
+
+def _mount_entry(entry: bytes, name: str) -> MountEntry:
+    message = Message(entry, 'mount entry of %s' % name)
+    point, root = message.blob(7), message.blob(6)
+    mnt_id, parent, fstype = message.uint(2), message.uint(4), message.uint(1)
+    if point is None or root is None or mnt_id is None or parent is None or fstype is None:
+        raise CriuImageError('The CRIU image %s has a mount entry without its id, parent, type, root or '
+                             'mountpoint (a malformed image).' % name)
+    return MountEntry(mnt_id, parent, fstype, _plain(root.decode('utf-8', 'replace')),
+                      _plain(point.decode('utf-8', 'replace')))
+
+
+def absent_kernel_mounts(mounts: Sequence[MountEntry], exists: Any) -> List[MountEntry]:
+    """The mounts of one mount namespace that sit on a file of its procfs or sysfs which ``exists`` (a path of
+    this host's /proc or /sys -> bool) says this kernel does not have, and that have no mounts below them.
+
+    Docker masks kernel files (``/proc/sysrq-trigger`` read-only, ``/proc/kcore`` under /dev/null, ...) where
+    the source's kernel has them; CRIU restores every mount on its mountpoint and fails at one this kernel
+    lacks ("Can't stat mountpoint"). Such a mount hides a file that is not there: leaving it out takes
+    nothing from the restored container. A mountpoint that is not a plain path (``..``, ``//``) is never chosen.
+    """
+    # each procfs or sysfs mount: its mountpoint -> the directory of this host it shows (a bind of /proc/sys
+    # at /proc/sys shows /proc/sys)
+    kernel = dict((m.mountpoint, (KERNEL_FS[m.fstype] + m.root).rstrip('/')) for m in mounts
+                  if m.fstype in KERNEL_FS and posixpath.normpath(m.mountpoint) == m.mountpoint
+                  and posixpath.normpath(m.root) == m.root)
+    parents = set(m.parent for m in mounts)
+    found = []
+    for mount in mounts:
+        point = mount.mountpoint
+        if posixpath.normpath(point) != point or mount.mnt_id in parents:
+            continue
+        under = [k for k in kernel if k != point and point.startswith(k.rstrip('/') + '/')]
+        if not under:
+            continue
+        base = max(under, key=len)
+        if not exists(kernel[base] + point[len(base.rstrip('/')):]):
+            found.append(mount)
+    return found
+
+
+def drop_absent_kernel_mounts(images_dir: str, exists: Any = os.path.lexists) -> List[str]:
+    """Remove from the mountpoints images the mounts :func:`absent_kernel_mounts` finds; the mountpoints
+    removed (each file replaced atomically; none when nothing is absent). Refuses a malformed image before
+    anything is written."""
+    plans = []
+    for entry_name in sorted(os.listdir(images_dir)):
+        if not (entry_name.startswith('mountpoints-') and entry_name.endswith('.img')):
+            continue
+        path = os.path.join(images_dir, entry_name)
+        entries = split_image(read_image_file(path), MNTS_MAGIC, entry_name)
+        mounts = [_mount_entry(entry, entry_name) for entry in entries]
+        drop = set(m.mnt_id for m in absent_kernel_mounts(mounts, exists))
+        if drop:
+            kept = [entry for entry, mount in zip(entries, mounts) if mount.mnt_id not in drop]
+            plans.append((path, kept, [m.mountpoint for m in mounts if m.mnt_id in drop]))
+    dropped: List[str] = []
+    for path, kept, points in plans:
+        atomic_write(path, join_image(MNTS_MAGIC, kept), mode=_mode_of(path))
+        dropped.extend(points)
+    return dropped
+
+
 # ---------------------------------------------------------------------------------------------
 # The image set's seccomp state
 
@@ -448,12 +532,17 @@ def check_inventory(images_dir: str) -> int:
 
 
 def read_pstree(images_dir: str) -> List[Tuple[int, List[int]]]:
-    """(pid, thread ids) for every process of ``pstree.img``; ids bounded, unique, leader among threads."""
+    """(pid, thread ids) for every process of ``pstree.img``; ids bounded, unique, leader among threads.
+
+    A zombie is the exception: CRIU's dump never gives a dead task's one thread its id in the namespace
+    (``dump_task_threads`` runs for live tasks only), so its entry may list a stale id. A process whose one
+    thread is not itself is returned with the thread list ``[]``; :func:`read_image_set` accepts it only when
+    its core says it is dead."""
     entries = split_image(read_image_file(os.path.join(images_dir, 'pstree.img')), PSTREE_MAGIC, 'pstree.img')
     if not entries:
         raise CriuImageError('The CRIU image pstree.img holds no process.')
     seen = set()
-    result = []
+    result: List[Tuple[int, List[int]]] = []
     for payload in entries:
         message = Message(payload, 'pstree.img entry')
         pid = message.uint(1)
@@ -462,7 +551,13 @@ def read_pstree(images_dir: str) -> List[Tuple[int, List[int]]]:
             raise CriuImageError('The CRIU image pstree.img has a process with pid %r and %d threads (a '
                                  'malformed image).' % (pid, len(threads)))
         if pid not in threads:
-            raise CriuImageError('The CRIU image pstree.img lists process %d without its own thread.' % pid)
+            if len(threads) != 1:
+                raise CriuImageError('The CRIU image pstree.img lists process %d without its own thread.' % pid)
+            if pid in seen:
+                raise CriuImageError('The CRIU image pstree.img lists thread id %d twice or out of range.' % pid)
+            seen.add(pid)
+            result.append((pid, []))
+            continue
         for tid in threads:
             if not 0 < tid <= MAX_PID or tid in seen:
                 raise CriuImageError('The CRIU image pstree.img lists thread id %d twice or out of range.' % tid)
@@ -545,6 +640,11 @@ def read_image_set(images_dir: str, machine: Optional[str] = None) -> ImageSet:
     for pid, tids in read_pstree(images_dir):
         threads = []
         alive = True
+        if not tids:   # a zombie's entry (see read_pstree): only a dead task may be listed so
+            if _read_core(images_dir, pid, True, mtype)[2]:
+                raise CriuImageError('The CRIU image pstree.img lists process %d without its own thread.' % pid)
+            image_set.tasks.append(Task(pid, False, []))
+            continue
         for tid in [pid] + [tid for tid in tids if tid != pid]:
             core, thread_core, thread_alive = _read_core(images_dir, tid, tid == pid, mtype)
             alive = alive and thread_alive

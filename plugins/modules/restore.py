@@ -246,8 +246,9 @@ options:
       - Refused before anything is created (with O(state=prepared) that is before the source is frozen) - what
         M(mtd.containers.confine) refuses (privileged, host PID or IPC namespace, binds of the engine's socket or
         of the host's cgroupfs, no seccomp, a cgroup driver other than cgroupfs and, on cgroup v2, systemd, its
-        own CPU limit above the confinement's; under systemd a CPU quota CPUQuota= cannot express), an engine cgroup version other than the host's, a cgroup namespace mode the restore cannot
-        give (see O(confine.cgroupns)), and limits below O(confine.source_usage).
+        own CPU limit above the confinement's; under systemd a CPU quota CPUQuota= cannot express), an engine
+        cgroup version other than the host's, a cgroup namespace mode the restore cannot give (see
+        O(confine.cgroupns)), and limits below O(confine.source_usage).
       - After the start (O(state=started)) the limits of the level, the cgroup of every task of the container and
         their C(Seccomp) mode (V(2)) are read on this host; a difference fails the module (the caller rolls back),
         RV(confinement) reports them.
@@ -457,11 +458,23 @@ precopy_rounds:
 criu_manage_cgroups:
   description:
     - CRIU's C(--manage-cgroups) mode given through runc.conf when the images were made on another cgroup version
-      than this host's (cgroup v1 to v2 or back; with O(image_delivery=direct)). V(ignore) - CRIU does not rebuild
-      the source's hierarchies; the restored tasks stay in the cgroup the engine made for the new container.
-  returned: when O(state=started) restored images of another cgroup version
+      than this host's (cgroup v1 to v2 or back) or this host is on cgroup v2.
+      V(ignore) - CRIU does not rebuild the source's cgroups; the restored tasks stay in the cgroup the engine made
+      for the new container (on cgroup v2 runc's mapping of the new cgroup does not reach CRIU, which would put
+      them back at the source's path, outside the container's cgroup and its limits).
+  returned: when O(state=started) restored images of another cgroup version, or on a cgroup v2 host
   type: str
   sample: ignore
+criu_mounts_dropped:
+  description:
+    - Mounts of the images on files of the container's procfs or sysfs that this host's kernel does not have,
+      left out of the restore (the image's C(mountpoints-*.img) rewritten on this host): the source's engine
+      masked or made read-only a kernel file (C(/proc/sysrq-trigger), C(/proc/kcore), ...) that is not there,
+      and CRIU would fail at its mountpoint. Only mounts with nothing mounted below them are left out.
+  returned: when O(state=started) restored images that had such mounts
+  type: list
+  elements: str
+  sample: [/proc/sysrq-trigger]
 criu_cgroup_mounts:
   description:
     - The cgroup mounts of images made on the other cgroup version (runc's external C(/sys/fs/cgroup/<controller>)
@@ -566,7 +579,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     CriuError,
     RuncCriuOptions,
     cgroup_mount_map,
-    cross_cgroup_mode,
+    restore_cgroup_mode,
     find_criu,
     lazy_tls_options,
     log_seconds,
@@ -575,7 +588,12 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     start_lazy_pages_daemon,
 )
 from ansible_collections.mtd.containers.plugins.module_utils._criuimg import add_filter as add_seccomp_filter
-from ansible_collections.mtd.containers.plugins.module_utils._criuimg import cgroup_names, external_mounts, images_cgroup_version
+from ansible_collections.mtd.containers.plugins.module_utils._criuimg import (
+    cgroup_names,
+    drop_absent_kernel_mounts,
+    external_mounts,
+    images_cgroup_version,
+)
 from ansible_collections.mtd.containers.plugins.module_utils._docker import DockerError
 from ansible_collections.mtd.containers.plugins.module_utils._files import (
     atomic_write,
@@ -1128,6 +1146,9 @@ class Restorer(Worker):
         cp_name = check_name(manifest.get('checkpoint') or self.migration_id, 'The checkpoint name of the bundle')
         try:
             self.lay_back(inspect, captured)
+            dropped = drop_absent_kernel_mounts(os.path.join(self.bundle, CRIU_DIR))
+            if dropped:
+                self.result['criu_mounts_dropped'] = dropped
             if self.arrival:
                 self.arrival.add_filter(os.path.join(self.bundle, CRIU_DIR))
             if rounds:
@@ -1243,8 +1264,9 @@ class Restorer(Worker):
         if delivery['used'] == 'direct':
             placed = {'options': self.place_direct(images, target, lazy, cid=cid), 'marker_file': DESCRIPTORS}
         else:
+            mode = self.cgroup_mode(images)[2]
             self.result['place_method'] = move_tree(images, target)
-            placed = {'options': None, 'marker_file': 'inventory.img'}
+            placed = {'options': {'manage-cgroups': mode} if mode else None, 'marker_file': 'inventory.img'}
         placed.update(target=target, images=images, direct=delivery['used'] == 'direct')
         self.phase('place', t)
         return placed
@@ -1380,6 +1402,17 @@ class Restorer(Worker):
                 os.unlink(full)
             os.symlink(target, full)
 
+    def cgroup_mode(self, images):
+        """(images' cgroup version, this host's, CRIU's --manage-cgroups mode): see restore_cgroup_mode (on
+        cgroup v2, or across versions, the target's engine places the restored tasks)."""
+        names = cgroup_names(images)
+        images_version = None if names is None else images_cgroup_version(names)
+        host_version = cgroup_version(self.info)
+        mode = restore_cgroup_mode(images_version, host_version)
+        if mode:
+            self.result['criu_manage_cgroups'] = mode
+        return images_version, host_version, mode
+
     def place_direct(self, images, target, lazy=False, cid=None):
         """Give the engine only what runc itself reads (descriptors.json); CRIU gets the images' path
         through runc's CRIU configuration file. Returns the CRIU options for it."""
@@ -1400,13 +1433,7 @@ class Restorer(Worker):
             remove_tree(work)
         os.mkdir(work, 0o700)
         self.result['place_method'] = 'direct'
-        # images of a cgroup v1 host restored on cgroup v2 (or back): the target's engine places the tasks
-        names = cgroup_names(images)
-        images_version = None if names is None else images_cgroup_version(names)
-        host_version = cgroup_version(self.info)
-        mode = cross_cgroup_mode(images_version, host_version)
-        if mode:
-            self.result['criu_manage_cgroups'] = mode
+        images_version, host_version, mode = self.cgroup_mode(images)
         # the cgroup mounts of a dump made on the other cgroup version: an empty directory in the new container's
         # own engine directory (removed with the container)
         placeholder = os.path.join(self.data_root, 'containers', cid or 'none', CGROUP_PLACEHOLDER)
@@ -1672,6 +1699,8 @@ class ArrivalConfinement:
         if (inspect.get('HostConfig') or {}).get('CgroupParent') != self.parent or labels.get(ARRIVAL_LABEL) != self.parent:
             self.worker.fail('The standby %s was not created confined under %s (give the same confine to state=prepared '
                              'and state=started); nothing was started.' % (name, self.parent))
+        if self.cgroupns is None:   # state=started: the mode the standby was created with
+            self.cgroupns = (inspect.get('HostConfig') or {}).get('CgroupnsMode') or None
         if self.worker.result.get('confinement') is None:
             self.describe(level.read_limits())
 
@@ -1711,7 +1740,8 @@ class ArrivalConfinement:
         controllers = [c for c in cgroup_lib.MANAGED_CONTROLLERS if self.layout.version == 1] or ['']
         outside = cgroup_outside(paths, '/' + level.path, controllers)
         if outside:
-            problems.append('outside %s (%s)' % ('/' + level.path, ', '.join(outside)))
+            problems.append('outside %s (in %s)' % ('/' + level.path, ', '.join(
+                '%s%s' % ('%s:' % c if c else '', paths[c]) for c in outside)))
         if self.opts['seccomp'] and status['mode'] != 2:
             problems.append('without a seccomp filter (Seccomp %s)' % status['mode'])
         expected = self.expected.get(namespace_pid(status_text))

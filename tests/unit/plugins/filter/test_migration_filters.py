@@ -151,6 +151,7 @@ def test_completed_record():
             'checkpoint': {'dump': 0.4, 'send': 0.3}, 'bytes': {'criu': 10, 'total': 30},
             'receive': {'seconds': 0.31, 'bytes_received': 20},
             'restore': {'restore': 0.5}, 'memory': 'copy', 'image_delivery': 'direct',
+            'criu_adapted': {'manage_cgroups': None, 'cgroup_mounts': [], 'mounts_dropped': []},
         },
     }
     assert record['phases'] == {'prepare': {'pull': 1}, 'memory': 'copy'}, 'the input record was changed'
@@ -166,6 +167,11 @@ def test_completed_without_clocks_or_optional_results():
     assert extra['frozen_at'] is None and extra['resumed_at'] == 5
     assert extra['precopy'] == {'used': False, 'reason': 'earlier'}
     assert extra['phases']['receive'] == {'seconds': None, 'bytes_received': None}
+    # a VM (cgroup v2) -> lab-1 restore: what the target adapted is in the record
+    restored = dict(restored, criu_manage_cgroups='ignore', criu_cgroup_mounts=['/sys/fs/cgroup'],
+                    criu_mounts_dropped=['/proc/sysrq-trigger'])
+    assert migration_completed(record, cp, restored)['phases']['criu_adapted'] == {
+        'manage_cgroups': 'ignore', 'cgroup_mounts': ['/sys/fs/cgroup'], 'mounts_dropped': ['/proc/sysrq-trigger']}
     assert extra['phases']['image_delivery'] is None
 
 

@@ -25,7 +25,7 @@ from ansible_collections.mtd.containers.plugins.module_utils._criu import (
     Runc,
     RuncCriuOptions,
     cgroup_mount_map,
-    cross_cgroup_mode,
+    restore_cgroup_mode,
     find_criu,
     lazy_pages_blocker,
     lazy_tls_options,
@@ -428,12 +428,13 @@ def test_runc_checkpoint_args_for_pre_dump_rounds_and_the_final_dump():
 
 
 @pytest.mark.parametrize('images, host, mode', [
-    (1, 1, None), (2, 2, None),            # the same kind: runc's own mode
+    (1, 1, None),                          # v1 on both: runc's own mode (it maps every controller's root)
+    (2, 2, 'ignore'),                      # v2 on both: runc's root does not match CRIU's unified set
     (1, 2, 'ignore'), (2, 1, 'ignore'),    # lab-1 (v1) -> the VM (v2) and back
     (None, 2, None), (1, None, None),      # unknown: nothing changes
 ])
-def test_cross_cgroup_mode(images, host, mode):
-    assert cross_cgroup_mode(images, host) == mode
+def test_restore_cgroup_mode(images, host, mode):
+    assert restore_cgroup_mode(images, host) == mode
 
 
 def test_restore_options_with_a_manage_cgroups_mode():
