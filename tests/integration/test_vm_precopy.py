@@ -11,10 +11,10 @@ stop for a documented reason, every round is listed with its pages, prediction a
 freeze writes fewer pages than the stop-and-copy dump, and the container restored from the bundle (the
 pre-copy chain: ``precopy/1..N`` and the ``parent`` links, with ``image_delivery: direct``) counts on.
 
-The source and the target are the same VM for now: the namespace lab hosts cannot reach the VM yet (their
-network is being built). The source (``SOURCE``) and target (``TARGET``) are inventory names of this test;
-pointing ``TARGET`` at a lab host and adding ``send``/``receive`` (as roles/migrate does) makes it a real
-VM -> lab-1 migration. Few runs on purpose: the guest runs under TCG, about 15 times slower.
+The source and the target are the same VM here, so that the module-level numbers (the rounds' pages against the
+stop-and-copy dump of the same workload) come from one kernel; the role's pre-copy migration from the guest to
+lab-1 (another kernel, cgroup v1, Docker 20.10) is test_vm_migrate's ``precopy`` case. Few runs on purpose: the
+guest runs under TCG, about 15 times slower.
 """
 
 from __future__ import annotations
