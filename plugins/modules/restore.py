@@ -468,7 +468,7 @@ criu_manage_cgroups:
 criu_mounts_dropped:
   description:
     - Mounts of the images on files of the container's procfs or sysfs that this host's kernel does not have,
-      left out of the restore (the image's C(mountpoints-*.img) rewritten on this host): the source's engine
+      left out of the restore (the image's C(mountpoints-*.img) rewritten on this host) - the source's engine
       masked or made read-only a kernel file (C(/proc/sysrq-trigger), C(/proc/kcore), ...) that is not there,
       and CRIU would fail at its mountpoint. Only mounts with nothing mounted below them are left out.
   returned: when O(state=started) restored images that had such mounts
