@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdResult
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
+from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2  # noqa: F401 (a fixture)
 from ansible_collections.mtd.containers.plugins.module_utils._systemd import (
     SliceLevel,
     quota_refusal,
@@ -47,12 +48,8 @@ class FakeSystemctl:
 
 
 @pytest.fixture
-def layout(tmp_path):
-    root = tmp_path / 'unified'
-    root.mkdir()
-    (root / 'cgroup.controllers').write_text('cpuset cpu io memory pids')
-    (root / 'cgroup.subtree_control').write_text('')
-    return cgroup_lib.Layout(2, {}, str(root))
+def layout(v2):
+    return v2
 
 
 def slice_dir(layout):

@@ -11,6 +11,7 @@ import copy
 import fcntl
 import json
 import os
+import pathlib
 import stat
 import socket
 import threading
@@ -26,6 +27,7 @@ from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import test_confine as confine_tests
 from ansible_collections.mtd.containers.tests.unit.plugins.module_utils import test_systemd as systemd_tests
+from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2  # noqa: F401 (a fixture)
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 model = fakes.model
@@ -972,13 +974,9 @@ def test_prepared_confined_creates_the_standby_under_the_limited_level(model, ke
 
 
 @pytest.fixture
-def unified(tmp_path, monkeypatch):
+def unified(v2, monkeypatch):
     """A cgroup v2 layout in tmp_path (Layout.from_host returns it) and a fake systemctl writing the slice's files."""
-    root = tmp_path / 'unified'
-    root.mkdir()
-    (root / 'cgroup.controllers').write_text('cpuset cpu io memory pids')
-    (root / 'cgroup.subtree_control').write_text('')
-    layout = cgroup_lib.Layout(2, {}, str(root))
+    layout, root = v2, pathlib.Path(v2.unified)
     monkeypatch.setattr(cgroup_lib.Layout, 'from_host', staticmethod(lambda prefer='auto', mountinfo_path=None: layout))
     calls = []
     slice_dir = root / 'mtd.slice' / 'mtd-it\\x2dweb.slice'
