@@ -328,13 +328,18 @@ def v1(tmp_path):
     return cg.Layout(1, mounts, None)
 
 
-@pytest.fixture
-def v2(tmp_path):
+def v2_layout(tmp_path):
+    """A cgroup v2 hierarchy in ``tmp_path/unified`` with the usual controllers, and its Layout."""
     root = tmp_path / 'unified'
     root.mkdir()
     (root / 'cgroup.controllers').write_text('cpuset cpu io memory pids')
     (root / 'cgroup.subtree_control').write_text('')
     return cg.Layout(2, {}, str(root))
+
+
+@pytest.fixture
+def v2(tmp_path):
+    return v2_layout(tmp_path)
 
 
 def test_v1_ensure_creates_writes_in_order_and_is_idempotent(v1):

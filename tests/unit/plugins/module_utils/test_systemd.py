@@ -14,12 +14,12 @@ import pytest
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdResult
 from ansible_collections.mtd.containers.plugins.module_utils._common import MtdError
-from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2  # noqa: F401 (a fixture)
 from ansible_collections.mtd.containers.plugins.module_utils._systemd import (
     SliceLevel,
     quota_refusal,
     uses_systemd_driver,
 )
+from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2_layout
 
 MiB = 1 << 20
 FILES = {'MemoryMax': 'memory.max', 'MemorySwapMax': 'memory.swap.max', 'TasksMax': 'pids.max'}
@@ -48,8 +48,8 @@ class FakeSystemctl:
 
 
 @pytest.fixture
-def layout(v2):
-    return v2
+def layout(tmp_path):
+    return v2_layout(tmp_path)
 
 
 def slice_dir(layout):

@@ -27,7 +27,7 @@ from ansible_collections.mtd.containers.plugins.modules import restore
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import migration_fakes as fakes
 from ansible_collections.mtd.containers.tests.unit.plugins.modules import test_confine as confine_tests
 from ansible_collections.mtd.containers.tests.unit.plugins.module_utils import test_systemd as systemd_tests
-from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2  # noqa: F401 (a fixture)
+from ansible_collections.mtd.containers.tests.unit.plugins.module_utils.test_cgroup import v2_layout
 from ansible_collections.mtd.containers.tests.unit.plugins.modules.module_harness import free_port
 
 model = fakes.model
@@ -974,9 +974,10 @@ def test_prepared_confined_creates_the_standby_under_the_limited_level(model, ke
 
 
 @pytest.fixture
-def unified(v2, monkeypatch):
+def unified(tmp_path, monkeypatch):
     """A cgroup v2 layout in tmp_path (Layout.from_host returns it) and a fake systemctl writing the slice's files."""
-    layout, root = v2, pathlib.Path(v2.unified)
+    layout = v2_layout(tmp_path)
+    root = pathlib.Path(layout.unified)
     monkeypatch.setattr(cgroup_lib.Layout, 'from_host', staticmethod(lambda prefer='auto', mountinfo_path=None: layout))
     calls = []
     slice_dir = root / 'mtd.slice' / 'mtd-it\\x2dweb.slice'
