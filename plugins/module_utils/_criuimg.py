@@ -436,30 +436,31 @@ def _mount_entry(entry: bytes, name: str) -> MountEntry:
 
 
 def absent_kernel_mounts(mounts: Sequence[MountEntry], exists: Any) -> List[MountEntry]:
-    """The mounts of one mount namespace that sit on a file of its procfs or sysfs which ``exists`` (a path of
-    this host's /proc or /sys -> bool) says this kernel does not have, and that have no mounts below them.
+    """The mounts of one mount namespace that are mounted on a procfs or sysfs mount, at a file which ``exists``
+    (a path of this host's /proc or /sys -> bool) says this kernel does not have, and that have no mounts below
+    them.
 
     Docker masks kernel files (``/proc/sysrq-trigger`` read-only, ``/proc/kcore`` under /dev/null, ...) where
     the source's kernel has them; CRIU restores every mount on its mountpoint and fails at one this kernel
     lacks ("Can't stat mountpoint"). Such a mount hides a file that is not there: leaving it out takes
     nothing from the restored container. A mountpoint that is not a plain path (``..``, ``//``) is never chosen.
     """
-    # each procfs or sysfs mount: its mountpoint -> the directory of this host it shows (a bind of /proc/sys
-    # at /proc/sys shows /proc/sys)
-    kernel = dict((m.mountpoint, (KERNEL_FS[m.fstype] + m.root).rstrip('/')) for m in mounts
+    # each procfs or sysfs mount: its id -> (its mountpoint, the directory of this host it shows; a bind of
+    # /proc/sys at /proc/sys shows /proc/sys)
+    kernel = dict((m.mnt_id, (m.mountpoint, (KERNEL_FS[m.fstype] + m.root).rstrip('/'))) for m in mounts
                   if m.fstype in KERNEL_FS and posixpath.normpath(m.mountpoint) == m.mountpoint
                   and posixpath.normpath(m.root) == m.root)
     parents = set(m.parent for m in mounts)
     found = []
     for mount in mounts:
         point = mount.mountpoint
-        if posixpath.normpath(point) != point or mount.mnt_id in parents:
+        if posixpath.normpath(point) != point or mount.mnt_id in parents or mount.parent not in kernel:
             continue
-        under = [k for k in kernel if k != point and point.startswith(k.rstrip('/') + '/')]
-        if not under:
+        # mounted on a procfs or sysfs mount (not on a tmpfs that sits on one, as /sys/fs/cgroup/<controller>)
+        base, shown = kernel[mount.parent]
+        if not point.startswith(base.rstrip('/') + '/'):
             continue
-        base = max(under, key=len)
-        if not exists(kernel[base] + point[len(base.rstrip('/')):]):
+        if not exists(shown + point[len(base.rstrip('/')):]):
             found.append(mount)
     return found
 

@@ -570,11 +570,16 @@ def test_a_mount_with_mounts_below_it_or_an_unplain_path_is_kept(tmp_path):
               kernel_mount(30, 21, 5, '/', '/proc/gone'),
               kernel_mount(31, 30, 5, '/', '/proc/gone/below'),
               kernel_mount(32, 21, 5, '/', '/proc/../etc'),
-              kernel_mount(33, 20, 5, '/', '/procfoo')]
+              kernel_mount(33, 20, 5, '/', '/procfoo'),
+              kernel_mount(34, 21, 5, '/null', '/proc/gone2'),
+              # runc's cgroup v1 mounts sit on a tmpfs on /sys, not on sysfs itself: never chosen
+              kernel_mount(40, 20, ci.FSTYPE_SYSFS, '/', '/sys'),
+              kernel_mount(41, 40, 5, '/', '/sys/fs/cgroup'),
+              kernel_mount(42, 41, 12, '/', '/sys/fs/cgroup/memory')]
     write(tmp_path, 'mountpoints-13.img', ci.MNTS_MAGIC, mounts)
-    # /proc/gone has a mount below it (kept; CRIU reports it), below is dropped; ../etc and /procfoo are not
-    # below the procfs mount
-    assert ci.drop_absent_kernel_mounts(str(tmp_path), lambda path: False) == ['/proc/gone/below']
+    # /proc/gone has a mount below it (kept; CRIU reports it) and below is on that tmpfs, not on procfs; ../etc
+    # and /procfoo are not below the procfs mount; /sys/fs/cgroup/memory is on the tmpfs at /sys/fs/cgroup
+    assert ci.drop_absent_kernel_mounts(str(tmp_path), lambda path: False) == ['/proc/gone2']
 
 
 def test_a_malformed_mount_entry_is_refused_and_nothing_is_written(tmp_path):
