@@ -27,7 +27,8 @@ if ! bash lab/lab.sh up; then
 fi
 
 step "unit + integration tests"
-bash scripts/pytest.sh -rs tests/unit tests/integration "$@"
+# --durations: the slowest tests in the log, to keep the whole command well under 45 min
+bash scripts/pytest.sh -rs --durations=40 tests/unit tests/integration "$@"
 rc=$?
 # pytest exit 5 = no tests collected: a missing suite is a failure, never a pass.
 [ $rc -eq 0 ] || failed+=("pytest(rc=$rc)")
