@@ -170,10 +170,18 @@ def test_confined_on_arrival_on_a_systemd_slice(tmp_path, workload):
               register: seen
               changed_when: false
 
+            - name: Idempotent - confine (the recreate path) takes the arrival confinement as its own
+              mtd.containers.confine:
+                mode: container
+                name: "{{ ctr }}"
+                limits: "{{ confine.limits }}"
+              register: again
+
             - name: What was measured, for the test's checks
               ansible.builtin.copy:
                 content: "{{ {'before': before.stdout_lines, 'predicted': predicted, 'after_check': after_check.stdout,
-                              'prepared': prepared, 'restored': restored, 'seen': seen.stdout_lines} | to_json }}"
+                              'prepared': prepared, 'restored': restored, 'seen': seen.stdout_lines,
+                              'again': again} | to_json }}"
                 dest: %(result)s
                 mode: "0600"
               delegate_to: localhost
@@ -193,6 +201,9 @@ def test_confined_on_arrival_on_a_systemd_slice(tmp_path, workload):
     assert lines[1].startswith('0::/mtd.slice/%s/docker-' % unit) and lines[1].endswith('.scope'), lines
     assert lines[2:6] == [str(48 << 20), '0', '50000 100000', '40'], lines
     assert lines[6:8] == [str(48 << 20), '40'], lines
+    again = seen['again']
+    assert not again['changed'] and not again['container']['recreated'], again
+    assert again['container']['id'] == restored['container']['id'] and again['cgroup']['systemd_slice'] == unit, again
     # the memory state went on: no gap, no repeat in the layer and the volume, stdout continues
     last = int(seen['before'][0])
     counted = guest('docker exec %s cat /state/counter.log; echo ---; cat %s/counter.log; echo ---; '
