@@ -15,7 +15,7 @@ This is a private module_utils file (leading underscore): its API may change wit
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.mtd.containers.plugins.module_utils import _cgroup as cgroup_lib
 from ansible_collections.mtd.containers.plugins.module_utils._cmd import CmdRunner
@@ -59,24 +59,32 @@ class SliceLevel:
         """The cgroup Docker's systemd driver gives the container ``cid`` below this slice."""
         return cgroup_lib.Cgroup(self.layout, '%s/docker-%s.scope' % (self.cgroup.path, cid))
 
-    def apply(self, limits: Dict[str, Any], keys: Sequence[str], write: bool) -> Optional[Dict[str, Any]]:
-        """Give the slice ``limits`` as unit properties (when ``write``), start it and read its files back:
-        the limits they hold; MtdError when one of ``keys`` differs (systemd rewrites the files of the
-        slices it manages whenever it realises a unit below them, so only its properties last)."""
+    def apply(self, limits: Dict[str, Any], before: Optional[Dict[str, Any]],
+              writes: Sequence[Any]) -> Tuple[Optional[Dict[str, Any]], bool]:
+        """Give the slice ``limits`` as unit properties, start it and read its files back: ``(the limits they
+        hold, whether properties were set)``. ``before`` is the level's limits (None: no level yet) and
+        ``writes`` the cgroup plan against them (``Cgroup.plan``): limits below the current usage are refused
+        first, and the properties are set when the level is new or the plan has writes. MtdError when a file
+        does not hold its limit (systemd rewrites the files of the slices it manages whenever it realises a
+        unit below them, so only its properties last)."""
         refusal = quota_refusal(limits)
         if refusal:
             raise MtdError(refusal)
+        if before is not None:
+            self.cgroup.check_usage(writes)
+        write = bool(writes) or before is None
         if write:
             self.systemctl.run(['set-property', self.unit] + slice_properties(limits), check=True,
                                what='systemctl set-property %s' % self.unit)
         self.systemctl.run(['start', self.unit], check=True, what='systemctl start %s' % self.unit)
         after = self.cgroup.read_limits()
-        wrong: List[str] = [key for key in keys if (after or {}).get(key) != limits[key]]
+        wrong: List[str] = [key for key in cgroup_lib.LIMIT_KEYS if key in limits
+                            and (after or {}).get(key) != limits[key]]
         if wrong:
             raise MtdError('The slice %s does not hold the limits systemd was given (%s differ in %s); check '
                            'systemctl show %s.' % (self.unit, ', '.join(wrong), self.cgroup.directory(), self.unit),
                            limits=after)
-        return after
+        return after, write
 
     def remove(self) -> None:
         """Stop the slice and drop its properties (best effort: used on a failure path)."""

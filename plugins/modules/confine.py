@@ -852,9 +852,13 @@ class ContainerConfiner(Confiner):
     def __init__(self, mod: MtdModule) -> None:
         super().__init__(mod)
         self.client = mod.docker
-        # Docker's systemd cgroup driver: the level is this slice unit (None with the cgroupfs driver).
-        self.slice: Optional[str] = None
+        # Docker's systemd cgroup driver: the level is this slice (None with the cgroupfs driver).
         self.slice_level: Optional[SliceLevel] = None
+
+    @property
+    def slice(self) -> Optional[str]:
+        """The slice unit of the level under the systemd driver, else None."""
+        return self.slice_level.unit if self.slice_level else None
 
     def engine_socket(self) -> Optional[str]:
         host = self.client.docker_host
@@ -931,8 +935,8 @@ class ContainerConfiner(Confiner):
               writes: Any, plan: Tuple[Dict[str, Any], bool, List[str]]) -> None:
         """Write the limits; recreate the container when it differs from the plan; verify it."""
         desired, cgroupns, differences = plan
-        if self.slice:
-            self.apply_slice(cgroup, before, writes)
+        if self.slice_level is not None:
+            self.apply_slice(self.slice_level, before, writes)
         else:
             self.apply_limits(cgroup, writes)
         cid = inspect['Id']
@@ -959,18 +963,12 @@ class ContainerConfiner(Confiner):
         if not uses_systemd_driver(info):
             return self.level(name)
         self.slice_level = SliceLevel(self.layout, self.params['cgroup_parent'], name)
-        self.slice = self.slice_level.unit
         return self.slice_level.cgroup
 
-    def apply_slice(self, cgroup: cgroup_lib.Cgroup, before: Optional[Dict[str, Any]], writes: Any) -> None:
+    def apply_slice(self, level: SliceLevel, before: Optional[Dict[str, Any]], writes: Any) -> None:
         """The slice's limits as unit properties, read back from its files."""
-        if self.slice_level is None:   # pragma: no cover - apply calls it for a slice only
-            raise MtdError('The confinement level is not a systemd slice.')
-        if before is not None:
-            cgroup.check_usage(writes)
-        write = bool(writes or before is None)
-        after = self.slice_level.apply(self.limits, self.managed_keys(), write)
-        if write:
+        after, written = level.apply(self.limits, before, writes)
+        if written:
             self.result['changed'] = True
         self.result['limits'] = project(after, self.managed_keys())
         self.diff['after']['cgroup']['limits'] = self.result['limits']

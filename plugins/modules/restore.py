@@ -1657,10 +1657,7 @@ class ArrivalConfinement:
         writes = level.plan(self.limits, before)
         if self.slice:
             # systemd owns a slice's files: its limits are unit properties, read back from the files
-            if before is not None:
-                level.check_usage(writes)
-            self.slice.apply(self.limits, [k for k in cgroup_lib.LIMIT_KEYS if k in self.limits],
-                             bool(writes or before is None))
+            self.slice.apply(self.limits, before, writes)
         else:
             level.create(self.limits)
             level.apply(writes)

@@ -72,15 +72,15 @@ def test_apply_sets_the_properties_starts_and_reads_back(layout):
     fake = FakeSystemctl(slice_dir(layout))
     level = SliceLevel(layout, 'mtd', 'web-1', fake)
     limits = cgroup_lib.normalise_limits(memory='48m', pids=40)
-    keys = [k for k in cgroup_lib.LIMIT_KEYS if k in limits]
-    after = level.apply(limits, keys, write=True)
+    after, written = level.apply(limits, None, [])     # a new level: its properties are set
+    assert written
     assert fake.calls == [['set-property', 'mtd-web\\x2d1.slice', 'MemoryMax=%d' % (48 * MiB), 'MemorySwapMax=0',
                            'TasksMax=40'],
                           ['start', 'mtd-web\\x2d1.slice']]
     assert after['memory'] == 48 * MiB and after['memory_swap'] == 48 * MiB and after['pids'] == 40
     # nothing to write: the slice is only started (realised) and read
     fake.calls = []
-    assert level.apply(limits, keys, write=False) == after
+    assert level.apply(limits, after, []) == (after, False)
     assert fake.calls == [['start', 'mtd-web\\x2d1.slice']]
 
 
@@ -89,7 +89,7 @@ def test_apply_fails_when_the_files_do_not_hold_the_limits(layout):
     level = SliceLevel(layout, 'mtd', 'web-1', fake)
     limits = cgroup_lib.normalise_limits(memory='48m', pids=40)
     with pytest.raises(MtdError, match=r'does not hold the limits systemd was given \(pids differ'):
-        level.apply(limits, ['memory', 'pids'], write=True)
+        level.apply(limits, None, [])
 
 
 def test_a_quota_systemd_cannot_express_is_refused_before_any_call(layout):
@@ -99,7 +99,7 @@ def test_a_quota_systemd_cannot_express_is_refused_before_any_call(layout):
     limits = {'cpu_quota': 12345, 'cpu_period': 100000}
     assert 'round cpus to a multiple of 0.0001' in quota_refusal(limits)
     with pytest.raises(MtdError, match='systemd cannot express'):
-        level.apply(limits, ['cpu_quota'], write=True)
+        level.apply(limits, None, [])
     assert fake.calls == []
     assert quota_refusal({'cpu_quota': 50000, 'cpu_period': 100000}) is None
     assert quota_refusal({}) is None
@@ -115,3 +115,16 @@ def test_remove_stops_and_reverts(layout):
     ({'CgroupDriver': 'systemd'}, True), ({'CgroupDriver': 'cgroupfs'}, False), ({}, False), (None, False)])
 def test_uses_systemd_driver(info, expected):
     assert uses_systemd_driver(info) is expected
+
+
+def test_limits_below_the_slices_usage_are_refused_before_any_call(layout):
+    fake = FakeSystemctl(slice_dir(layout))
+    level = SliceLevel(layout, 'mtd', 'web-1', fake)
+    level.apply(cgroup_lib.normalise_limits(pids=100), None, [])
+    (slice_dir(layout) / 'pids.current').write_text('50\n')
+    fake.calls = []
+    limits = cgroup_lib.normalise_limits(pids=40)
+    before = level.cgroup.read_limits()
+    with pytest.raises(cgroup_lib.CgroupError, match='below the current usage'):
+        level.apply(limits, before, level.cgroup.plan(limits, before))
+    assert fake.calls == []
