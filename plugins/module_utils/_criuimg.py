@@ -379,15 +379,23 @@ def images_cgroup_version(names: Sequence[str]) -> int:
 # The image set's external mounts (mountpoints-<id>.img: MntEntry, 7 = mountpoint, 18 = ext_key)
 
 
+def mountpoints_images(images_dir: str) -> List[Tuple[str, str, List[bytes]]]:
+    """(file name, path, entries) of every mountpoints-<id>.img of the set (one per mount namespace), in name
+    order. Refuses a malformed image."""
+    found = []
+    for entry_name in sorted(os.listdir(images_dir)):
+        if entry_name.startswith('mountpoints-') and entry_name.endswith('.img'):
+            path = os.path.join(images_dir, entry_name)
+            found.append((entry_name, path, split_image(read_image_file(path), MNTS_MAGIC, entry_name)))
+    return found
+
+
 def external_mounts(images_dir: str) -> List[Tuple[str, str]]:
     """(mountpoint, key) of every mount the dump recorded as external (a key the restore must map), in the
     order of the mountpoints images. Refuses a malformed image."""
     found: List[Tuple[str, str]] = []
-    for entry_name in sorted(os.listdir(images_dir)):
-        if not (entry_name.startswith('mountpoints-') and entry_name.endswith('.img')):
-            continue
-        path = os.path.join(images_dir, entry_name)
-        for entry in split_image(read_image_file(path), MNTS_MAGIC, entry_name):
+    for entry_name, _path, entries in mountpoints_images(images_dir):
+        for entry in entries:
             mountpoint = key = None
             for field in decode_fields(entry, 'mount entry'):
                 if field.wire != WIRE_BYTES:
@@ -458,9 +466,8 @@ def absent_kernel_mounts(mounts: Sequence[MountEntry], exists: Any) -> List[Moun
             continue
         # mounted on a procfs or sysfs mount (not on a tmpfs that sits on one, as /sys/fs/cgroup/<controller>)
         base, shown = kernel[mount.parent]
-        if not point.startswith(base.rstrip('/') + '/'):
-            continue
-        if not exists(shown + point[len(base.rstrip('/')):]):
+        prefix = base.rstrip('/')
+        if point.startswith(prefix + '/') and not exists(shown + point[len(prefix):]):
             found.append(mount)
     return found
 
@@ -470,11 +477,7 @@ def drop_absent_kernel_mounts(images_dir: str, exists: Any = os.path.lexists) ->
     removed (each file replaced atomically; none when nothing is absent). Refuses a malformed image before
     anything is written."""
     plans = []
-    for entry_name in sorted(os.listdir(images_dir)):
-        if not (entry_name.startswith('mountpoints-') and entry_name.endswith('.img')):
-            continue
-        path = os.path.join(images_dir, entry_name)
-        entries = split_image(read_image_file(path), MNTS_MAGIC, entry_name)
+    for entry_name, path, entries in mountpoints_images(images_dir):
         mounts = [_mount_entry(entry, entry_name) for entry in entries]
         drop = set(m.mnt_id for m in absent_kernel_mounts(mounts, exists))
         if drop:

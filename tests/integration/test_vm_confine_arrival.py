@@ -123,7 +123,7 @@ def test_confined_on_arrival_on_a_systemd_slice(tmp_path, workload):
               failed_when: small is not failed or small.msg is not search('pids limit')
 
             - name: The confined standby (check mode first - nothing is created)
-              mtd.containers.restore:
+              mtd.containers.restore: &standby
                 migration_id: "{{ ctr }}"
                 state: prepared
                 config: "{{ ck.config }}"
@@ -141,12 +141,7 @@ def test_confined_on_arrival_on_a_systemd_slice(tmp_path, workload):
               changed_when: false
 
             - name: The confined standby
-              mtd.containers.restore:
-                migration_id: "{{ ctr }}"
-                state: prepared
-                config: "{{ ck.config }}"
-                confine: "{{ confine }}"
-                policy: "{{ policy }}"
+              mtd.containers.restore: *standby     # the same arguments, for real
               register: prepared
 
             - name: Restore into it
